@@ -1,0 +1,9 @@
+//! The Ansible dialect tend reads.
+
+pub mod diag;
+pub mod yaml;
+
+pub use diag::{Diag, Diags};
+pub mod template;
+
+pub use template::{Layer, Scope, Templar, TemplateError};

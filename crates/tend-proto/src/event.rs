@@ -1,0 +1,90 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Loc, Value};
+
+/// One thing that happened during a run. The human printer, `--output json`, the recap file and
+/// (later) the audit store are all consumers of this one stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    PlayStart {
+        name: String,
+        hosts: Vec<String>,
+    },
+    TaskStart {
+        host: String,
+        name: String,
+        loc: Loc,
+        handler: bool,
+    },
+    /// One item of a looped task.
+    ItemResult {
+        host: String,
+        task: String,
+        status: ResultStatus,
+        label: String,
+        result: Value,
+    },
+    TaskResult(TaskResult),
+    Warning {
+        host: Option<String>,
+        msg: String,
+    },
+    /// A host finished the play; `stats` are its counters for this play.
+    HostDone {
+        host: String,
+        stats: HostStats,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+    Unreachable,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub host: String,
+    pub task: String,
+    pub loc: Loc,
+    pub status: ResultStatus,
+    /// A failure that `ignore_errors` turned into a continue.
+    #[serde(default)]
+    pub ignored: bool,
+    #[serde(default)]
+    pub handler: bool,
+    /// The registered result, with secrets already replaced (no_log).
+    pub result: Value,
+    /// `--diff` output: Ansible-shaped `{before, after, before_header, after_header}` records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<Value>,
+}
+
+/// The per-host counters of a PLAY RECAP, counted as ansible-core counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStats {
+    pub ok: u32,
+    pub changed: u32,
+    pub unreachable: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub rescued: u32,
+    pub ignored: u32,
+}
+
+impl HostStats {
+    pub fn add(&mut self, other: &HostStats) {
+        self.ok += other.ok;
+        self.changed += other.changed;
+        self.unreachable += other.unreachable;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.rescued += other.rescued;
+        self.ignored += other.ignored;
+    }
+}

@@ -1,0 +1,234 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Loc, Value, Vars};
+
+/// Version of the controller ↔ agent wire format. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Everything one host needs to run one play: its variables, the task tree with templates left
+/// unrendered, and the handlers. The agent renders and runs it locally.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Program {
+    pub version: u32,
+    pub host: String,
+    pub play: PlayInfo,
+    /// Variable layers, lowest precedence first (role defaults … extra vars). Facts, registered
+    /// results and task-scoped vars are layered in by the agent as it runs.
+    pub layers: Vec<VarLayer>,
+    /// Roles this play uses; tasks point into this list.
+    pub roles: Vec<RoleInfo>,
+    pub tasks: Vec<Task>,
+    pub handlers: Vec<Handler>,
+    pub options: RunOptions,
+}
+
+/// One named layer of variables. `templated` layers hold user-written values that are rendered
+/// when read (Ansible's lazy templating); other layers hold data that is never rendered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VarLayer {
+    pub name: String,
+    pub templated: bool,
+    pub vars: Vars,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PlayInfo {
+    pub name: String,
+    pub loc: Loc,
+    pub gather_facts: bool,
+    /// Directory of the playbook (for relative paths and `playbook_dir`).
+    pub playbook_dir: String,
+    pub force_handlers: bool,
+    pub check_mode: Option<bool>,
+    pub diff: Option<bool>,
+    pub no_log: Option<bool>,
+    pub environment: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoleInfo {
+    pub name: String,
+    pub path: String,
+    pub defaults: Vars,
+    pub vars: Vars,
+    pub params: Vars,
+}
+
+/// Settings that come from the command line and hold for the whole run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub check: bool,
+    pub diff: bool,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub start_at_task: Option<String>,
+    pub verbosity: u8,
+}
+
+/// A task as written, with its templates unrendered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Task {
+    pub name: Option<String>,
+    pub kind: TaskKind,
+    pub loc: Loc,
+    /// `when` conditions: strings are expressions, booleans are literal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_: Option<LoopSpec>,
+    #[serde(default)]
+    pub loop_control: LoopControl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub until: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_when: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_when: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_errors: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_mode: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_log: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vars::is_empty")]
+    pub vars: Vars,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_once: Option<Value>,
+    /// Index into [`Program::roles`] of the role this task came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<usize>,
+    /// True for tasks tend inserts itself (the implicit handler flushes between sections).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implicit: bool,
+}
+
+impl Task {
+    pub fn new(kind: TaskKind, loc: Loc) -> Self {
+        Task {
+            name: None,
+            kind,
+            loc,
+            when: Vec::new(),
+            loop_: None,
+            loop_control: LoopControl::default(),
+            register: None,
+            until: Vec::new(),
+            retries: None,
+            delay: None,
+            notify: Vec::new(),
+            tags: Vec::new(),
+            changed_when: None,
+            failed_when: None,
+            ignore_errors: None,
+            check_mode: None,
+            diff: None,
+            no_log: None,
+            vars: Vars::new(),
+            environment: None,
+            delegate_to: None,
+            run_once: None,
+            role: None,
+            implicit: false,
+        }
+    }
+
+    /// The name shown in output: the task's own name, else the module (Ansible's default).
+    pub fn display_name(&self) -> String {
+        match (&self.name, &self.kind) {
+            (Some(n), _) => n.clone(),
+            (None, TaskKind::Module(m)) => m.name.clone(),
+            (None, TaskKind::Block { .. }) => "block".into(),
+            (None, TaskKind::IncludeTasks { .. }) => "include_tasks".into(),
+            (None, TaskKind::IncludeRole { .. }) => "include_role".into(),
+            (None, TaskKind::Meta(_)) => "meta".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TaskKind {
+    Module(Module),
+    Block {
+        block: Vec<Task>,
+        rescue: Vec<Task>,
+        always: Vec<Task>,
+    },
+    /// `include_tasks`: resolved and loaded when it runs. `file` may be a template.
+    IncludeTasks {
+        file: String,
+        params: Vars,
+    },
+    /// `include_role`: loaded when it runs.
+    IncludeRole {
+        name: String,
+        tasks_from: Option<String>,
+        vars_from: Option<String>,
+        defaults_from: Option<String>,
+        handlers_from: Option<String>,
+        public: bool,
+        params: Vars,
+    },
+    Meta(String),
+}
+
+/// A module call: the canonical short module name and its arguments, unrendered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Module {
+    pub name: String,
+    pub args: Vars,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LoopSpec {
+    /// `loop:` or `with_items:`/`with_list:` — a template or a literal list.
+    Items { value: Value, flatten: bool },
+    /// `with_dict:` — each item is `{key, value}`.
+    Dict(Value),
+    /// `with_fileglob:` — patterns relative to the files search path.
+    Fileglob(Value),
+    /// `with_sequence:`.
+    Sequence(Value),
+    /// `with_together:`.
+    Together(Value),
+    /// `with_nested:`/`with_cartesian:`.
+    Nested(Value),
+    /// `with_subelements:`.
+    Subelements(Value),
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LoopControl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_var: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_var: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extended: bool,
+}
+
+/// A handler: a task with a name and the topics it listens to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Handler {
+    pub task: Task,
+    pub listen: Vec<String>,
+}
