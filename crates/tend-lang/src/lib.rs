@@ -1,6 +1,7 @@
 //! The Ansible dialect tend reads.
 
 pub mod diag;
+pub mod inventory;
 pub mod yaml;
 
 pub use diag::{Diag, Diags};

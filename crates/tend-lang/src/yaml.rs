@@ -138,6 +138,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diag> {
     let mut options = serde_saphyr::Options::default();
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.strict_booleans = false;
+    options.legacy_octal_numbers = true;
     options.with_snippet = false;
     let raw: Spanned<Raw> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let (line, col) = e

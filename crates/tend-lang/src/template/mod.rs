@@ -10,6 +10,7 @@
 //! - An undefined variable is an error that names it.
 
 mod filters;
+mod lookup;
 mod pyrepr;
 mod scope;
 mod tests;

@@ -1,0 +1,1 @@
+//! Inventories: INI and YAML files, directories, host ranges, groups, patterns.

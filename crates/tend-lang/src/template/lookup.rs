@@ -1,0 +1,1 @@
+//! Lookup plugins: `lookup(...)` and `query(...)`.

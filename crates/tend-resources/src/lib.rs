@@ -1,0 +1,199 @@
+//! tend's modules.
+//!
+//! Two kinds, one registry:
+//!
+//! - **Resources** manage a piece of state on the host (a file, a line in a file …) through the
+//!   [`Resource`] contract: `observe` only reads, `diff` is pure and returns a structured
+//!   [`Change`], `apply` changes the host and returns the new observation. The shared driver
+//!   ([`run_resource`]) stops after `diff` in check mode, and re-diffs after `apply`: a resource
+//!   that does not converge is reported as a bug of that resource.
+//! - **Actions** do something and report what happened (`command`, `stat`, `wait_for` …); they
+//!   implement [`Action`] directly.
+//!
+//! Modules never print and never template: they get rendered arguments and a [`ModuleCtx`], and
+//! return a [`ModuleOutput`]. Cross-cutting behaviour (loops, retries, `changed_when`, `no_log`,
+//! check mode for actions that do not support it) lives in the agent.
+
+pub mod args;
+pub mod change;
+pub mod facts;
+pub mod fsutil;
+mod registry;
+
+pub use args::Args;
+pub use change::{Change, ChangeKind, FieldChange};
+pub use registry::{lookup, module_names, ModuleEntry};
+
+use std::path::PathBuf;
+
+use tend_lang::{Scope, Templar};
+use tend_proto::{Value, Vars};
+
+/// What a module may use while it runs.
+pub struct ModuleCtx<'a> {
+    /// Check mode: report what would change, change nothing.
+    pub check: bool,
+    /// Collect diffs (`--diff`).
+    pub diff: bool,
+    /// For modules that render templates (`template`).
+    pub templar: &'a Templar,
+    pub scope: &'a Scope,
+    /// Where relative `src` paths are looked up, most specific first (role dir, playbook dir).
+    pub search_dirs: &'a [PathBuf],
+    /// `environment:` of the task, for modules that start processes.
+    pub environment: &'a [(String, String)],
+}
+
+impl ModuleCtx<'_> {
+    /// Finds a file given as `src` in `subdir` (`files`, `templates`) of the search dirs, then
+    /// in the search dirs themselves, the way Ansible searches.
+    pub fn find_file(&self, subdir: &str, name: &str) -> Option<PathBuf> {
+        let p = std::path::Path::new(name);
+        if p.is_absolute() {
+            return p.exists().then(|| p.to_path_buf());
+        }
+        for dir in self.search_dirs {
+            for candidate in [dir.join(subdir).join(name), dir.join(name)] {
+                if candidate.exists() {
+                    return Some(candidate);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What a module reports.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleOutput {
+    pub changed: bool,
+    pub failed: bool,
+    /// Ansible's `skipped` (e.g. `command` with `creates` satisfied is not a skip; `skipped` is
+    /// for modules that decline to run).
+    pub skipped: bool,
+    pub msg: Option<String>,
+    /// The module's result fields (`path`, `mode`, `stdout` …), registered as Ansible does.
+    pub fields: Vars,
+    /// `--diff` records: `{before, after, before_header, after_header}`.
+    pub diffs: Vec<Value>,
+}
+
+impl ModuleOutput {
+    pub fn ok() -> Self {
+        Self::default()
+    }
+
+    pub fn failed(msg: impl Into<String>) -> Self {
+        ModuleOutput { failed: true, msg: Some(msg.into()), ..Default::default() }
+    }
+
+    pub fn field(mut self, k: &str, v: impl Into<Value>) -> Self {
+        self.fields.insert(k.to_string(), v.into());
+        self
+    }
+}
+
+/// An error that ends the module's run. Shown to the user as the task's failure message, the
+/// way ansible-core's `fail_json(msg=…)` is.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct ModuleError {
+    pub msg: String,
+    /// Extra result fields to register with the failure.
+    pub fields: Vars,
+}
+
+impl ModuleError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        ModuleError { msg: msg.into(), fields: Vars::new() }
+    }
+
+    pub fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Self {
+        ModuleError::new(format!("{what} {}: {e}", path.display()))
+    }
+}
+
+impl From<args::ArgError> for ModuleError {
+    fn from(e: args::ArgError) -> Self {
+        ModuleError::new(e.to_string())
+    }
+}
+
+pub type ModuleResult = Result<ModuleOutput, ModuleError>;
+
+/// A module that does something and reports what happened.
+pub trait Action: Sync {
+    /// The argument names the module accepts (besides aliases the module resolves itself).
+    fn params(&self) -> &'static [&'static str];
+    /// Whether the module can predict its result in check mode; if not, the agent skips it in
+    /// check mode as Ansible does.
+    fn supports_check_mode(&self) -> bool {
+        true
+    }
+    fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult;
+}
+
+/// A module that keeps one piece of host state as declared.
+pub trait Resource: Sync {
+    /// Parsed, validated desired state.
+    type Desired;
+    /// What is on the host now.
+    type Observed;
+
+    fn params(&self) -> &'static [&'static str];
+    fn desired(&self, args: &Args, ctx: &ModuleCtx) -> Result<Self::Desired, ModuleError>;
+    /// Reads the host. Never changes anything (not even atimes where avoidable).
+    fn observe(&self, d: &Self::Desired) -> Result<Self::Observed, ModuleError>;
+    /// Pure: what must change to get from `o` to `d`.
+    fn diff(&self, d: &Self::Desired, o: &Self::Observed) -> Change;
+    /// Makes the change and returns the new observation.
+    fn apply(
+        &self,
+        d: &Self::Desired,
+        o: &Self::Observed,
+        change: &Change,
+        ctx: &ModuleCtx,
+    ) -> Result<Self::Observed, ModuleError>;
+    /// The registered result fields for the final state.
+    fn result(&self, d: &Self::Desired, o: &Self::Observed, change: &Change) -> Vars;
+}
+
+/// The one driver for every resource: observe → diff → (check mode stops here) → apply →
+/// observe again → diff must be empty.
+pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
+    args.check_known(name, r.params())?;
+    let d = r.desired(args, ctx)?;
+    let before = r.observe(&d)?;
+    let change = r.diff(&d, &before);
+    let diffs = if ctx.diff { change.diff_records() } else { Vec::new() };
+    if change.is_none() {
+        return Ok(ModuleOutput {
+            fields: r.result(&d, &before, &change),
+            diffs,
+            ..Default::default()
+        });
+    }
+    if ctx.check {
+        return Ok(ModuleOutput {
+            changed: true,
+            fields: r.result(&d, &before, &change),
+            diffs,
+            ..Default::default()
+        });
+    }
+    let after = r.apply(&d, &before, &change, ctx)?;
+    let residual = r.diff(&d, &after);
+    if !residual.is_none() {
+        return Err(ModuleError::new(format!(
+            "bug in tend's {name} module: after applying, the host still differs from the \
+             desired state ({}); please report this",
+            residual.summary()
+        )));
+    }
+    Ok(ModuleOutput {
+        changed: true,
+        fields: r.result(&d, &after, &change),
+        diffs,
+        ..Default::default()
+    })
+}

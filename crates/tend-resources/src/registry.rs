@@ -1,0 +1,48 @@
+//! The one list of modules. Adding a module is one file and one line here.
+
+use crate::{run_resource, Args, ModuleCtx, ModuleResult};
+
+/// One module as the agent sees it.
+pub struct ModuleEntry {
+    pub name: &'static str,
+    /// Whether the module predicts its result in check mode (otherwise it is skipped there).
+    pub check_mode: bool,
+    pub run: fn(&Args, &ModuleCtx) -> ModuleResult,
+}
+
+macro_rules! modules {
+    ($( $kind:ident $name:literal => $ty:path ),* $(,)?) => {
+        static MODULES: &[ModuleEntry] = &[
+            $( modules!(@entry $kind $name $ty) ),*
+        ];
+    };
+    (@entry resource $name:literal $ty:path) => {
+        ModuleEntry {
+            name: $name,
+            check_mode: true,
+            run: |a, c| run_resource(&$ty, $name, a, c),
+        }
+    };
+    (@entry action $name:literal $ty:path) => {
+        ModuleEntry {
+            name: $name,
+            check_mode: <$ty as $crate::Action>::supports_check_mode(&$ty),
+            run: |a, c| {
+                a.check_known($name, <$ty as $crate::Action>::params(&$ty))?;
+                <$ty as $crate::Action>::run(&$ty, a, c)
+            },
+        }
+    };
+}
+
+modules! {}
+
+/// Finds a module by its short name.
+pub fn lookup(name: &str) -> Option<&'static ModuleEntry> {
+    MODULES.iter().find(|m| m.name == name)
+}
+
+/// The names of all modules this crate provides.
+pub fn module_names() -> impl Iterator<Item = &'static str> {
+    MODULES.iter().map(|m| m.name)
+}
