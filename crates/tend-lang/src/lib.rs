@@ -2,6 +2,7 @@
 
 pub mod diag;
 pub mod inventory;
+pub mod playbook;
 pub mod yaml;
 
 pub use diag::{Diag, Diags};

@@ -11,8 +11,8 @@ mod program;
 pub use event::{Event, HostStats, ResultStatus, TaskResult};
 pub use loc::Loc;
 pub use program::{
-    Handler, LoopControl, LoopSpec, Module, PlayInfo, Program, RoleInfo, RunOptions, Task, TaskKind,
-    VarLayer,
+    Handler, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars, RoleInfo, RunOptions, Task,
+    TaskKind,
     PROTOCOL_VERSION,
 };
 

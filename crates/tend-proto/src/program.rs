@@ -12,9 +12,9 @@ pub struct Program {
     pub version: u32,
     pub host: String,
     pub play: PlayInfo,
-    /// Variable layers, lowest precedence first (role defaults … extra vars). Facts, registered
-    /// results and task-scoped vars are layered in by the agent as it runs.
-    pub layers: Vec<VarLayer>,
+    /// The play-wide variable layers. Facts, registered results, role- block- and task-scoped
+    /// vars are layered in between by the agent as it runs.
+    pub vars: ProgramVars,
     /// Roles this play uses; tasks point into this list.
     pub roles: Vec<RoleInfo>,
     pub tasks: Vec<Task>,
@@ -22,13 +22,22 @@ pub struct Program {
     pub options: RunOptions,
 }
 
-/// One named layer of variables. `templated` layers hold user-written values that are rendered
-/// when read (Ansible's lazy templating); other layers hold data that is never rendered.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct VarLayer {
-    pub name: String,
-    pub templated: bool,
-    pub vars: Vars,
+/// The play-wide variables of one host, one field per precedence level that the controller
+/// knows, lowest first. All but `magic` hold user-written values that are rendered when read
+/// (Ansible's lazy templating); `magic` is data.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProgramVars {
+    /// Defaults of every role in the play.
+    pub role_defaults: Vars,
+    /// Inventory variables for this host, already merged in inventory precedence order.
+    pub inventory: Vars,
+    pub play_vars: Vars,
+    pub vars_files: Vars,
+    /// Vars of every role in the play.
+    pub role_vars: Vars,
+    pub extra_vars: Vars,
+    /// `inventory_hostname`, `groups`, `group_names`, `playbook_dir`, `omit` …
+    pub magic: Vars,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
