@@ -108,9 +108,16 @@ impl Args {
     pub fn list(&self, k: &str) -> Result<Option<Vec<String>>, ArgError> {
         match self.raw(k) {
             None => Ok(None),
-            Some(Value::Array(items)) => items.iter().map(|i| to_str(k, i)).collect::<Result<_, _>>().map(Some),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| to_str(k, i))
+                .collect::<Result<_, _>>()
+                .map(Some),
             Some(Value::String(s)) => Ok(Some(
-                s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
+                s.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
             )),
             Some(v) => Ok(Some(vec![to_str(k, v)?])),
         }
@@ -118,7 +125,9 @@ impl Args {
 
     /// One of a fixed set of choices.
     pub fn choice(&self, k: &str, choices: &[&str]) -> Result<Option<String>, ArgError> {
-        let Some(v) = self.str(k)? else { return Ok(None) };
+        let Some(v) = self.str(k)? else {
+            return Ok(None);
+        };
         if choices.contains(&v.as_str()) {
             Ok(Some(v))
         } else {

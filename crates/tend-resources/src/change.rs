@@ -31,15 +31,32 @@ pub struct Change {
     pub fields: Vec<FieldChange>,
     /// Text content before and after, when content changes (for unified diffs).
     pub content: Option<(String, String)>,
+    /// Headers of the content diff when they are not `subject` (ansible-core's
+    /// `before_header`/`after_header`, e.g. `dest` and the source file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<(String, String)>,
+    /// Changes to further things the same task manages (the files of a recursive copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Change>,
 }
 
 impl Change {
     pub fn none(subject: impl Into<String>) -> Self {
-        Change { kind: ChangeKind::None, subject: subject.into(), fields: Vec::new(), content: None }
+        Change {
+            kind: ChangeKind::None,
+            subject: subject.into(),
+            fields: Vec::new(),
+            content: None,
+            headers: None,
+            children: Vec::new(),
+        }
     }
 
     pub fn new(kind: ChangeKind, subject: impl Into<String>) -> Self {
-        Change { kind, subject: subject.into(), fields: Vec::new(), content: None }
+        Change {
+            kind,
+            ..Change::none(subject)
+        }
     }
 
     pub fn is_none(&self) -> bool {
@@ -47,7 +64,11 @@ impl Change {
     }
 
     pub fn field(mut self, field: &str, before: impl Into<Value>, after: impl Into<Value>) -> Self {
-        self.fields.push(FieldChange { field: field.into(), before: before.into(), after: after.into() });
+        self.fields.push(FieldChange {
+            field: field.into(),
+            before: before.into(),
+            after: after.into(),
+        });
         if self.kind == ChangeKind::None {
             self.kind = ChangeKind::Update;
         }
@@ -74,6 +95,31 @@ impl Change {
         self
     }
 
+    /// A content change with explicit diff headers, recorded only if the content differs.
+    pub fn with_content_headers(
+        mut self,
+        before: String,
+        after: String,
+        headers: (String, String),
+    ) -> Self {
+        if before != after {
+            self = self.with_content(before, after);
+            self.headers = Some(headers);
+        }
+        self
+    }
+
+    /// Adds a change to a further thing; a non-empty child makes this change an update.
+    pub fn child(mut self, c: Change) -> Self {
+        if !c.is_none() {
+            if self.kind == ChangeKind::None {
+                self.kind = ChangeKind::Update;
+            }
+            self.children.push(c);
+        }
+        self
+    }
+
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self
             .fields
@@ -82,6 +128,9 @@ impl Change {
             .collect();
         if self.content.is_some() {
             parts.push("content".into());
+        }
+        for c in &self.children {
+            parts.push(c.summary());
         }
         format!("{:?} {} [{}]", self.kind, self.subject, parts.join(", "))
     }
@@ -101,10 +150,24 @@ impl Change {
             out.push(json!({"before": before, "after": after}));
         }
         if let Some((b, a)) = &self.content {
-            out.push(json!({
-                "before": b, "after": a,
-                "before_header": self.subject, "after_header": self.subject,
-            }));
+            let (bh, ah) = self
+                .headers
+                .clone()
+                .unwrap_or_else(|| (self.subject.clone(), self.subject.clone()));
+            let mut rec = serde_json::Map::new();
+            rec.insert("before".into(), Value::String(b.clone()));
+            rec.insert("after".into(), Value::String(a.clone()));
+            // ansible-core leaves out the header of a side that did not exist.
+            if !bh.is_empty() {
+                rec.insert("before_header".into(), Value::String(bh));
+            }
+            if !ah.is_empty() {
+                rec.insert("after_header".into(), Value::String(ah));
+            }
+            out.push(Value::Object(rec));
+        }
+        for c in &self.children {
+            out.extend(c.diff_records());
         }
         out
     }

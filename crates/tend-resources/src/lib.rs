@@ -15,10 +15,23 @@
 //! check mode for actions that do not support it) lives in the agent.
 
 pub mod args;
+pub mod blockinfile;
 pub mod change;
+pub mod command;
+pub mod content;
+pub mod copy;
 pub mod facts;
+pub mod file;
+pub mod find;
 pub mod fsutil;
+pub mod lineinfile;
 mod registry;
+pub mod replace;
+pub mod slurp;
+pub mod stat;
+pub mod tempfile;
+pub mod template;
+pub mod wait_for;
 
 pub use args::Args;
 pub use change::{Change, ChangeKind, FieldChange};
@@ -84,7 +97,11 @@ impl ModuleOutput {
     }
 
     pub fn failed(msg: impl Into<String>) -> Self {
-        ModuleOutput { failed: true, msg: Some(msg.into()), ..Default::default() }
+        ModuleOutput {
+            failed: true,
+            msg: Some(msg.into()),
+            ..Default::default()
+        }
     }
 
     pub fn field(mut self, k: &str, v: impl Into<Value>) -> Self {
@@ -105,7 +122,10 @@ pub struct ModuleError {
 
 impl ModuleError {
     pub fn new(msg: impl Into<String>) -> Self {
-        ModuleError { msg: msg.into(), fields: Vars::new() }
+        ModuleError {
+            msg: msg.into(),
+            fields: Vars::new(),
+        }
     }
 
     pub fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Self {
@@ -165,21 +185,16 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
     let d = r.desired(args, ctx)?;
     let before = r.observe(&d)?;
     let change = r.diff(&d, &before);
-    let diffs = if ctx.diff { change.diff_records() } else { Vec::new() };
+    let diffs = if ctx.diff {
+        change.diff_records()
+    } else {
+        Vec::new()
+    };
     if change.is_none() {
-        return Ok(ModuleOutput {
-            fields: r.result(&d, &before, &change),
-            diffs,
-            ..Default::default()
-        });
+        return Ok(output(false, r.result(&d, &before, &change), diffs));
     }
     if ctx.check {
-        return Ok(ModuleOutput {
-            changed: true,
-            fields: r.result(&d, &before, &change),
-            diffs,
-            ..Default::default()
-        });
+        return Ok(output(true, r.result(&d, &before, &change), diffs));
     }
     let after = r.apply(&d, &before, &change, ctx)?;
     let residual = r.diff(&d, &after);
@@ -190,10 +205,135 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
             residual.summary()
         )));
     }
-    Ok(ModuleOutput {
-        changed: true,
-        fields: r.result(&d, &after, &change),
+    Ok(output(true, r.result(&d, &after, &change), diffs))
+}
+
+/// A resource's output; a string `msg` among its result fields becomes the output's `msg`.
+fn output(changed: bool, mut fields: Vars, diffs: Vec<Value>) -> ModuleOutput {
+    let msg = match fields.get("msg") {
+        Some(Value::String(_)) => fields
+            .remove("msg")
+            .and_then(|m| m.as_str().map(str::to_string)),
+        _ => None,
+    };
+    ModuleOutput {
+        changed,
+        msg,
+        fields,
         diffs,
         ..Default::default()
-    })
+    }
+}
+
+/// Helpers for the modules' tests: run a module the way the agent does, snapshot a tree.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+
+    use tend_lang::{Scope, Templar};
+    use tend_proto::Value;
+
+    use crate::{Args, ModuleCtx, ModuleOutput};
+
+    pub struct Opts {
+        pub check: bool,
+        pub diff: bool,
+        pub search_dirs: Vec<PathBuf>,
+        pub vars: Value,
+    }
+
+    pub fn run_with(name: &str, args: Value, o: &Opts) -> Result<ModuleOutput, String> {
+        let templar = Templar::new();
+        let scope = Scope::new(&templar, vec![tend_lang::Layer::from_json(&o.vars, false)]);
+        let ctx = ModuleCtx {
+            check: o.check,
+            diff: o.diff,
+            templar: &templar,
+            scope: &scope,
+            search_dirs: &o.search_dirs,
+            environment: &[],
+        };
+        let entry = crate::lookup(name).ok_or_else(|| format!("no module {name}"))?;
+        let a = Args::new(args.as_object().cloned().unwrap_or_default());
+        (entry.run)(&a, &ctx).map_err(|e| e.msg)
+    }
+
+    fn opts(check: bool) -> Opts {
+        Opts {
+            check,
+            diff: true,
+            search_dirs: Vec::new(),
+            vars: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn run(name: &str, args: Value) -> ModuleOutput {
+        match run_with(name, args.clone(), &opts(false)) {
+            Ok(o) => o,
+            Err(e) => panic!("{name} {args} failed: {e}"),
+        }
+    }
+
+    pub fn run_check(name: &str, args: Value) -> ModuleOutput {
+        match run_with(name, args.clone(), &opts(true)) {
+            Ok(o) => o,
+            Err(e) => panic!("{name} {args} failed in check mode: {e}"),
+        }
+    }
+
+    pub fn run_err(name: &str, args: Value) -> String {
+        match run_with(name, args.clone(), &opts(false)) {
+            Ok(o) => panic!("{name} {args} should fail, got {o:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Every path below `root` with its content, mode, owner, times and link target.
+    pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        fn walk(p: &Path, out: &mut BTreeMap<PathBuf, String>) {
+            let Ok(m) = std::fs::symlink_metadata(p) else {
+                return;
+            };
+            let content = if m.is_file() {
+                crate::fsutil::read_file(p).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let link = std::fs::read_link(p).ok();
+            // Listing a directory or reading a link (which this walk does) may update its
+            // atime: leave those out.
+            let atime = if m.is_file() {
+                (m.atime(), m.atime_nsec())
+            } else {
+                (0, 0)
+            };
+            out.insert(
+                p.to_path_buf(),
+                format!(
+                    "{:o} {} {} {}.{} {}.{} {:?} {:?}",
+                    m.mode(),
+                    m.uid(),
+                    m.gid(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    atime.0,
+                    atime.1,
+                    link,
+                    String::from_utf8_lossy(&content)
+                ),
+            );
+            if m.is_dir() {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        walk(&e.path(), out);
+                    }
+                }
+            }
+        }
+        walk(root, &mut out);
+        out
+    }
 }

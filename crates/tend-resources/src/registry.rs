@@ -12,9 +12,10 @@ pub struct ModuleEntry {
 
 macro_rules! modules {
     ($( $kind:ident $name:literal => $ty:path ),* $(,)?) => {
-        static MODULES: &[ModuleEntry] = &[
+        // Built on first use: whether an action supports check mode is a trait method.
+        static MODULES: std::sync::LazyLock<Vec<ModuleEntry>> = std::sync::LazyLock::new(|| vec![
             $( modules!(@entry $kind $name $ty) ),*
-        ];
+        ]);
     };
     (@entry resource $name:literal $ty:path) => {
         ModuleEntry {
@@ -35,7 +36,21 @@ macro_rules! modules {
     };
 }
 
-modules! {}
+modules! {
+    resource "file" => crate::file::File,
+    resource "copy" => crate::copy::Copy,
+    resource "template" => crate::template::Template,
+    resource "lineinfile" => crate::lineinfile::LineInFile,
+    resource "blockinfile" => crate::blockinfile::BlockInFile,
+    resource "replace" => crate::replace::Replace,
+    action "command" => crate::command::Command,
+    action "shell" => crate::command::Shell,
+    action "stat" => crate::stat::Stat,
+    action "find" => crate::find::Find,
+    action "slurp" => crate::slurp::Slurp,
+    action "tempfile" => crate::tempfile::TempFile,
+    action "wait_for" => crate::wait_for::WaitFor,
+}
 
 /// Finds a module by its short name.
 pub fn lookup(name: &str) -> Option<&'static ModuleEntry> {

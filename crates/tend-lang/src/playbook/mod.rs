@@ -61,6 +61,13 @@ pub struct RoleScope {
     ran: Vec<(String, Vars)>,
 }
 
+impl RoleScope {
+    /// A scope that starts with the roles a program already knows.
+    pub fn with_roles(roles: Vec<RoleInfo>) -> Self {
+        RoleScope { roles, ..Default::default() }
+    }
+}
+
 impl Loader {
     pub fn new(playbook_dir: &Path) -> Self {
         let mut roles_paths = vec![playbook_dir.join("roles")];

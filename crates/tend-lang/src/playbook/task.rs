@@ -361,7 +361,15 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
             Value::Object(m) => m,
             _ => Vars::new(),
         },
-        NodeValue::Str(s) => kv::parse_kv(s, FREE_FORM.contains(&name.as_str()) || is_raw_module(&name))
+        NodeValue::Str(s) if is_raw_module(&name) => match kv::parse_kv(s, false) {
+            Ok(m) if !m.is_empty() && m.keys().all(|k| RAW_MODULE_OPTIONS.contains(&k.as_str())) => m,
+            _ => {
+                let mut m = Vars::new();
+                m.insert("_raw_params".into(), Value::String(s.trim().to_string()));
+                m
+            }
+        },
+        NodeValue::Str(s) => kv::parse_kv(s, FREE_FORM.contains(&name.as_str()))
             .map_err(|e| Diag::new(args_node.loc.clone(), e))?,
         NodeValue::Bool(_) | NodeValue::Int(_) | NodeValue::Float(_) => {
             let mut m = Vars::new();
@@ -379,9 +387,15 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
 fn is_raw_module(name: &str) -> bool {
     matches!(
         name,
-        "include_tasks" | "import_tasks" | "include_role" | "import_role" | "meta" | "include_vars" | "include" | "fail" | "debug"
+        "include_tasks" | "import_tasks" | "include_role" | "import_role" | "meta" | "include_vars" | "include"
     )
 }
+
+/// Options those modules take in `k=v` form; anything else is the raw value.
+const RAW_MODULE_OPTIONS: &[&str] = &[
+    "file", "name", "dir", "tasks_from", "vars_from", "defaults_from", "handlers_from", "public",
+    "apply", "depth", "files_matching", "ignore_files", "extensions", "allow_duplicates", "rolespec_validate",
+];
 
 /// `ansible.builtin.copy` and `ansible.legacy.copy` are `copy`; other FQCNs stay as written.
 pub fn canonical(name: &str) -> String {

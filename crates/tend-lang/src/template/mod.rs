@@ -59,6 +59,7 @@ impl Templar {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         filters::register(&mut env);
         tests::register(&mut env);
+        lookup::register(&mut env);
         Templar { env: Arc::new(env) }
     }
 
@@ -379,4 +380,9 @@ mod unit {
         assert!(t.eval_condition(&json!("y is undefined"), &s).unwrap());
         assert!(t.eval_condition(&json!(true), &s).unwrap());
     }
+}
+
+/// Python's `repr()` of a template value (how Ansible shows loop items and nested values).
+pub fn pyrepr_of(v: &JValue) -> String {
+    pyrepr::repr(v)
 }

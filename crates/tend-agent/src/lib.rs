@@ -1,0 +1,31 @@
+//! The agent: runs one host's [`Program`] and reports what happens as [`Event`]s.
+//!
+//! The same code runs in-process for local hosts and, later, as `tend agent` on remote hosts.
+//! It renders templates, evaluates `when`, expands loops, registers results, runs handlers and
+//! handles block/rescue/always itself, so a host needs no round trip per task.
+
+mod builtin;
+mod loops;
+mod run;
+mod vars;
+
+use tend_proto::{Event, HostStats, Program};
+
+pub use builtin::BUILTIN_MODULES;
+pub use run::HostRun;
+
+/// Every module name this agent runs: the built-in ones and the resource registry's.
+pub fn supported_modules() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = BUILTIN_MODULES
+        .iter()
+        .copied()
+        .chain(tend_resources::module_names())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// Runs a program to the end and returns the host's counters.
+pub fn run(program: &Program, sink: &mut dyn FnMut(Event)) -> HostStats {
+    HostRun::new(program, sink).run()
+}

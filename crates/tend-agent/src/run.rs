@@ -1,0 +1,992 @@
+//! The task loop of one host.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use tend_lang::playbook::{role, Loader, RoleScope};
+use tend_lang::template::{to_jinja_ser, Layer, OMIT};
+use tend_lang::{Scope, Templar};
+use tend_proto::{
+    Event, Handler, HostStats, Program, ResultStatus, Task, TaskKind, TaskResult, Value, Vars,
+};
+use tend_resources::{Args, ModuleCtx, ModuleOutput};
+
+use crate::builtin;
+use crate::loops;
+use crate::vars::{layer, DynVars};
+
+const NO_LOG_MSG: &str =
+    "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
+
+/// What a task, block or section did to the host's run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// The host failed (and nothing rescued it yet).
+    Failed,
+    /// `meta: end_host` / `end_play`: stop this host's play quietly.
+    Ended,
+}
+
+/// Keywords a task inherits from the blocks, roles and imports around it.
+#[derive(Clone, Default)]
+struct Inherited {
+    when: Vec<Value>,
+    tags: Vec<String>,
+    block_vars: Vec<Vars>,
+    include_params: Vec<Vars>,
+    ignore_errors: Option<Value>,
+    check_mode: Option<Value>,
+    diff: Option<Value>,
+    no_log: Option<Value>,
+    environment: Vec<Value>,
+    /// Inside a block that has a `rescue:` section.
+    rescuable: bool,
+}
+
+pub struct HostRun<'a> {
+    program: &'a Program,
+    sink: &'a mut dyn FnMut(Event),
+    templar: Templar,
+    loader: Loader,
+    roles: RoleScope,
+    role_layers: Vec<Option<[Layer; 3]>>,
+    base: BaseLayers,
+    facts: Option<Layer>,
+    host_facts: DynVars,
+    include_vars: DynVars,
+    handlers: Vec<Handler>,
+    notified: Vec<bool>,
+    stats: HostStats,
+    started: bool,
+}
+
+/// The program-wide layers, converted once.
+struct BaseLayers {
+    role_defaults: Layer,
+    inventory: Layer,
+    play_vars: Layer,
+    vars_files: Layer,
+    role_vars: Layer,
+    extra_vars: Layer,
+    magic: Layer,
+}
+
+impl<'a> HostRun<'a> {
+    pub fn new(program: &'a Program, sink: &'a mut dyn FnMut(Event)) -> Self {
+        let v = &program.vars;
+        let base = BaseLayers {
+            role_defaults: layer(&v.role_defaults, true),
+            inventory: layer(&v.inventory, true),
+            play_vars: layer(&v.play_vars, true),
+            vars_files: layer(&v.vars_files, true),
+            role_vars: layer(&v.role_vars, true),
+            extra_vars: layer(&v.extra_vars, true),
+            magic: layer(&v.magic, false),
+        };
+        let roles = RoleScope::with_roles(program.roles.clone());
+        HostRun {
+            program,
+            sink,
+            templar: Templar::new(),
+            loader: Loader::new(Path::new(&program.play.playbook_dir)),
+            role_layers: vec![None; program.roles.len()],
+            roles,
+            base,
+            facts: None,
+            host_facts: DynVars::default(),
+            include_vars: DynVars::default(),
+            handlers: program.handlers.clone(),
+            notified: vec![false; program.handlers.len()],
+            stats: HostStats::default(),
+            started: program.options.start_at_task.is_none(),
+        }
+    }
+
+    fn host(&self) -> &str {
+        &self.program.host
+    }
+
+    fn emit(&mut self, e: Event) {
+        (self.sink)(e);
+    }
+
+    /// Runs the play on this host.
+    pub fn run(mut self) -> HostStats {
+        if self.program.play.gather_facts {
+            self.gather_facts();
+        }
+        let tasks = &self.program.tasks;
+        let flow = self.run_list(tasks, &Inherited::default());
+        if flow == Flow::Failed && self.program.play.force_handlers {
+            self.flush_handlers(&Inherited::default());
+        }
+        let stats = self.stats;
+        let host = self.host().to_string();
+        self.emit(Event::HostDone { host, stats });
+        stats
+    }
+
+    fn gather_facts(&mut self) {
+        let host = self.host().to_string();
+        self.emit(Event::TaskStart {
+            host: host.clone(),
+            name: "Gathering Facts".into(),
+            loc: self.program.play.loc.clone(),
+            handler: false,
+        });
+        let facts = tend_resources::facts::gather(&[]);
+        self.set_facts(facts);
+        self.stats.ok += 1;
+        self.emit(Event::TaskResult(TaskResult {
+            host,
+            task: "Gathering Facts".into(),
+            loc: self.program.play.loc.clone(),
+            status: ResultStatus::Ok,
+            ignored: false,
+            handler: false,
+            result: json!({"changed": false}),
+            diffs: Vec::new(),
+        }));
+    }
+
+    /// Facts are visible as `ansible_facts.x` and, as Ansible injects them, `ansible_x`.
+    fn set_facts(&mut self, facts: Vars) {
+        let mut top = Vars::new();
+        for (k, v) in &facts {
+            top.insert(format!("ansible_{k}"), v.clone());
+        }
+        top.insert("ansible_facts".into(), Value::Object(facts));
+        self.facts = Some(layer(&top, false));
+    }
+
+    fn run_list(&mut self, tasks: &[Task], inh: &Inherited) -> Flow {
+        for t in tasks {
+            let flow = self.run_task(t, inh);
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn inherit(&self, t: &Task, inh: &Inherited) -> Inherited {
+        let mut i = inh.clone();
+        i.when.extend(t.when.iter().cloned());
+        i.tags.extend(t.tags.iter().cloned());
+        if !t.vars.is_empty() {
+            i.block_vars.push(t.vars.clone());
+        }
+        if t.ignore_errors.is_some() {
+            i.ignore_errors = t.ignore_errors.clone();
+        }
+        if t.check_mode.is_some() {
+            i.check_mode = t.check_mode.clone();
+        }
+        if t.diff.is_some() {
+            i.diff = t.diff.clone();
+        }
+        if t.no_log.is_some() {
+            i.no_log = t.no_log.clone();
+        }
+        if let Some(e) = &t.environment {
+            i.environment.push(e.clone());
+        }
+        i
+    }
+
+    fn run_task(&mut self, t: &Task, inh: &Inherited) -> Flow {
+        match &t.kind {
+            TaskKind::Block { block, rescue, always } => self.run_block(t, block, rescue, always, inh),
+            TaskKind::Meta(what) => self.run_meta(t, what, inh),
+            TaskKind::IncludeTasks { .. } | TaskKind::IncludeRole { .. } => self.run_include(t, inh),
+            TaskKind::Module(_) => {
+                let mut i = inh.clone();
+                i.tags.extend(t.tags.iter().cloned());
+                if !self.selected(t, &i.tags) {
+                    return Flow::Continue;
+                }
+                self.run_module_task(t, inh, false)
+            }
+        }
+    }
+
+    /// Tag selection and `--start-at-task`.
+    fn selected(&mut self, t: &Task, tags: &[String]) -> bool {
+        let o = &self.program.options;
+        let has = |x: &str| tags.iter().any(|t| t == x);
+        if !o.tags.is_empty() && !o.tags.iter().any(|s| s == "all") {
+            let wanted = has("always")
+                || o.tags.iter().any(|s| {
+                    has(s) || (s == "tagged" && !tags.is_empty()) || (s == "untagged" && tags.is_empty())
+                });
+            if !wanted {
+                return false;
+            }
+        } else if has("never") && !o.tags.iter().any(|s| has(s) && s != "never") {
+            return false;
+        }
+        if !o.skip_tags.is_empty() {
+            let skip = o.skip_tags.iter().any(|s| {
+                (has(s) && !(s != "always" && has("always") && false))
+                    || (s == "tagged" && !tags.is_empty())
+                    || (s == "untagged" && tags.is_empty())
+            });
+            if skip {
+                return false;
+            }
+        }
+        if !self.started {
+            if let Some(name) = &o.start_at_task {
+                let display = self.task_display_name(t);
+                if t.name.as_deref() == Some(name.as_str()) || &display == name {
+                    self.started = true;
+                } else {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn run_block(&mut self, t: &Task, block: &[Task], rescue: &[Task], always: &[Task], inh: &Inherited) -> Flow {
+        let mut i = self.inherit(t, inh);
+        if !rescue.is_empty() {
+            i.rescuable = true;
+        }
+        let mut flow = self.run_list(block, &i);
+        if flow == Flow::Failed && !rescue.is_empty() {
+            let mut ri = self.inherit(t, inh);
+            ri.rescuable = inh.rescuable;
+            flow = self.run_list(rescue, &ri);
+        }
+        if !always.is_empty() && flow != Flow::Ended {
+            let mut ai = self.inherit(t, inh);
+            ai.rescuable = inh.rescuable;
+            let aflow = self.run_list(always, &ai);
+            if aflow != Flow::Continue {
+                return aflow;
+            }
+        }
+        flow
+    }
+
+    fn run_meta(&mut self, t: &Task, what: &str, inh: &Inherited) -> Flow {
+        if !t.implicit {
+            let mut i = inh.clone();
+            i.tags.extend(t.tags.iter().cloned());
+            // Meta tasks run regardless of tags, as in Ansible, except when explicitly skipped.
+            let scope = self.scope(t, inh, None);
+            let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
+            match self.eval_when(&conds, &scope) {
+                Ok(true) => {}
+                Ok(false) => return Flow::Continue,
+                Err(msg) => return self.fail_task(t, inh, &msg, false),
+            }
+        }
+        match what {
+            "flush_handlers" => self.flush_handlers(inh),
+            "end_play" | "end_host" | "end_batch" => Flow::Ended,
+            "clear_facts" => {
+                self.facts = None;
+                self.host_facts.clear();
+                Flow::Continue
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    fn flush_handlers(&mut self, _inh: &Inherited) -> Flow {
+        let mut i = 0;
+        while i < self.handlers.len() {
+            if self.notified[i] {
+                self.notified[i] = false;
+                let h = self.handlers[i].task.clone();
+                let flow = self.run_module_task_or_other(&h, &Inherited::default(), true);
+                if flow != Flow::Continue {
+                    return flow;
+                }
+            }
+            i += 1;
+        }
+        Flow::Continue
+    }
+
+    fn run_module_task_or_other(&mut self, t: &Task, inh: &Inherited, handler: bool) -> Flow {
+        match &t.kind {
+            TaskKind::Module(_) => self.run_module_task(t, inh, handler),
+            _ => self.run_task(t, inh),
+        }
+    }
+
+    fn notify(&mut self, names: &[String], t: &Task) {
+        for name in names {
+            let mut found = false;
+            for (i, h) in self.handlers.iter().enumerate() {
+                let role_name = h.task.role.and_then(|r| self.roles.roles.get(r)).map(|r| r.name.as_str());
+                let hname = h.task.name.as_deref();
+                let matches = hname == Some(name.as_str())
+                    || h.listen.iter().any(|l| l == name)
+                    || role_name.is_some_and(|rn| hname.is_some_and(|hn| format!("{rn} : {hn}") == *name));
+                if matches {
+                    self.notified[i] = true;
+                    found = true;
+                }
+            }
+            if !found {
+                let host = Some(self.host().to_string());
+                self.emit(Event::Warning {
+                    host,
+                    msg: format!("{}: the handler '{name}' notified by this task does not exist", t.loc),
+                });
+            }
+        }
+    }
+
+    /// The variables for a task: every layer in ansible-core's precedence order.
+    fn scope(&mut self, t: &Task, inh: &Inherited, extra: Option<Layer>) -> Scope {
+        let role = t.role;
+        if let Some(r) = role {
+            self.ensure_role_layers(r);
+        }
+        let rl = role.and_then(|r| self.role_layers.get(r).cloned().flatten());
+        let b = &self.base;
+        let mut layers = Vec::with_capacity(20);
+        layers.push(b.role_defaults.clone());
+        if let Some([d, _, _]) = &rl {
+            layers.push(d.clone());
+        }
+        layers.push(b.inventory.clone());
+        if let Some(f) = &self.facts {
+            layers.push(f.clone());
+        }
+        layers.push(b.play_vars.clone());
+        layers.push(b.vars_files.clone());
+        layers.push(b.role_vars.clone());
+        if let Some([_, v, _]) = &rl {
+            layers.push(v.clone());
+        }
+        for bv in &inh.block_vars {
+            layers.push(layer(bv, true));
+        }
+        if !t.vars.is_empty() && !matches!(t.kind, TaskKind::Block { .. }) {
+            layers.push(layer(&t.vars, true));
+        }
+        layers.push(self.include_vars.layer(true));
+        layers.push(self.host_facts.layer(false));
+        if let Some([_, _, p]) = &rl {
+            layers.push(p.clone());
+        }
+        for ip in &inh.include_params {
+            layers.push(layer(ip, true));
+        }
+        layers.push(b.extra_vars.clone());
+        layers.push(b.magic.clone());
+        let mut task_magic = Vars::new();
+        task_magic.insert("ansible_check_mode".into(), Value::Bool(self.program.options.check));
+        task_magic.insert("ansible_diff_mode".into(), Value::Bool(self.program.options.diff));
+        if let Some(r) = role.and_then(|r| self.roles.roles.get(r)) {
+            task_magic.insert("role_name".into(), Value::String(r.name.clone()));
+            task_magic.insert("role_path".into(), Value::String(r.path.clone()));
+            task_magic.insert("ansible_role_name".into(), Value::String(r.name.clone()));
+        }
+        layers.push(layer(&task_magic, false));
+        if let Some(x) = extra {
+            layers.push(x);
+        }
+        Scope::new(&self.templar, layers)
+    }
+
+    fn ensure_role_layers(&mut self, r: usize) {
+        if self.role_layers.len() <= r {
+            self.role_layers.resize(r + 1, None);
+        }
+        if self.role_layers[r].is_none() {
+            if let Some(info) = self.roles.roles.get(r) {
+                self.role_layers[r] = Some([
+                    layer(&info.defaults, true),
+                    layer(&info.vars, true),
+                    layer(&info.params, true),
+                ]);
+            }
+        }
+    }
+
+    fn task_display_name(&self, t: &Task) -> String {
+        let base = t.display_name();
+        match t.role.and_then(|r| self.roles.roles.get(r)) {
+            Some(r) => format!("{} : {base}", r.name),
+            None => base,
+        }
+    }
+
+    fn render_name(&self, t: &Task, scope: &Scope) -> String {
+        let raw = self.task_display_name(t);
+        if Templar::is_template(&raw) {
+            self.templar.render_str(&raw, scope).unwrap_or(raw)
+        } else {
+            raw
+        }
+    }
+
+    fn eval_when(&self, conds: &[Value], scope: &Scope) -> Result<bool, String> {
+        for c in conds {
+            match self.templar.eval_condition(c, scope) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    let shown = match c {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    return Err(format!("The conditional check '{shown}' failed. The error was: {e}"));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn eval_flag(&self, v: &Option<Value>, scope: &Scope) -> Result<Option<bool>, String> {
+        match v {
+            None => Ok(None),
+            Some(v) => self.templar.eval_condition(v, scope).map(Some).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Reports a task failure that happened before the module ran (bad template, bad loop).
+    fn fail_task(&mut self, t: &Task, inh: &Inherited, msg: &str, handler: bool) -> Flow {
+        let host = self.host().to_string();
+        let name = self.task_display_name(t);
+        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler });
+        let result = json!({"failed": true, "changed": false, "msg": format!("{}: {msg}", t.loc)});
+        self.finish(t, inh, name, result, Vec::new(), handler, None)
+    }
+
+    fn run_module_task(&mut self, t: &Task, inh: &Inherited, handler: bool) -> Flow {
+        let TaskKind::Module(m) = &t.kind else { return Flow::Continue };
+        let scope = self.scope(t, inh, None);
+        let host = self.host().to_string();
+        let name = self.render_name(t, &scope);
+
+        if let Some(ro) = &t.run_once {
+            if self.templar.eval_condition(ro, &scope).unwrap_or(false) {
+                let first = self.program.vars.magic.get("ansible_play_hosts")
+                    .and_then(|h| h.as_array())
+                    .and_then(|h| h.first())
+                    .and_then(|h| h.as_str());
+                if first.is_some_and(|f| f != host) {
+                    return Flow::Continue;
+                }
+            }
+        }
+
+        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler });
+        let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
+
+        let no_log = match self.eval_flag(&t.no_log.clone().or(inh.no_log.clone()), &scope) {
+            Ok(v) => v.unwrap_or(false),
+            Err(e) => return self.finish(t, inh, name, failed_result(&t.loc, &e), Vec::new(), handler, None),
+        };
+
+        let (result, diffs) = match &t.loop_ {
+            None => match self.eval_when(&conds, &scope) {
+                Err(e) => (failed_result(&t.loc, &e), Vec::new()),
+                Ok(false) => (skipped_result(&conds), Vec::new()),
+                Ok(true) => self.run_once_with_retries(t, m, &scope, inh),
+            },
+            Some(spec) => {
+                // A loop is not even expanded when a condition without the loop variable is
+                // false; Ansible evaluates `when` per item, which is the same for such tasks.
+                let items = match loops::expand(spec, &self.templar, &scope, &self.search_dirs(t)) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        let r = failed_result(&t.loc, &e);
+                        return self.finish(t, inh, name, r, Vec::new(), handler, Some(no_log));
+                    }
+                };
+                self.run_loop(t, m, items, &conds, inh, &name, no_log)
+            }
+        };
+        self.finish(t, inh, name, result, diffs, handler, Some(no_log))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_loop(
+        &mut self,
+        t: &Task,
+        m: &tend_proto::Module,
+        items: Vec<Value>,
+        conds: &[Value],
+        inh: &Inherited,
+        name: &str,
+        no_log: bool,
+    ) -> (Value, Vec<Value>) {
+        let loop_var = t.loop_control.loop_var.clone().unwrap_or_else(|| "item".into());
+        if items.is_empty() {
+            return (
+                json!({"changed": false, "skipped": true, "skipped_reason": "No items in the list", "results": []}),
+                Vec::new(),
+            );
+        }
+        let n = items.len();
+        let mut results = Vec::with_capacity(n);
+        let mut all_diffs = Vec::new();
+        let host = self.host().to_string();
+        for (idx, item) in items.into_iter().enumerate() {
+            let mut lv = Vars::new();
+            lv.insert(loop_var.clone(), item.clone());
+            lv.insert("ansible_loop_var".into(), Value::String(loop_var.clone()));
+            if let Some(iv) = &t.loop_control.index_var {
+                lv.insert(iv.clone(), json!(idx));
+                lv.insert("ansible_index_var".into(), Value::String(iv.clone()));
+            }
+            if t.loop_control.extended {
+                lv.insert(
+                    "ansible_loop".into(),
+                    json!({"index": idx + 1, "index0": idx, "first": idx == 0, "last": idx + 1 == n,
+                           "length": n, "revindex": n - idx, "revindex0": n - idx - 1}),
+                );
+            }
+            let scope = self.scope(t, inh, Some(layer(&lv, false)));
+            let (mut r, diffs) = match self.eval_when(conds, &scope) {
+                Err(e) => (failed_result(&t.loc, &e), Vec::new()),
+                Ok(false) => (skipped_result(conds), Vec::new()),
+                Ok(true) => self.run_once_with_retries(t, m, &scope, inh),
+            };
+            all_diffs.extend(diffs);
+            let label = match &t.loop_control.label {
+                Some(l) => self.templar.render_str(l, &scope).unwrap_or_else(|_| l.clone()),
+                None => label_of(&item),
+            };
+            if let Value::Object(o) = &mut r {
+                o.insert(loop_var.clone(), item);
+                o.insert("ansible_loop_var".into(), Value::String(loop_var.clone()));
+                if let Some(iv) = &t.loop_control.index_var {
+                    o.insert(iv.clone(), json!(idx));
+                    o.insert("ansible_index_var".into(), Value::String(iv.clone()));
+                }
+            }
+            let status = status_of(&r);
+            let shown = if no_log { censor(&r) } else { r.clone() };
+            self.emit(Event::ItemResult {
+                host: host.clone(),
+                task: name.to_string(),
+                status,
+                label: if no_log { "None".into() } else { label },
+                result: shown,
+            });
+            results.push(r);
+        }
+        let changed = results.iter().any(|r| r.get("changed") == Some(&Value::Bool(true)));
+        let failed = results.iter().any(|r| r.get("failed") == Some(&Value::Bool(true)));
+        let skipped = results.iter().all(|r| r.get("skipped") == Some(&Value::Bool(true)));
+        let mut agg = json!({"changed": changed, "results": results});
+        if failed {
+            agg["failed"] = Value::Bool(true);
+            agg["msg"] = Value::String("One or more items failed".into());
+        } else {
+            agg["msg"] = Value::String("All items completed".into());
+        }
+        if skipped {
+            agg["skipped"] = Value::Bool(true);
+        }
+        (agg, all_diffs)
+    }
+
+    fn run_once_with_retries(&mut self, t: &Task, m: &tend_proto::Module, scope: &Scope, inh: &Inherited) -> (Value, Vec<Value>) {
+        let retries_set = t.until.is_empty().then_some(()).is_none();
+        if !retries_set {
+            return self.run_module(t, m, scope, inh);
+        }
+        let retries = match t.retries.as_ref().map(|r| self.templar.render_value(r, scope)) {
+            None => 3,
+            Some(Ok(v)) => v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(3).max(0),
+            Some(Err(e)) => return (failed_result(&t.loc, &e.0), Vec::new()),
+        };
+        let delay = match t.delay.as_ref().map(|r| self.templar.render_value(r, scope)) {
+            None => 5.0,
+            Some(Ok(v)) => v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(5.0),
+            Some(Err(e)) => return (failed_result(&t.loc, &e.0), Vec::new()),
+        };
+        let attempts_max = retries + 1;
+        let mut attempt = 1;
+        loop {
+            let (mut r, diffs) = self.run_module(t, m, scope, inh);
+            let reg = t.register.clone().unwrap_or_else(|| "__tend_result".into());
+            let mut rv = Vars::new();
+            rv.insert(reg, r.clone());
+            let s2 = scope.with_layers([layer(&rv, false)]);
+            let ok = match self.eval_when(&t.until, &s2) {
+                Ok(b) => b,
+                Err(e) => return (failed_result(&t.loc, &e), diffs),
+            };
+            if let Value::Object(o) = &mut r {
+                o.insert("attempts".into(), json!(attempt));
+            }
+            if ok {
+                if let Value::Object(o) = &mut r {
+                    o.insert("failed".into(), Value::Bool(false));
+                }
+                return (r, diffs);
+            }
+            if attempt >= attempts_max {
+                if let Value::Object(o) = &mut r {
+                    o.insert("failed".into(), Value::Bool(true));
+                    o.entry("msg").or_insert(Value::String("Failed to satisfy the until condition".into()));
+                }
+                return (r, diffs);
+            }
+            let host = self.host().to_string();
+            let name = self.task_display_name(t);
+            self.emit(Event::Warning {
+                host: Some(host),
+                msg: format!("FAILED - RETRYING: [{}]: {} ({} retries left).", self.program.host, name, attempts_max - attempt),
+            });
+            std::thread::sleep(Duration::from_secs_f64(delay.max(0.0)));
+            attempt += 1;
+        }
+    }
+
+    fn search_dirs(&self, t: &Task) -> Vec<PathBuf> {
+        let mut dirs = Vec::with_capacity(2);
+        if let Some(r) = t.role.and_then(|r| self.roles.roles.get(r)) {
+            dirs.push(PathBuf::from(&r.path));
+        }
+        dirs.push(PathBuf::from(&self.program.play.playbook_dir));
+        dirs
+    }
+
+    /// Renders arguments, runs the module once, applies changed_when/failed_when.
+    fn run_module(&mut self, t: &Task, m: &tend_proto::Module, scope: &Scope, inh: &Inherited) -> (Value, Vec<Value>) {
+        let args = match self.templar.render_value(&Value::Object(m.args.clone()), scope) {
+            Ok(Value::Object(mut a)) => {
+                a.retain(|_, v| v.as_str() != Some(OMIT));
+                a
+            }
+            Ok(_) => Vars::new(),
+            Err(e) => return (failed_result(&t.loc, &format!("{e} (in the arguments of `{}`)", m.name)), Vec::new()),
+        };
+        let check = match self.eval_flag(&t.check_mode.clone().or(inh.check_mode.clone()), scope) {
+            Ok(Some(c)) => c,
+            Ok(None) => self.program.options.check,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
+        };
+        let diff = match self.eval_flag(&t.diff.clone().or(inh.diff.clone()), scope) {
+            Ok(Some(d)) => d,
+            Ok(None) => self.program.options.diff,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
+        };
+        let environment = match self.environment(t, inh, scope) {
+            Ok(e) => e,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
+        };
+        let search = self.search_dirs(t);
+
+        let out: Result<ModuleOutput, String> = if builtin::BUILTIN_MODULES.contains(&m.name.as_str()) {
+            match builtin::run(&m.name, &args, scope, &self.templar, &search, check) {
+                Ok(builtin::Outcome::Output(o)) => Ok(o),
+                Ok(builtin::Outcome::SetFacts(vars, o)) => {
+                    self.host_facts.extend(vars);
+                    Ok(o)
+                }
+                Ok(builtin::Outcome::IncludeVars(vars, o)) => {
+                    self.include_vars.extend(vars);
+                    Ok(o)
+                }
+                Err(e) => Err(e),
+            }
+        } else if let Some(entry) = tend_resources::lookup(&m.name) {
+            if check && !entry.check_mode {
+                Ok(ModuleOutput { skipped: true, msg: Some("Command would have run if not in check mode".into()), ..Default::default() })
+            } else {
+                let ctx = ModuleCtx {
+                    check,
+                    diff,
+                    templar: &self.templar,
+                    scope,
+                    search_dirs: &search,
+                    environment: &environment,
+                };
+                (entry.run)(&Args::new(args), &ctx).map_err(|e| e.msg)
+            }
+        } else {
+            Err(format!("module `{}` is not supported by tend", m.name))
+        };
+
+        let (mut result, diffs) = match out {
+            Ok(o) => {
+                let mut r = o.fields;
+                r.insert("changed".into(), Value::Bool(o.changed));
+                if o.failed {
+                    r.insert("failed".into(), Value::Bool(true));
+                }
+                if o.skipped {
+                    r.insert("skipped".into(), Value::Bool(true));
+                }
+                if let Some(msg) = o.msg {
+                    r.insert("msg".into(), Value::String(msg));
+                }
+                if diff && !o.diffs.is_empty() {
+                    r.insert("diff".into(), Value::Array(o.diffs.clone()));
+                }
+                (r, if diff { o.diffs } else { Vec::new() })
+            }
+            Err(msg) => {
+                let mut r = Vars::new();
+                r.insert("changed".into(), Value::Bool(false));
+                r.insert("failed".into(), Value::Bool(true));
+                r.insert("msg".into(), Value::String(msg));
+                (r, Vec::new())
+            }
+        };
+
+        // changed_when / failed_when see the result under the register name.
+        if t.changed_when.is_some() || t.failed_when.is_some() {
+            let mut rv = Vars::new();
+            let reg = t.register.clone().unwrap_or_else(|| "__tend_result".into());
+            rv.insert(reg, Value::Object(result.clone()));
+            // Ansible also exposes the result's own keys to these conditions.
+            let s2 = scope.with_layers([layer(&result, false), layer(&rv, false)]);
+            if let Some(conds) = &t.changed_when {
+                if result.get("skipped") != Some(&Value::Bool(true)) {
+                    match self.eval_when(conds, &s2) {
+                        Ok(c) => {
+                            result.insert("changed".into(), Value::Bool(c));
+                        }
+                        Err(e) => return (failed_result(&t.loc, &e), diffs),
+                    }
+                }
+            }
+            if let Some(conds) = &t.failed_when {
+                if result.get("skipped") != Some(&Value::Bool(true)) {
+                    let mut rv2 = Vars::new();
+                    let reg = t.register.clone().unwrap_or_else(|| "__tend_result".into());
+                    rv2.insert(reg, Value::Object(result.clone()));
+                    let s3 = scope.with_layers([layer(&result, false), layer(&rv2, false)]);
+                    match self.eval_when(conds, &s3) {
+                        Ok(f) => {
+                            result.insert("failed_when_result".into(), Value::Bool(f));
+                            result.insert("failed".into(), Value::Bool(f));
+                        }
+                        Err(e) => return (failed_result(&t.loc, &e), diffs),
+                    }
+                }
+            }
+        }
+        if !result.contains_key("failed") {
+            result.insert("failed".into(), Value::Bool(false));
+        }
+        (Value::Object(result), diffs)
+    }
+
+    fn environment(&self, t: &Task, inh: &Inherited, scope: &Scope) -> Result<Vec<(String, String)>, String> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        for e in inh.environment.iter().chain(t.environment.iter()) {
+            let v = self.templar.render_value(e, scope).map_err(|e| e.0)?;
+            let Value::Object(map) = v else {
+                return Err("environment must be a mapping of variable names to values".into());
+            };
+            for (k, v) in map {
+                let s = match v {
+                    Value::String(s) => s,
+                    Value::Bool(b) => if b { "True".into() } else { "False".into() },
+                    other => other.to_string(),
+                };
+                env.retain(|(ek, _)| *ek != k);
+                env.push((k, s));
+            }
+        }
+        Ok(env)
+    }
+
+    /// Records a task's result: stats, register, notify, event. Returns the flow for the host.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(&mut self, t: &Task, inh: &Inherited, name: String, result: Value, diffs: Vec<Value>, handler: bool, no_log: Option<bool>) -> Flow {
+        let status = status_of(&result);
+        let failed = status == ResultStatus::Failed;
+        let scope_for_flags = self.scope(t, inh, None);
+        let ignore = failed
+            && self
+                .eval_flag(&t.ignore_errors.clone().or(inh.ignore_errors.clone()), &scope_for_flags)
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+        if let Some(reg) = &t.register {
+            self.host_facts.set(reg, result.clone());
+        }
+        match status {
+            ResultStatus::Failed if ignore => {
+                self.stats.ok += 1;
+                self.stats.ignored += 1;
+                if result.get("changed") == Some(&Value::Bool(true)) {
+                    self.stats.changed += 1;
+                }
+            }
+            ResultStatus::Failed if inh.rescuable => self.stats.rescued += 1,
+            ResultStatus::Failed => self.stats.failed += 1,
+            ResultStatus::Skipped => self.stats.skipped += 1,
+            ResultStatus::Unreachable => self.stats.unreachable += 1,
+            ResultStatus::Ok | ResultStatus::Changed => {
+                self.stats.ok += 1;
+                if status == ResultStatus::Changed {
+                    self.stats.changed += 1;
+                }
+            }
+        }
+        if status == ResultStatus::Changed && !t.notify.is_empty() {
+            self.notify(&t.notify, t);
+        }
+        let shown = if no_log.unwrap_or(false) { censor(&result) } else { result };
+        let host = self.host().to_string();
+        self.emit(Event::TaskResult(TaskResult {
+            host,
+            task: name,
+            loc: t.loc.clone(),
+            status,
+            ignored: ignore,
+            handler,
+            result: shown,
+            diffs,
+        }));
+        if failed && !ignore {
+            Flow::Failed
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn run_include(&mut self, t: &Task, inh: &Inherited) -> Flow {
+        let mut i = inh.clone();
+        i.tags.extend(t.tags.iter().cloned());
+        if !self.selected(t, &i.tags) {
+            return Flow::Continue;
+        }
+        let scope = self.scope(t, inh, None);
+        let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
+        let host = self.host().to_string();
+        let name = self.render_name(t, &scope);
+        match self.eval_when(&conds, &scope) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
+                return self.finish(t, inh, name, skipped_result(&conds), Vec::new(), false, None);
+            }
+            Err(e) => return self.fail_task(t, inh, &e, false),
+        }
+        // Included tasks inherit the include's `when`? No: in Ansible an include's conditions
+        // apply to the include itself only. Its vars become include params.
+        let mut child = inh.clone();
+        child.when.clear();
+        child.when.extend(inh.when.iter().cloned());
+        let loaded = match &t.kind {
+            TaskKind::IncludeTasks { file, params } => {
+                let file = match self.templar.render_str(file, &scope) {
+                    Ok(f) => f,
+                    Err(e) => return self.fail_task(t, inh, &e.0, false),
+                };
+                let base = t
+                    .role
+                    .and_then(|r| self.roles.roles.get(r))
+                    .map(|r| PathBuf::from(&r.path).join("tasks"))
+                    .or_else(|| Path::new(&*t.loc.file).parent().map(Path::to_path_buf))
+                    .unwrap_or_else(|| PathBuf::from(&self.program.play.playbook_dir));
+                let path = base.join(&file);
+                if !params.is_empty() {
+                    child.include_params.push(params.clone());
+                }
+                self.loader.load_tasks_file(&path, t.role, &mut self.roles).map(|tasks| (tasks, path.display().to_string()))
+            }
+            TaskKind::IncludeRole { name: role_name, tasks_from, params, .. } => {
+                let role_name = self.templar.render_str(role_name, &scope).unwrap_or_else(|_| role_name.clone());
+                let before_handlers = self.roles.handlers.len();
+                let r = role::include_role(&self.loader, &mut self.roles, &role_name, params.clone(), tasks_from.as_deref(), &t.loc);
+                let new_handlers: Vec<Handler> = self.roles.handlers.drain(before_handlers..).collect();
+                for h in new_handlers {
+                    self.handlers.push(h);
+                    self.notified.push(false);
+                }
+                r.map(|(_, tasks)| (tasks, role_name))
+            }
+            _ => return Flow::Continue,
+        };
+        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
+        match loaded {
+            Err(diags) => {
+                let msg = diags.0.iter().map(|d| d.render()).collect::<Vec<_>>().join("\n");
+                self.finish(t, inh, name, json!({"failed": true, "changed": false, "msg": msg}), Vec::new(), false, None)
+            }
+            Ok((tasks, what)) => {
+                self.emit(Event::TaskResult(TaskResult {
+                    host: host.clone(),
+                    task: name,
+                    loc: t.loc.clone(),
+                    status: ResultStatus::Ok,
+                    ignored: false,
+                    handler: false,
+                    result: json!({"include": what, "changed": false}),
+                    diffs: Vec::new(),
+                }));
+                // Included tasks get the include's tags only through `apply`; vars as params.
+                let mut ci = child;
+                if let TaskKind::IncludeRole { .. } = t.kind {
+                    if !t.vars.is_empty() {
+                        ci.include_params.push(t.vars.clone());
+                    }
+                }
+                ci.ignore_errors = inh.ignore_errors.clone();
+                self.run_list(&tasks, &ci)
+            }
+        }
+    }
+}
+
+fn failed_result(loc: &tend_proto::Loc, msg: &str) -> Value {
+    json!({"failed": true, "changed": false, "msg": format!("{loc}: {msg}")})
+}
+
+fn skipped_result(conds: &[Value]) -> Value {
+    let cond = conds.last().map(|c| match c {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    json!({"changed": false, "skipped": true, "skip_reason": "Conditional result was False", "false_condition": cond})
+}
+
+fn status_of(r: &Value) -> ResultStatus {
+    let flag = |k: &str| r.get(k) == Some(&Value::Bool(true));
+    if flag("failed") {
+        ResultStatus::Failed
+    } else if flag("unreachable") {
+        ResultStatus::Unreachable
+    } else if flag("skipped") {
+        ResultStatus::Skipped
+    } else if flag("changed") {
+        ResultStatus::Changed
+    } else {
+        ResultStatus::Ok
+    }
+}
+
+fn censor(r: &Value) -> Value {
+    let changed = r.get("changed").cloned().unwrap_or(Value::Bool(false));
+    let mut out = json!({"censored": NO_LOG_MSG, "changed": changed});
+    if let Some(f) = r.get("failed") {
+        out["failed"] = f.clone();
+    }
+    if let Some(s) = r.get("skipped") {
+        out["skipped"] = s.clone();
+    }
+    out
+}
+
+/// How Ansible shows a loop item: strings as they are, other values as Python reprs.
+fn label_of(item: &Value) -> String {
+    match item {
+        Value::String(s) => s.clone(),
+        other => {
+            let j = to_jinja_ser(other);
+            tend_lang::template::pyrepr_of(&j)
+        }
+    }
+}

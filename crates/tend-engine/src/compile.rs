@@ -1,0 +1,179 @@
+//! Turning a play into one [`Program`] per host, and checking a play before anything runs.
+
+use std::path::Path;
+
+use serde_json::json;
+use tend_lang::playbook::{load_vars_file, Play};
+use tend_lang::template::OMIT;
+use tend_lang::{Diag, Layer, Scope, Templar};
+use tend_proto::{PlayInfo, Program, ProgramVars, Task, TaskKind, Value, Vars, PROTOCOL_VERSION};
+
+use crate::Prepared;
+
+/// Checks what can be checked statically: every module is one tend runs, every notified
+/// handler exists.
+pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>) {
+    let has_include_role = contains(&play.tasks, &|t| matches!(t.kind, TaskKind::IncludeRole { .. }));
+    let mut handler_names: Vec<String> = Vec::new();
+    for h in &play.handlers {
+        if let Some(n) = &h.task.name {
+            handler_names.push(n.clone());
+            if let Some(r) = h.task.role.and_then(|r| play.roles.get(r)) {
+                handler_names.push(format!("{} : {n}", r.name));
+            }
+        }
+        handler_names.extend(h.listen.iter().cloned());
+    }
+    let mut visit = |t: &Task| {
+        if let TaskKind::Module(m) = &t.kind {
+            if !supported.contains(&m.name.as_str()) {
+                errors.push(
+                    Diag::new(t.loc.clone(), format!("module `{}` is not supported by tend", m.name))
+                        .with_hint(format!("tend supports these modules: {}", supported.join(", "))),
+                );
+            }
+        }
+        if !has_include_role {
+            for n in &t.notify {
+                if !handler_names.contains(n) && !Templar::is_template(n) {
+                    errors.push(
+                        Diag::new(t.loc.clone(), format!("the handler '{n}' notified here is not defined in this play"))
+                            .with_hint("define it under `handlers:` (or in a role's handlers/main.yml), or add `listen: \"…\"` to a handler"),
+                    );
+                }
+            }
+        }
+    };
+    walk(&play.tasks, &mut visit);
+    for h in &play.handlers {
+        walk(std::slice::from_ref(&h.task), &mut visit);
+    }
+}
+
+fn walk(tasks: &[Task], f: &mut dyn FnMut(&Task)) {
+    for t in tasks {
+        f(t);
+        if let TaskKind::Block { block, rescue, always } = &t.kind {
+            walk(block, f);
+            walk(rescue, f);
+            walk(always, f);
+        }
+    }
+}
+
+fn contains(tasks: &[Task], pred: &dyn Fn(&Task) -> bool) -> bool {
+    let mut found = false;
+    walk(tasks, &mut |t| found |= pred(t));
+    found
+}
+
+/// Builds the Program of `host` for play number `play`.
+pub fn compile(prep: &Prepared, play_idx: usize, host: &str, play_hosts: &[String]) -> Result<Program, Diag> {
+    let play = &prep.playbook.plays[play_idx];
+    let inv = &prep.inventory;
+    let mut role_defaults = Vars::new();
+    let mut role_vars = Vars::new();
+    for r in &play.roles {
+        role_defaults.extend(r.defaults.clone());
+        role_vars.extend(r.vars.clone());
+    }
+    let inventory = inv.host_vars(host, Some(&prep.playbook_vars));
+
+    let mut magic = inv.host_magic_vars(host);
+    magic.insert("groups".into(), Value::Object(inv.groups_dict()));
+    let dir = prep.playbook.dir.to_string_lossy().to_string();
+    magic.insert("playbook_dir".into(), Value::String(dir.clone()));
+    magic.insert("omit".into(), Value::String(OMIT.into()));
+    let hosts_v: Vec<Value> = play_hosts.iter().cloned().map(Value::String).collect();
+    magic.insert("ansible_play_hosts".into(), Value::Array(hosts_v.clone()));
+    magic.insert("ansible_play_hosts_all".into(), Value::Array(hosts_v.clone()));
+    magic.insert("ansible_play_batch".into(), Value::Array(hosts_v.clone()));
+    magic.insert("play_hosts".into(), Value::Array(hosts_v));
+    magic.insert("ansible_play_name".into(), Value::String(play.name.clone()));
+    magic.insert(
+        "ansible_version".into(),
+        json!({"full": "2.19.14", "major": 2, "minor": 19, "revision": 14, "string": "2.19.14"}),
+    );
+    let o = &prep.settings.options;
+    magic.insert("ansible_run_tags".into(), json!(if o.tags.is_empty() { vec!["all".to_string()] } else { o.tags.clone() }));
+    magic.insert("ansible_skip_tags".into(), json!(o.skip_tags));
+    magic.insert("ansible_forks".into(), json!(prep.settings.forks));
+    magic.insert("tend_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+
+    // vars_files are read on the controller, their names rendered with what is known here.
+    let mut vars_files = Vars::new();
+    if !play.vars_files.is_empty() {
+        let t = Templar::new();
+        let scope = Scope::new(
+            &t,
+            vec![
+                Layer::from_map(&inventory, true),
+                Layer::from_map(&play.vars, true),
+                Layer::from_map(&prep.settings.extra_vars, true),
+                Layer::from_map(&magic, false),
+            ],
+        );
+        for (entry, loc) in &play.vars_files {
+            let candidates: Vec<Value> = match entry {
+                Value::Array(a) => a.clone(),
+                other => vec![other.clone()],
+            };
+            let mut loaded = false;
+            let mut tried = Vec::new();
+            for c in &candidates {
+                let name = match c {
+                    Value::String(s) => t.render_str(s, &scope).map_err(|e| {
+                        Diag::new(loc.clone(), format!("cannot render vars_files entry: {e}"))
+                    })?,
+                    other => other.to_string(),
+                };
+                let path = resolve(&play.dir, &name);
+                if path.is_file() {
+                    vars_files.extend(load_vars_file(&path)?);
+                    loaded = true;
+                    break;
+                }
+                tried.push(path.display().to_string());
+            }
+            if !loaded {
+                return Err(Diag::new(loc.clone(), format!("vars file not found: {}", tried.join(", ")))
+                    .with_hint("vars_files paths are relative to the playbook's directory"));
+            }
+        }
+    }
+
+    Ok(Program {
+        version: PROTOCOL_VERSION,
+        host: host.to_string(),
+        play: PlayInfo {
+            name: play.name.clone(),
+            loc: play.loc.clone(),
+            gather_facts: play.gather_facts,
+            playbook_dir: dir,
+            force_handlers: play.force_handlers,
+            ..Default::default()
+        },
+        vars: ProgramVars {
+            role_defaults,
+            inventory,
+            play_vars: play.vars.clone(),
+            vars_files,
+            role_vars,
+            extra_vars: prep.settings.extra_vars.clone(),
+            magic,
+        },
+        roles: play.roles.clone(),
+        tasks: play.tasks.clone(),
+        handlers: play.handlers.clone(),
+        options: prep.settings.options.clone(),
+    })
+}
+
+fn resolve(dir: &Path, name: &str) -> std::path::PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}

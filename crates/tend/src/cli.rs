@@ -1,0 +1,105 @@
+//! The command line, in one place. Raw arguments become resolved settings in one step
+//! ([`crate::settings`]); nothing else looks at flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "tend", version, about = "Configuration management and orchestration: Ansible playbooks, natively fast.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a playbook against an inventory (like ansible-playbook).
+    Apply(ApplyArgs),
+    /// Show an inventory (like ansible-inventory).
+    Inventory(InventoryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The playbook to run.
+    pub playbook: PathBuf,
+    /// Inventory file, directory or comma-separated host list (repeatable).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
+    /// Extra variables: key=value, a JSON/YAML mapping, or @file (repeatable).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Limit the run to hosts matching this pattern.
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Option<String>,
+    /// Only run tasks tagged with these tags (comma-separated, repeatable).
+    #[arg(short = 't', long = "tags", value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Skip tasks tagged with these tags (comma-separated, repeatable).
+    #[arg(long = "skip-tags", value_name = "TAGS")]
+    pub skip_tags: Vec<String>,
+    /// Report what would change, change nothing.
+    #[arg(short = 'C', long = "check")]
+    pub check: bool,
+    /// Show differences of changed files.
+    #[arg(short = 'D', long = "diff")]
+    pub diff: bool,
+    /// How many hosts run at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50)]
+    pub forks: usize,
+    /// More output (-v … -vvvv).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// List the hosts each play would run on, and stop.
+    #[arg(long = "list-hosts")]
+    pub list_hosts: bool,
+    /// List the tasks each play would run, and stop.
+    #[arg(long = "list-tasks")]
+    pub list_tasks: bool,
+    /// Check the playbook's syntax, and stop.
+    #[arg(long = "syntax-check")]
+    pub syntax_check: bool,
+    /// Start at the task with this name.
+    #[arg(long = "start-at-task", value_name = "NAME")]
+    pub start_at_task: Option<String>,
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Write the PLAY RECAP counters as JSON to this file.
+    #[arg(long = "recap-file", value_name = "PATH")]
+    pub recap_file: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Task-by-task text, like ansible-playbook.
+    Human,
+    /// One JSON event per line.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// Inventory file, directory or comma-separated host list (repeatable).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
+    /// All hosts and groups as JSON, with host variables under _meta.
+    #[arg(long = "list", group = "action")]
+    pub list: bool,
+    /// The group tree.
+    #[arg(long = "graph", group = "action", num_args = 0..=1, default_missing_value = "all", value_name = "GROUP")]
+    pub graph: Option<String>,
+    /// One host's variables as JSON.
+    #[arg(long = "host", group = "action", value_name = "HOST")]
+    pub host: Option<String>,
+    /// With --graph: show variables.
+    #[arg(long = "vars")]
+    pub vars: bool,
+    /// Limit to hosts matching this pattern.
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Option<String>,
+    /// Also apply group_vars/ and host_vars/ from this playbook directory.
+    #[arg(long = "playbook-dir", value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
+}

@@ -1,0 +1,120 @@
+//! tend: configuration management and orchestration.
+
+mod cli;
+mod printer;
+mod settings;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use clap::Parser;
+use tend_engine::EngineError;
+
+use cli::{Cli, Command};
+use printer::Printer;
+
+/// Exit status for input tend refuses (bad YAML, unknown module, bad option): nothing ran.
+const EXIT_BAD_INPUT: u8 = 5;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Apply(args) => apply(args),
+        Command::Inventory(args) => inventory(args),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn report_error(e: &EngineError) {
+    let EngineError::Input(diags) = e;
+    let mut err = std::io::stderr().lock();
+    for d in &diags.0 {
+        let _ = writeln!(err, "error: {}", d.render());
+    }
+    if diags.0.len() > 1 {
+        let _ = writeln!(err, "{} problems found; nothing was changed", diags.0.len());
+    } else {
+        let _ = writeln!(err, "nothing was changed");
+    }
+}
+
+fn apply(args: cli::ApplyArgs) -> ExitCode {
+    let settings = match settings::apply_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let prep = match tend_engine::prepare(settings) {
+        Ok(p) => p,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    {
+        let mut err = std::io::stderr().lock();
+        for w in &prep.warnings {
+            let _ = writeln!(err, "[WARNING]: {w}");
+        }
+    }
+    if args.syntax_check || args.list_hosts || args.list_tasks {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}", settings::listing(&prep, &args));
+        return ExitCode::SUCCESS;
+    }
+
+    let mut printer = Printer::new(args.output, args.verbose);
+    let (tx, rx) = mpsc::channel();
+    let summary = std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let tx = tx;
+            tend_engine::run(&prep, &tx)
+        });
+        for e in rx {
+            printer.event(&e);
+        }
+        handle.join()
+    });
+    let Ok(summary) = summary else {
+        return ExitCode::from(250);
+    };
+    let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
+    printer.recap(&stats);
+    if let Some(path) = &args.recap_file {
+        let hosts: serde_json::Map<String, serde_json::Value> =
+            stats.iter().map(|(h, s)| (h.clone(), serde_json::json!(s))).collect();
+        let body = serde_json::json!({ "hosts": hosts }).to_string();
+        if let Err(e) = write_atomic(path, body.as_bytes()) {
+            let _ = writeln!(std::io::stderr(), "error: cannot write recap file {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::from(summary.exit_code() as u8)
+}
+
+/// Writes a file next to its final name and renames it into place.
+fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tend-tmp-{}", path.file_name().and_then(|f| f.to_str()).unwrap_or("out"), std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn inventory(args: cli::InventoryArgs) -> ExitCode {
+    match settings::inventory_output(&args) {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

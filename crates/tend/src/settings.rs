@@ -1,0 +1,130 @@
+//! Turning parsed arguments into resolved settings, and the listings that need no run.
+
+use tend_engine::{parse_extra_vars, EngineError, Prepared, Settings};
+use tend_lang::inventory::{load_vars_dirs, parse_limit, Inventory};
+use tend_proto::{RunOptions, Task, TaskKind, Vars};
+
+use crate::cli::{ApplyArgs, InventoryArgs};
+
+fn split_tags(raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .flat_map(|t| t.split(','))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
+    let mut extra = Vars::new();
+    for e in &a.extra_vars {
+        parse_extra_vars(e, &mut extra)?;
+    }
+    let inventories = if a.inventory.is_empty() {
+        // Like ansible-playbook without -i and without a config: only the implicit localhost.
+        Vec::new()
+    } else {
+        a.inventory.clone()
+    };
+    Ok(Settings {
+        playbook: a.playbook.clone(),
+        inventories,
+        extra_vars: extra,
+        limit: a.limit.clone(),
+        options: RunOptions {
+            check: a.check,
+            diff: a.diff,
+            tags: split_tags(&a.tags),
+            skip_tags: split_tags(&a.skip_tags),
+            start_at_task: a.start_at_task.clone(),
+            verbosity: a.verbose,
+        },
+        forks: a.forks.max(1),
+    })
+}
+
+/// `--syntax-check`, `--list-hosts`, `--list-tasks`, in ansible-playbook's layout.
+pub fn listing(prep: &Prepared, a: &ApplyArgs) -> String {
+    let mut out = format!("\nplaybook: {}\n", a.playbook.display());
+    if a.syntax_check {
+        return out;
+    }
+    for (i, play) in prep.playbook.plays.iter().enumerate() {
+        out.push_str(&format!("\n  play #{} ({}): {}\tTAGS: [{}]\n", i + 1, play.hosts, play.name, play.tags.join(",")));
+        if a.list_hosts {
+            let hosts = &prep.play_hosts[i];
+            out.push_str(&format!("    pattern: ['{}']\n    hosts ({}):\n", play.hosts, hosts.len()));
+            for h in hosts {
+                out.push_str(&format!("      {h}\n"));
+            }
+        }
+        if a.list_tasks {
+            out.push_str("    tasks:\n");
+            list_tasks(&play.tasks, play, &mut out, &[]);
+        }
+    }
+    out
+}
+
+fn list_tasks(tasks: &[Task], play: &tend_lang::playbook::Play, out: &mut String, inherited: &[String]) {
+    for t in tasks {
+        let mut tags: Vec<String> = inherited.to_vec();
+        tags.extend(t.tags.iter().cloned());
+        match &t.kind {
+            TaskKind::Block { block, rescue, always } => {
+                list_tasks(block, play, out, &tags);
+                list_tasks(rescue, play, out, &tags);
+                list_tasks(always, play, out, &tags);
+            }
+            TaskKind::Meta(_) if t.implicit => {}
+            _ => {
+                let name = match t.role.and_then(|r| play.roles.get(r)) {
+                    Some(r) => format!("{} : {}", r.name, t.display_name()),
+                    None => t.display_name(),
+                };
+                let mut sorted = tags.clone();
+                sorted.sort();
+                sorted.dedup();
+                out.push_str(&format!("      {name}\tTAGS: [{}]\n", sorted.join(", ")));
+            }
+        }
+    }
+}
+
+pub fn inventory_output(a: &InventoryArgs) -> Result<String, EngineError> {
+    let inv = Inventory::load(&a.inventory)?;
+    let pb_vars = match &a.playbook_dir {
+        Some(d) => Some(load_vars_dirs(d)?),
+        None => None,
+    };
+    let hosts: Option<Vec<String>> = match &a.limit {
+        Some(l) => {
+            let lim = parse_limit(l)?;
+            Some(inv.select("all", Some(&lim)).map_err(|e| e.at(tend_proto::Loc::new("<--limit>", 0, 0)))?.hosts)
+        }
+        None => None,
+    };
+    if let Some(h) = &a.host {
+        return match inv.host_json(h, pb_vars.as_ref()) {
+            Some(v) => Ok(format!("{}\n", pretty(&v))),
+            None => Err(tend_lang::Diag::new(tend_proto::Loc::new("<--host>", 0, 0), format!("You must pass a single valid host to --host parameter: {h}")).into()),
+        };
+    }
+    if let Some(g) = &a.graph {
+        return match inv.to_graph(g, a.vars) {
+            Some(s) => Ok(s),
+            None => Err(tend_lang::Diag::new(tend_proto::Loc::new("<--graph>", 0, 0), format!("Pattern must be valid group name when using --graph: {g}")).into()),
+        };
+    }
+    let v = inv.to_list_json(hosts.as_deref(), pb_vars.as_ref());
+    Ok(format!("{}\n", pretty(&v)))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    if serde::Serialize::serialize(v, &mut ser).is_err() {
+        return v.to_string();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

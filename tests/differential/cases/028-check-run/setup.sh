@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "old" > "$1/existing.conf"
+mkdir -p "$1/keep"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine (as root) for tend's tests.
+# Idempotent: safe to run again; reuses the venv when it is already right.
+set -euo pipefail
+
+ANSIBLE_CORE_VERSION=2.19.14
+VENV=/opt/tend-test/venv
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "error: run tests/setup.sh as root" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends python3 python3-venv python3-pip
+
+if [ ! -x "$VENV/bin/python" ]; then
+    mkdir -p "$(dirname "$VENV")"
+    /usr/bin/python3 -m venv "$VENV"
+fi
+
+installed=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("ansible-core"))' 2>/dev/null || true)
+if [ "$installed" != "$ANSIBLE_CORE_VERSION" ]; then
+    "$VENV/bin/pip" install --disable-pip-version-check --quiet "ansible-core==$ANSIBLE_CORE_VERSION"
+fi
+
+version=$("$VENV/bin/ansible-playbook" --version)
+echo "${version%%$'\n'*}"
+echo "ansible-playbook: $VENV/bin/ansible-playbook"
