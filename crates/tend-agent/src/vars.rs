@@ -31,7 +31,12 @@ impl DynVars {
 
     pub fn layer(&self, templated: bool) -> Layer {
         Layer {
-            vars: JValue::from_iter(self.map.iter().map(|(k, v)| (JValue::from(k.as_str()), v.clone()))),
+            vars: JValue::from(
+                self.map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<std::collections::BTreeMap<String, JValue>>(),
+            ),
             templated,
         }
     }
