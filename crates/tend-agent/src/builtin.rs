@@ -35,11 +35,19 @@ pub(crate) fn run(
     scope: &Scope,
     templar: &Templar,
     search: &[PathBuf],
-    _check: bool,
+    verbosity: u8,
 ) -> Result<Outcome, String> {
     let a = Args::new(args.clone());
     match name {
-        "debug" => debug(&a, scope, templar),
+        "debug" => {
+            let wanted = a.int("verbosity").map_err(|e| e.0)?.unwrap_or(0);
+            if wanted > i64::from(verbosity) {
+                let mut out = ModuleOutput { skipped: true, ..Default::default() };
+                out.fields.insert("skipped_reason".into(), Value::String("Verbosity threshold not met.".into()));
+                return Ok(Outcome::Output(out));
+            }
+            debug(&a, scope, templar)
+        }
         "set_fact" => {
             let mut facts = Vars::new();
             for (k, v) in args {

@@ -9,7 +9,7 @@ mod loops;
 mod run;
 mod vars;
 
-use tend_proto::{Event, HostStats, Program};
+use tend_proto::{Event, HostState, HostStats, Program};
 
 pub use builtin::BUILTIN_MODULES;
 pub use run::HostRun;
@@ -25,7 +25,7 @@ pub fn supported_modules() -> Vec<&'static str> {
     names
 }
 
-/// Runs a program to the end and returns the host's counters.
-pub fn run(program: &Program, sink: &mut dyn FnMut(Event)) -> HostStats {
+/// Runs a program to the end and returns the host's counters and the state later plays see.
+pub fn run(program: &Program, sink: &mut dyn FnMut(Event)) -> (HostStats, HostState) {
     HostRun::new(program, sink).run()
 }

@@ -8,7 +8,7 @@ use tend_lang::playbook::{role, Loader, RoleScope};
 use tend_lang::template::{to_jinja_ser, Layer, OMIT};
 use tend_lang::{Scope, Templar};
 use tend_proto::{
-    Event, Handler, HostStats, Program, ResultStatus, Task, TaskKind, TaskResult, Value, Vars,
+    Event, Handler, HostState, HostStats, Program, ResultStatus, Task, TaskKind, TaskResult, Value, Vars,
 };
 use tend_resources::{Args, ModuleCtx, ModuleOutput};
 
@@ -36,6 +36,8 @@ struct Inherited {
     tags: Vec<String>,
     block_vars: Vec<Vars>,
     include_params: Vec<Vars>,
+    /// Loop variables of enclosing looped includes (data, never templated).
+    include_data: Vec<Vars>,
     ignore_errors: Option<Value>,
     check_mode: Option<Value>,
     diff: Option<Value>,
@@ -54,6 +56,7 @@ pub struct HostRun<'a> {
     role_layers: Vec<Option<[Layer; 3]>>,
     base: BaseLayers,
     facts: Option<Layer>,
+    facts_json: Option<Vars>,
     host_facts: DynVars,
     include_vars: DynVars,
     handlers: Vec<Handler>,
@@ -86,6 +89,11 @@ impl<'a> HostRun<'a> {
             magic: layer(&v.magic, false),
         };
         let roles = RoleScope::with_roles(program.roles.clone());
+        let state = &program.vars.host_state;
+        let mut host_facts = DynVars::default();
+        host_facts.extend(state.host_facts.clone());
+        let mut include_vars = DynVars::default();
+        include_vars.extend(state.include_vars.clone());
         HostRun {
             program,
             sink,
@@ -95,8 +103,9 @@ impl<'a> HostRun<'a> {
             roles,
             base,
             facts: None,
-            host_facts: DynVars::default(),
-            include_vars: DynVars::default(),
+            facts_json: None,
+            host_facts,
+            include_vars,
             handlers: program.handlers.clone(),
             notified: vec![false; program.handlers.len()],
             stats: HostStats::default(),
@@ -112,8 +121,11 @@ impl<'a> HostRun<'a> {
         (self.sink)(e);
     }
 
-    /// Runs the play on this host.
-    pub fn run(mut self) -> HostStats {
+    /// Runs the play on this host; returns its counters and what the next play inherits.
+    pub fn run(mut self) -> (HostStats, HostState) {
+        if let Some(f) = self.program.vars.host_state.facts.clone() {
+            self.set_facts(f);
+        }
         if self.program.play.gather_facts {
             self.gather_facts();
         }
@@ -125,7 +137,12 @@ impl<'a> HostRun<'a> {
         let stats = self.stats;
         let host = self.host().to_string();
         self.emit(Event::HostDone { host, stats });
-        stats
+        let state = HostState {
+            facts: self.facts_json.take(),
+            host_facts: self.host_facts.to_json(),
+            include_vars: self.include_vars.to_json(),
+        };
+        (stats, state)
     }
 
     fn gather_facts(&mut self) {
@@ -157,8 +174,9 @@ impl<'a> HostRun<'a> {
         for (k, v) in &facts {
             top.insert(format!("ansible_{k}"), v.clone());
         }
-        top.insert("ansible_facts".into(), Value::Object(facts));
+        top.insert("ansible_facts".into(), Value::Object(facts.clone()));
         self.facts = Some(layer(&top, false));
+        self.facts_json = Some(facts);
     }
 
     fn run_list(&mut self, tasks: &[Task], inh: &Inherited) -> Flow {
@@ -290,6 +308,7 @@ impl<'a> HostRun<'a> {
             "end_play" | "end_host" | "end_batch" => Flow::Ended,
             "clear_facts" => {
                 self.facts = None;
+                self.facts_json = None;
                 self.host_facts.clear();
                 Flow::Continue
             }
@@ -380,6 +399,9 @@ impl<'a> HostRun<'a> {
         }
         for ip in &inh.include_params {
             layers.push(layer(ip, true));
+        }
+        for d in &inh.include_data {
+            layers.push(layer(d, false));
         }
         layers.push(b.extra_vars.clone());
         layers.push(b.magic.clone());
@@ -632,8 +654,9 @@ impl<'a> HostRun<'a> {
             }
             if attempt >= attempts_max {
                 if let Value::Object(o) = &mut r {
+                    // ansible-core reports one attempt fewer than it made when it gives up.
+                    o.insert("attempts".into(), json!(attempts_max - 1));
                     o.insert("failed".into(), Value::Bool(true));
-                    o.entry("msg").or_insert(Value::String("Failed to satisfy the until condition".into()));
                 }
                 return (r, diffs);
             }
@@ -661,6 +684,17 @@ impl<'a> HostRun<'a> {
     fn run_module(&mut self, t: &Task, m: &tend_proto::Module, scope: &Scope, inh: &Inherited) -> (Value, Vec<Value>) {
         let args = match self.templar.render_value(&Value::Object(m.args.clone()), scope) {
             Ok(Value::Object(mut a)) => {
+                if let Some(tpl) = &m.args_template {
+                    match self.templar.render_value(&Value::String(tpl.clone()), scope) {
+                        Ok(Value::Object(more)) => {
+                            for (k, v) in more {
+                                a.entry(k).or_insert(v);
+                            }
+                        }
+                        Ok(_) => return (failed_result(&t.loc, "`args` must render to a mapping"), Vec::new()),
+                        Err(e) => return (failed_result(&t.loc, &format!("{e} (in `args`)")), Vec::new()),
+                    }
+                }
                 a.retain(|_, v| v.as_str() != Some(OMIT));
                 a
             }
@@ -684,7 +718,7 @@ impl<'a> HostRun<'a> {
         let search = self.search_dirs(t);
 
         let out: Result<ModuleOutput, String> = if builtin::BUILTIN_MODULES.contains(&m.name.as_str()) {
-            match builtin::run(&m.name, &args, scope, &self.templar, &search, check) {
+            match builtin::run(&m.name, &args, scope, &self.templar, &search, self.program.options.verbosity) {
                 Ok(builtin::Outcome::Output(o)) => Ok(o),
                 Ok(builtin::Outcome::SetFacts(vars, o)) => {
                     self.host_facts.extend(vars);
@@ -823,7 +857,11 @@ impl<'a> HostRun<'a> {
                     self.stats.changed += 1;
                 }
             }
-            ResultStatus::Failed if inh.rescuable => self.stats.rescued += 1,
+            ResultStatus::Failed if inh.rescuable => {
+                self.stats.rescued += 1;
+                self.host_facts.set("ansible_failed_result", result.clone());
+                self.host_facts.set("ansible_failed_task", json!({"name": name, "action": module_name(t)}));
+            }
             ResultStatus::Failed => self.stats.failed += 1,
             ResultStatus::Skipped => self.stats.skipped += 1,
             ResultStatus::Unreachable => self.stats.unreachable += 1,
@@ -866,24 +904,80 @@ impl<'a> HostRun<'a> {
         let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
         let host = self.host().to_string();
         let name = self.render_name(t, &scope);
-        match self.eval_when(&conds, &scope) {
-            Ok(true) => {}
-            Ok(false) => {
-                self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
-                return self.finish(t, inh, name, skipped_result(&conds), Vec::new(), false, None);
+        let Some(spec) = &t.loop_ else {
+            match self.eval_when(&conds, &scope) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
+                    return self.finish(t, inh, name, skipped_result(&conds), Vec::new(), false, None);
+                }
+                Err(e) => return self.fail_task(t, inh, &e, false),
             }
-            Err(e) => return self.fail_task(t, inh, &e, false),
+            self.emit(Event::TaskStart { host, name: name.clone(), loc: t.loc.clone(), handler: false });
+            return self.include_one(t, inh, &name, None);
+        };
+        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
+        let items = match loops::expand(spec, &self.templar, &scope, &self.search_dirs(t)) {
+            Ok(items) => items,
+            Err(e) => return self.finish(t, inh, name, failed_result(&t.loc, &e), Vec::new(), false, None),
+        };
+        if items.is_empty() {
+            let r = json!({"changed": false, "skipped": true, "skipped_reason": "No items in the list", "results": []});
+            return self.finish(t, inh, name, r, Vec::new(), false, None);
         }
-        // Included tasks inherit the include's `when`? No: in Ansible an include's conditions
-        // apply to the include itself only. Its vars become include params.
+        let loop_var = t.loop_control.loop_var.clone().unwrap_or_else(|| "item".into());
+        let mut any_ran = false;
+        for (idx, item) in items.into_iter().enumerate() {
+            let mut lv = Vars::new();
+            lv.insert(loop_var.clone(), item.clone());
+            lv.insert("ansible_loop_var".into(), Value::String(loop_var.clone()));
+            if let Some(iv) = &t.loop_control.index_var {
+                lv.insert(iv.clone(), json!(idx));
+            }
+            let iscope = self.scope(t, inh, Some(layer(&lv, false)));
+            match self.eval_when(&conds, &iscope) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.emit(Event::ItemResult {
+                        host: host.clone(),
+                        task: name.clone(),
+                        status: ResultStatus::Skipped,
+                        label: label_of(&item),
+                        result: skipped_result(&conds),
+                    });
+                    continue;
+                }
+                Err(e) => return self.finish(t, inh, name, failed_result(&t.loc, &e), Vec::new(), false, None),
+            }
+            any_ran = true;
+            let flow = self.include_one(t, inh, &name, Some(lv));
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        if !any_ran {
+            self.stats.skipped += 1;
+        }
+        Flow::Continue
+    }
+
+    /// Loads one included file or role and runs its tasks. `loop_vars` are the loop variables
+    /// of this iteration, visible to the included tasks.
+    fn include_one(&mut self, t: &Task, inh: &Inherited, name: &str, loop_vars: Option<Vars>) -> Flow {
+        let host = self.host().to_string();
+        let extra = loop_vars.as_ref().map(|lv| layer(lv, false));
+        let scope = self.scope(t, inh, extra);
+        // Included tasks inherit the include's conditions (re-evaluated per task), not its tags.
         let mut child = inh.clone();
-        child.when.clear();
-        child.when.extend(inh.when.iter().cloned());
+        child.when.extend(t.when.iter().cloned());
+        if let Some(lv) = loop_vars.clone() {
+            child.include_data.push(lv);
+        }
         let loaded = match &t.kind {
-            TaskKind::IncludeTasks { file, params } => {
+            TaskKind::IncludeTasks { file, params, apply } => {
                 let file = match self.templar.render_str(file, &scope) {
                     Ok(f) => f,
-                    Err(e) => return self.fail_task(t, inh, &e.0, false),
+                    Err(e) => return self.finish(t, inh, name.to_string(), failed_result(&t.loc, &e.0), Vec::new(), false, None),
                 };
                 let base = t
                     .role
@@ -891,14 +985,22 @@ impl<'a> HostRun<'a> {
                     .map(|r| PathBuf::from(&r.path).join("tasks"))
                     .or_else(|| Path::new(&*t.loc.file).parent().map(Path::to_path_buf))
                     .unwrap_or_else(|| PathBuf::from(&self.program.play.playbook_dir));
-                let path = base.join(&file);
+                let path = if Path::new(&file).is_absolute() { PathBuf::from(&file) } else { base.join(&file) };
                 if !params.is_empty() {
                     child.include_params.push(params.clone());
                 }
-                self.loader.load_tasks_file(&path, t.role, &mut self.roles).map(|tasks| (tasks, path.display().to_string()))
+                if let Err(e) = apply_keywords(apply, &mut child) {
+                    return self.finish(t, inh, name.to_string(), failed_result(&t.loc, &e), Vec::new(), false, None);
+                }
+                self.loader
+                    .load_tasks_file(&path, t.role, &mut self.roles)
+                    .map(|tasks| (tasks, path.display().to_string()))
             }
             TaskKind::IncludeRole { name: role_name, tasks_from, params, .. } => {
-                let role_name = self.templar.render_str(role_name, &scope).unwrap_or_else(|_| role_name.clone());
+                let role_name = match self.templar.render_str(role_name, &scope) {
+                    Ok(r) => r,
+                    Err(e) => return self.finish(t, inh, name.to_string(), failed_result(&t.loc, &e.0), Vec::new(), false, None),
+                };
                 let before_handlers = self.roles.handlers.len();
                 let r = role::include_role(&self.loader, &mut self.roles, &role_name, params.clone(), tasks_from.as_deref(), &t.loc);
                 let new_handlers: Vec<Handler> = self.roles.handlers.drain(before_handlers..).collect();
@@ -910,34 +1012,65 @@ impl<'a> HostRun<'a> {
             }
             _ => return Flow::Continue,
         };
-        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
         match loaded {
             Err(diags) => {
                 let msg = diags.0.iter().map(|d| d.render()).collect::<Vec<_>>().join("\n");
-                self.finish(t, inh, name, json!({"failed": true, "changed": false, "msg": msg}), Vec::new(), false, None)
+                self.finish(t, inh, name.to_string(), json!({"failed": true, "changed": false, "msg": msg}), Vec::new(), false, None)
             }
             Ok((tasks, what)) => {
+                let label = loop_vars
+                    .as_ref()
+                    .and_then(|lv| lv.get(t.loop_control.loop_var.as_deref().unwrap_or("item")))
+                    .map(label_of);
+                self.stats.ok += 1;
                 self.emit(Event::TaskResult(TaskResult {
-                    host: host.clone(),
-                    task: name,
+                    host,
+                    task: name.to_string(),
                     loc: t.loc.clone(),
                     status: ResultStatus::Ok,
                     ignored: false,
                     handler: false,
-                    result: json!({"include": what, "changed": false}),
+                    result: json!({"include": what, "changed": false, "item": label}),
                     diffs: Vec::new(),
                 }));
-                // Included tasks get the include's tags only through `apply`; vars as params.
-                let mut ci = child;
-                if let TaskKind::IncludeRole { .. } = t.kind {
-                    if !t.vars.is_empty() {
-                        ci.include_params.push(t.vars.clone());
-                    }
-                }
-                ci.ignore_errors = inh.ignore_errors.clone();
-                self.run_list(&tasks, &ci)
+                self.run_list(&tasks, &child)
             }
         }
+    }
+}
+
+/// `include_tasks: {apply: …}`: keywords given to every included task.
+fn apply_keywords(apply: &Vars, child: &mut Inherited) -> Result<(), String> {
+    for (k, v) in apply {
+        match k.as_str() {
+            "vars" => match v {
+                Value::Object(m) => child.block_vars.push(m.clone()),
+                _ => return Err("apply.vars must be a mapping".into()),
+            },
+            "tags" => match v {
+                Value::Array(a) => child.tags.extend(a.iter().filter_map(|t| t.as_str().map(str::to_string))),
+                Value::String(s) => child.tags.extend(s.split(',').map(|t| t.trim().to_string())),
+                _ => return Err("apply.tags must be a list".into()),
+            },
+            "when" => match v {
+                Value::Array(a) => child.when.extend(a.iter().cloned()),
+                other => child.when.push(other.clone()),
+            },
+            "ignore_errors" => child.ignore_errors = Some(v.clone()),
+            "check_mode" => child.check_mode = Some(v.clone()),
+            "diff" => child.diff = Some(v.clone()),
+            "no_log" => child.no_log = Some(v.clone()),
+            "environment" => child.environment.push(v.clone()),
+            other => return Err(format!("`{other}` is not supported in apply")),
+        }
+    }
+    Ok(())
+}
+
+fn module_name(t: &Task) -> String {
+    match &t.kind {
+        TaskKind::Module(m) => m.name.clone(),
+        _ => t.display_name(),
     }
 }
 

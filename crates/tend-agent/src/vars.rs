@@ -41,6 +41,10 @@ impl DynVars {
         }
     }
 
+    pub fn to_json(&self) -> Vars {
+        self.json.clone()
+    }
+
     pub fn clear(&mut self) {
         self.map.clear();
         self.json.clear();

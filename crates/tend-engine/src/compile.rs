@@ -161,6 +161,7 @@ pub fn compile(prep: &Prepared, play_idx: usize, host: &str, play_hosts: &[Strin
             role_vars,
             extra_vars: prep.settings.extra_vars.clone(),
             magic,
+            host_state: Default::default(),
         },
         roles: play.roles.clone(),
         tasks: play.tasks.clone(),

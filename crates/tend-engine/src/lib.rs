@@ -4,7 +4,7 @@
 mod compile;
 mod extra_vars;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use tend_lang::inventory::{parse_limit, Inventory, VarsDirs};
 use tend_lang::playbook::{self, Playbook};
 use tend_lang::{Diag, Diags};
-use tend_proto::{Event, HostStats, RunOptions, Vars};
+use tend_proto::{Event, HostState, HostStats, RunOptions, Vars};
 
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
@@ -125,6 +125,7 @@ impl Summary {
 pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     let mut summary = Summary::default();
     let mut failed: HashSet<String> = HashSet::new();
+    let mut states: HashMap<String, HostState> = HashMap::new();
     for (idx, play) in prep.playbook.plays.iter().enumerate() {
         let hosts: Vec<String> = prep.play_hosts[idx].iter().filter(|h| !failed.contains(*h)).cloned().collect();
         let _ = tx.send(Event::PlayStart { name: play.name.clone(), hosts: hosts.clone() });
@@ -134,13 +135,13 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
         if hosts.is_empty() {
             continue;
         }
-        let results: Mutex<Vec<(String, HostStats)>> = Mutex::new(Vec::new());
+        let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
         let next = Mutex::new(0usize);
         let forks = prep.settings.forks.max(1).min(hosts.len());
         std::thread::scope(|s| {
             for _ in 0..forks {
                 let tx = tx.clone();
-                let (hosts, next, results) = (&hosts, &next, &results);
+                let (hosts, next, results, states) = (&hosts, &next, &results, &states);
                 s.spawn(move || loop {
                     let i = {
                         let Ok(mut n) = next.lock() else { return };
@@ -149,29 +150,41 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
                         i
                     };
                     let Some(host) = hosts.get(i) else { return };
-                    let stats = run_host(prep, idx, host, hosts, &tx);
+                    let state = states.get(host).cloned().unwrap_or_default();
+                    let (stats, state) = run_host(prep, idx, host, hosts, state, &tx);
                     if let Ok(mut r) = results.lock() {
-                        r.push((host.clone(), stats));
+                        r.push((host.clone(), stats, state));
                     }
                 });
             }
         });
-        for (host, stats) in results.into_inner().unwrap_or_default() {
+        for (host, stats, state) in results.into_inner().unwrap_or_default() {
             if stats.failed > 0 || stats.unreachable > 0 {
                 failed.insert(host.clone());
             }
+            states.insert(host.clone(), state);
             summary.stats.entry(host).or_default().add(&stats);
         }
     }
     summary
 }
 
-fn run_host(prep: &Prepared, play: usize, host: &str, play_hosts: &[String], tx: &Sender<Event>) -> HostStats {
+fn run_host(
+    prep: &Prepared,
+    play: usize,
+    host: &str,
+    play_hosts: &[String],
+    state: HostState,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
     let mut sink = |e: Event| {
         let _ = tx.send(e);
     };
     match compile(prep, play, host, play_hosts) {
-        Ok(program) => tend_agent::run(&program, &mut sink),
+        Ok(mut program) => {
+            program.vars.host_state = state;
+            tend_agent::run(&program, &mut sink)
+        }
         Err(d) => {
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as
             // a failed task of that host, like ansible-core does.
@@ -187,7 +200,7 @@ fn run_host(prep: &Prepared, play: usize, host: &str, play_hosts: &[String], tx:
                 diffs: Vec::new(),
             }));
             sink(Event::HostDone { host: host.to_string(), stats });
-            stats
+            (stats, state)
         }
     }
 }

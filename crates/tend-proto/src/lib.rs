@@ -11,7 +11,7 @@ mod program;
 pub use event::{Event, HostStats, ResultStatus, TaskResult};
 pub use loc::Loc;
 pub use program::{
-    Handler, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars, RoleInfo, RunOptions, Task,
+    Handler, HostState, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars, RoleInfo, RunOptions, Task,
     TaskKind,
     PROTOCOL_VERSION,
 };

@@ -38,6 +38,21 @@ pub struct ProgramVars {
     pub extra_vars: Vars,
     /// `inventory_hostname`, `groups`, `group_names`, `playbook_dir`, `omit` …
     pub magic: Vars,
+    /// What earlier plays left on this host: facts, `set_fact`/registered values, `include_vars`.
+    #[serde(default)]
+    pub host_state: HostState,
+}
+
+/// Per-host variables that outlive a play (Ansible's fact cache, `set_fact`, `register`,
+/// `include_vars`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HostState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Vars>,
+    #[serde(default)]
+    pub host_facts: Vars,
+    #[serde(default)]
+    pub include_vars: Vars,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -182,6 +197,9 @@ pub enum TaskKind {
     IncludeTasks {
         file: String,
         params: Vars,
+        /// `apply:` keywords given to every included task.
+        #[serde(default)]
+        apply: Vars,
     },
     /// `include_role`: loaded when it runs.
     IncludeRole {
@@ -201,6 +219,9 @@ pub enum TaskKind {
 pub struct Module {
     pub name: String,
     pub args: Vars,
+    /// `args: "{{ a_mapping }}"`: a template for more arguments, rendered at run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_template: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

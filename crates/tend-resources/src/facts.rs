@@ -115,9 +115,8 @@ impl From<&[String]> for Subsets {
             .map(str::trim)
             .collect();
         // Only exclusions (`!hardware`) start from everything, as in Ansible.
-        let all = names.is_empty()
-            || names.contains(&"all")
-            || names.iter().all(|n| n.starts_with('!'));
+        let all =
+            names.is_empty() || names.contains(&"all") || names.iter().all(|n| n.starts_with('!'));
         let mut s = Subsets {
             hardware: all,
             network: all,
@@ -798,10 +797,10 @@ fn statvfs(path: &str) -> Option<Vec<(&'static str, u64)>> {
         ("block_size", st.f_bsize as u64),
         ("block_total", st.f_blocks as u64),
         ("block_available", st.f_bavail as u64),
-        ("block_used", (st.f_blocks - st.f_bfree) as u64),
+        ("block_used", (st.f_blocks - st.f_bavail) as u64),
         ("inode_total", st.f_files as u64),
         ("inode_available", st.f_favail as u64),
-        ("inode_used", (st.f_files - st.f_ffree) as u64),
+        ("inode_used", (st.f_files - st.f_favail) as u64),
         ("size_total", st.f_blocks as u64 * bsize),
         ("size_available", st.f_bavail as u64 * bsize),
     ])
@@ -934,6 +933,74 @@ fn network(f: &mut Vars) {
         default.insert("type".into(), json!(kind));
     }
     f.insert("default_ipv4".into(), Value::Object(default));
+    f.insert("default_ipv6".into(), default_ipv6());
+}
+
+/// The IPv6 default route's interface and gateway, with the interface's first global address.
+fn default_ipv6() -> Value {
+    let mut d = Vars::new();
+    let Some(routes) = read("/proc/net/ipv6_route") else {
+        return Value::Object(d);
+    };
+    let best = routes
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let flags = u32::from_str_radix(w.get(8)?, 16).ok()?;
+            // RTF_UP without RTF_REJECT, default destination.
+            if w.len() < 10
+                || w[1] != "00"
+                || w[0].bytes().any(|b| b != b'0')
+                || flags & 0x1 == 0
+                || flags & 0x200 != 0
+            {
+                return None;
+            }
+            let metric = u32::from_str_radix(w[5], 16).ok()?;
+            Some((metric, w[9].to_string(), hex_ipv6(w[4])?))
+        })
+        .min_by_key(|(m, _, _)| *m);
+    let Some((_, iface, gateway)) = best else {
+        return Value::Object(d);
+    };
+    d.insert("interface".into(), json!(iface));
+    d.insert("gateway".into(), json!(gateway.to_string()));
+    let addrs = read("/proc/net/if_inet6").unwrap_or_default();
+    let global = addrs.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.len() >= 6 && w[5] == iface && w[3] == "00")
+            .then(|| (hex_ipv6(w[0]), u8::from_str_radix(w[2], 16).ok()))
+    });
+    if let Some((Some(addr), prefix)) = global {
+        d.insert("address".into(), json!(addr.to_string()));
+        if let Some(p) = prefix {
+            d.insert("prefix".into(), json!(p.to_string()));
+        }
+        d.insert("scope".into(), json!("global"));
+    }
+    let sys = |what: &str| read_trim(&format!("/sys/class/net/{iface}/{what}"));
+    if let Some(mac) = sys("address") {
+        d.insert("macaddress".into(), json!(mac));
+    }
+    if let Some(mtu) = sys("mtu").and_then(|m| m.parse::<u64>().ok()) {
+        d.insert("mtu".into(), json!(mtu));
+    }
+    d.insert(
+        "type".into(),
+        json!(if sys("type").as_deref() == Some("1") {
+            "ether"
+        } else {
+            "unknown"
+        }),
+    );
+    Value::Object(d)
+}
+
+fn hex_ipv6(s: &str) -> Option<Ipv6Addr> {
+    u128::from_str_radix(s, 16)
+        .ok()
+        .filter(|_| s.len() == 32)
+        .map(Ipv6Addr::from)
 }
 
 /// The interface and gateway of the IPv4 default route with the lowest metric.
@@ -978,7 +1045,7 @@ fn virtualization() -> (String, String) {
             }
         }
     }
-    if let Some(env) = std::fs::read("/proc/1/environ").ok() {
+    if let Ok(env) = std::fs::read("/proc/1/environ") {
         let env = String::from_utf8_lossy(&env);
         for var in env.split('\0') {
             if let Some(c) = var.strip_prefix("container=") {
@@ -1127,7 +1194,7 @@ mod tests {
             assert!(dt[k].is_string(), "date_time.{k}");
         }
         assert_eq!(dt["date"].as_str().unwrap().len(), 10);
-        assert_eq!(f["selinux"]["status"].as_str().is_some(), true);
+        assert!(f["selinux"]["status"].is_string());
         assert!(f["service_mgr"].is_string());
         assert!(f["virtualization_type"].is_string());
         assert!(f.keys().all(|k| !k.starts_with("ansible_")));

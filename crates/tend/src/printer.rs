@@ -111,7 +111,11 @@ impl Printer {
         }
         let host = &r.host;
         if let Some(inc) = r.result.get("include").and_then(Value::as_str) {
-            self.write(&format!("included: {inc} for {host}\n"));
+            let line = match r.result.get("item").and_then(Value::as_str) {
+                Some(item) => format!("included: {inc} for {host} => (item={item})\n"),
+                None => format!("included: {inc} for {host}\n"),
+            };
+            self.write(&line);
             return;
         }
         let looped = r.result.get("results").is_some();

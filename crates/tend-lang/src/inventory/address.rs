@@ -110,9 +110,6 @@ fn is_hostname(s: &str) -> bool {
             let Some(c) = rest.chars().next() else { break };
             let word = c.is_alphanumeric() || c == '_';
             if first && !word {
-                if c == '.' {
-                    return false;
-                }
                 return false;
             }
             if c == '.' {

@@ -148,7 +148,7 @@ impl Inventory {
                 ));
             }
             inv.sources.push(Source::Path(path.clone()));
-            inv.parse_path(&path, true)?;
+            inv.parse_path(&path)?;
             let dir = if path.is_dir() {
                 path.clone()
             } else {
@@ -181,7 +181,7 @@ impl Inventory {
         Ok(())
     }
 
-    fn parse_path(&mut self, path: &Path, explicit: bool) -> Result<(), Diag> {
+    fn parse_path(&mut self, path: &Path) -> Result<(), Diag> {
         if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| io_diag(path, "cannot read inventory directory", &e))?
@@ -193,7 +193,7 @@ impl Inventory {
                 if name.as_deref().is_some_and(is_ignored_in_dir) {
                     continue;
                 }
-                self.parse_path(&entry, false)?;
+                self.parse_path(&entry)?;
             }
             return Ok(());
         }
@@ -201,14 +201,14 @@ impl Inventory {
             .map_err(|e| io_diag(path, "cannot read inventory file", &e))?;
         let file = path.to_string_lossy().into_owned();
         self.current_source = Some(file.clone());
-        let result = self.parse_file(&file, &text, explicit);
+        let result = self.parse_file(&file, &text);
         self.current_source = None;
         result
     }
 
     /// Tries the `yaml` plugin where Ansible would (no extension, `.yml`, `.yaml`, `.json`), then
     /// `ini` (anything but `.toml`), keeping whatever the failed attempt added out of the way.
-    fn parse_file(&mut self, file: &str, text: &str, _explicit: bool) -> Result<(), Diag> {
+    fn parse_file(&mut self, file: &str, text: &str) -> Result<(), Diag> {
         let ext = Path::new(file)
             .extension()
             .map(|e| e.to_string_lossy().into_owned());

@@ -19,7 +19,7 @@
 //!
 //! Everything above these (facts, play vars, role vars, extra vars …) is the engine's business.
 
-use tend_proto::{Value, Vars};
+use tend_proto::Vars;
 
 use super::{Inventory, VarsDirs};
 
@@ -117,13 +117,7 @@ impl Inventory {
                 .collect(),
             InventoryFileHost => {
                 let mut v = host.vars.clone();
-                let magic = if host.implicit {
-                    let mut m = self.host_magic_vars(&host.name);
-                    m.insert("group_names".into(), Value::Array(Vec::new()));
-                    m
-                } else {
-                    self.host_magic_vars(&host.name)
-                };
+                let magic = self.host_magic_vars(&host.name);
                 merge(&mut v, &magic);
                 vec![Cow::Owned(v)]
             }

@@ -167,9 +167,15 @@ impl TaskParser<'_> {
                 .with_hint("a task needs exactly one module, e.g. `copy:` or `ansible.builtin.file:`"));
         };
         let (name, mut args) = module_call(mk, mv)?;
+        let mut args_template = None;
         if let Some(a) = args_kw {
-            for (k, v) in mapping(a, "args")? {
-                args.entry(k).or_insert(v);
+            match &a.value {
+                NodeValue::Str(s) if crate::Templar::is_template(s) => args_template = Some(s.clone()),
+                _ => {
+                    for (k, v) in mapping(a, "args")? {
+                        args.entry(k).or_insert(v);
+                    }
+                }
             }
         }
         if mk.as_str() == Some("local_action") {
@@ -186,7 +192,12 @@ impl TaskParser<'_> {
                 let file = arg_str(&args, &["file", "_raw_params"]).ok_or_else(|| {
                     Diag::new(mv.loc.clone(), "include_tasks needs a file name")
                 })?;
-                task.kind = TaskKind::IncludeTasks { file, params: std::mem::take(&mut task.vars) };
+                let apply = match args.get("apply") {
+                    Some(Value::Object(m)) => m.clone(),
+                    None => Vars::new(),
+                    Some(_) => return Err(Diag::new(mv.loc.clone(), "`apply` must be a mapping of task keywords")),
+                };
+                task.kind = TaskKind::IncludeTasks { file, params: std::mem::take(&mut task.vars), apply };
                 Ok(vec![task])
             }
             "include_role" => {
@@ -215,7 +226,7 @@ impl TaskParser<'_> {
                 Ok(vec![task])
             }
             _ => {
-                task.kind = TaskKind::Module(Module { name, args });
+                task.kind = TaskKind::Module(Module { name, args, args_template });
                 Ok(vec![task])
             }
         }

@@ -136,30 +136,40 @@ impl Templar {
     /// Evaluates a conditional (`when`, `changed_when`, `failed_when`, `until`): a bare
     /// expression, a `{{ expression }}`, or a literal boolean.
     pub fn eval_condition(&self, cond: &Value, scope: &Scope) -> Result<bool, TemplateError> {
+        // ansible-core 2.19: a conditional is a boolean or an expression string, and an
+        // expression must yield a boolean.
         let expr = match cond {
             Value::Bool(b) => return Ok(*b),
-            Value::Null => return Ok(false),
-            Value::Number(n) => return Ok(n.as_f64().unwrap_or(0.0) != 0.0),
-            Value::String(s) => s.trim(),
-            other => {
-                return Err(TemplateError(format!(
-                    "a conditional must be a string or a boolean, not {other}"
-                )))
+            Value::String(s) if !s.trim().is_empty() => s.trim(),
+            Value::Null | Value::String(_) => {
+                return Err(TemplateError("Empty conditional expressions are not allowed.".into()))
             }
+            _ => return Err(TemplateError("Conditional expressions must be strings.".into())),
         };
         let v = if let Some(inner) = single_expression(expr) {
-            self.eval_expr(inner, scope)?
-        } else if Self::is_template(expr) {
-            // Mixed text: render and judge the text, as Ansible does.
-            let text = self.render_str(expr, scope)?;
-            return Ok(truthy_text(&text));
+            // `when: "{{ x }}"`: the template may yield an expression to evaluate, or a value.
+            let v = self.eval_expr(inner, scope)?;
+            match v.as_str() {
+                Some(s) if v.kind() == minijinja::value::ValueKind::String => {
+                    let s = s.trim().to_string();
+                    if s.is_empty() {
+                        return Err(TemplateError("Empty conditional expressions are not allowed.".into()));
+                    }
+                    self.eval_expr(&s, scope)?
+                }
+                _ => v,
+            }
         } else {
             self.eval_expr(expr, scope)?
         };
-        if let Some(s) = v.as_str() {
-            return Ok(truthy_text(s));
+        if v.kind() == minijinja::value::ValueKind::Bool {
+            return Ok(v.is_true());
         }
-        Ok(v.is_true())
+        Err(TemplateError(format!(
+            "Conditional result ({}) was derived from value of type '{}'. Conditionals must have a boolean result.",
+            if v.is_true() { "True" } else { "False" },
+            python_type_name(&v)
+        )))
     }
 
     /// Evaluates a bare Jinja expression.
@@ -280,6 +290,26 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner.trim().trim_start_matches('-').trim_end_matches('-'))
 }
 
+fn python_type_name(v: &JValue) -> &'static str {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::None | ValueKind::Undefined => "NoneType",
+        ValueKind::Bool => "bool",
+        ValueKind::Number => {
+            if v.as_i64().is_some() {
+                "int"
+            } else {
+                "float"
+            }
+        }
+        ValueKind::String => "str",
+        ValueKind::Seq | ValueKind::Iterable => "list",
+        ValueKind::Map => "dict",
+        _ => "object",
+    }
+}
+
+#[allow(dead_code)]
 fn truthy_text(s: &str) -> bool {
     !matches!(
         s.trim().to_ascii_lowercase().as_str(),
