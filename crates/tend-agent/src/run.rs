@@ -339,19 +339,44 @@ impl<'a> HostRun<'a> {
         }
     }
 
+    /// Handlers of a role included at run time. A role's handler that is already known (the
+    /// same role included again) is replaced, not added twice.
+    fn add_handlers(&mut self, new: Vec<Handler>) {
+        for h in new {
+            let role_of = |h: &Handler| h.task.role.and_then(|r| self.roles.roles.get(r)).map(|r| r.name.clone());
+            let key = (role_of(&h), h.task.name.clone());
+            match self.handlers.iter().position(|e| (role_of(e), e.task.name.clone()) == key && key.1.is_some()) {
+                Some(i) => self.handlers[i] = h,
+                None => {
+                    self.handlers.push(h);
+                    self.notified.push(false);
+                }
+            }
+        }
+    }
+
     fn notify(&mut self, names: &[String], t: &Task) {
         for name in names {
             let mut found = false;
+            // By name, the last handler defined with that name wins (as in ansible-core);
+            // by `listen` topic, every listener is notified.
+            let mut by_name: Option<usize> = None;
             for (i, h) in self.handlers.iter().enumerate() {
                 let role_name = h.task.role.and_then(|r| self.roles.roles.get(r)).map(|r| r.name.as_str());
                 let hname = h.task.name.as_deref();
-                let matches = hname == Some(name.as_str())
-                    || h.listen.iter().any(|l| l == name)
+                let named = hname == Some(name.as_str())
                     || role_name.is_some_and(|rn| hname.is_some_and(|hn| format!("{rn} : {hn}") == *name));
-                if matches {
+                if named {
+                    by_name = Some(i);
+                }
+                if h.listen.iter().any(|l| l == name) {
                     self.notified[i] = true;
                     found = true;
                 }
+            }
+            if let Some(i) = by_name {
+                self.notified[i] = true;
+                found = true;
             }
             if !found {
                 let host = Some(self.host().to_string());
@@ -965,8 +990,14 @@ impl<'a> HostRun<'a> {
     /// of this iteration, visible to the included tasks.
     fn include_one(&mut self, t: &Task, inh: &Inherited, name: &str, loop_vars: Option<Vars>) -> Flow {
         let host = self.host().to_string();
-        let extra = loop_vars.as_ref().map(|lv| layer(lv, false));
-        let scope = self.scope(t, inh, extra);
+        let mut extra_layers = Vec::new();
+        if let TaskKind::IncludeTasks { params, .. } | TaskKind::IncludeRole { params, .. } = &t.kind {
+            extra_layers.push(layer(params, true));
+        }
+        if let Some(lv) = &loop_vars {
+            extra_layers.push(layer(lv, false));
+        }
+        let scope = self.scope(t, inh, None).with_layers(extra_layers);
         // Included tasks inherit the include's conditions (re-evaluated per task), not its tags.
         let mut child = inh.clone();
         child.when.extend(t.when.iter().cloned());
@@ -1004,10 +1035,7 @@ impl<'a> HostRun<'a> {
                 let before_handlers = self.roles.handlers.len();
                 let r = role::include_role(&self.loader, &mut self.roles, &role_name, params.clone(), tasks_from.as_deref(), &t.loc);
                 let new_handlers: Vec<Handler> = self.roles.handlers.drain(before_handlers..).collect();
-                for h in new_handlers {
-                    self.handlers.push(h);
-                    self.notified.push(false);
-                }
+                self.add_handlers(new_handlers);
                 r.map(|(_, tasks)| (tasks, role_name))
             }
             _ => return Flow::Continue,

@@ -167,7 +167,10 @@ impl TaskParser<'_> {
                 .with_hint("a task needs exactly one module, e.g. `copy:` or `ansible.builtin.file:`"));
         };
         let (name, mut args) = module_call(mk, mv)?;
-        let mut args_template = None;
+        let mut args_template = match args.remove(ARGS_TEMPLATE_KEY) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
         if let Some(a) = args_kw {
             match &a.value {
                 NodeValue::Str(s) if crate::Templar::is_template(s) => args_template = Some(s.clone()),
@@ -380,6 +383,11 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
                 m
             }
         },
+        NodeValue::Str(s) if !FREE_FORM.contains(&name.as_str()) && is_whole_template(s) => {
+            let mut m = Vars::new();
+            m.insert(ARGS_TEMPLATE_KEY.into(), Value::String(s.trim().to_string()));
+            m
+        }
         NodeValue::Str(s) => kv::parse_kv(s, FREE_FORM.contains(&name.as_str()))
             .map_err(|e| Diag::new(args_node.loc.clone(), e))?,
         NodeValue::Bool(_) | NodeValue::Int(_) | NodeValue::Float(_) => {
@@ -392,6 +400,14 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
         }
     };
     Ok((name, args))
+}
+
+/// Where `module: "{{ a_mapping }}"` is parked until the task is built.
+const ARGS_TEMPLATE_KEY: &str = "\u{0}args_template";
+
+fn is_whole_template(s: &str) -> bool {
+    let t = s.trim();
+    t.starts_with("{{") && t.ends_with("}}") && t[2..t.len() - 2].find("{{").is_none()
 }
 
 /// Modules whose single string argument is a raw value (`include_tasks: x.yml`, `meta: …`).
