@@ -7,12 +7,14 @@
 mod builtin;
 mod loops;
 mod run;
+mod sync;
 mod vars;
 
 use tend_proto::{Event, HostState, HostStats, Program};
 
 pub use builtin::BUILTIN_MODULES;
 pub use run::HostRun;
+pub use sync::{LocalRendezvous, Rendezvous, RunOnce};
 
 /// Every module name this agent runs: the built-in ones and the resource registry's.
 pub fn supported_modules() -> Vec<&'static str> {
@@ -26,6 +28,10 @@ pub fn supported_modules() -> Vec<&'static str> {
 }
 
 /// Runs a program to the end and returns the host's counters and the state later plays see.
-pub fn run(program: &Program, sink: &mut dyn FnMut(Event)) -> (HostStats, HostState) {
-    HostRun::new(program, sink).run()
+pub fn run(
+    program: &Program,
+    sink: &mut dyn FnMut(Event),
+    rendezvous: Option<&dyn Rendezvous>,
+) -> (HostStats, HostState) {
+    HostRun::new(program, sink, rendezvous).run()
 }

@@ -13,6 +13,7 @@ use tend_proto::{
 use tend_resources::{Args, ModuleCtx, ModuleOutput};
 
 use crate::builtin;
+use crate::sync::{Rendezvous, RunOnce};
 use crate::loops;
 use crate::vars::{layer, DynVars};
 
@@ -49,6 +50,9 @@ struct Inherited {
 
 pub struct HostRun<'a> {
     program: &'a Program,
+    rendezvous: Option<&'a dyn Rendezvous>,
+    /// How often this host reached each run_once task (keys of meeting points).
+    run_once_seen: std::collections::HashMap<String, usize>,
     sink: &'a mut dyn FnMut(Event),
     templar: Templar,
     loader: Loader,
@@ -77,7 +81,7 @@ struct BaseLayers {
 }
 
 impl<'a> HostRun<'a> {
-    pub fn new(program: &'a Program, sink: &'a mut dyn FnMut(Event)) -> Self {
+    pub fn new(program: &'a Program, sink: &'a mut dyn FnMut(Event), rendezvous: Option<&'a dyn Rendezvous>) -> Self {
         let v = &program.vars;
         let base = BaseLayers {
             role_defaults: layer(&v.role_defaults, true),
@@ -96,6 +100,8 @@ impl<'a> HostRun<'a> {
         include_vars.extend(state.include_vars.clone());
         HostRun {
             program,
+            rendezvous,
+            run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
             loader: Loader::new(Path::new(&program.play.playbook_dir)),
@@ -136,6 +142,9 @@ impl<'a> HostRun<'a> {
         }
         let stats = self.stats;
         let host = self.host().to_string();
+        if let Some(rv) = self.rendezvous {
+            rv.host_done(&host);
+        }
         self.emit(Event::HostDone { host, stats });
         let state = HostState {
             facts: self.facts_json.take(),
@@ -516,14 +525,20 @@ impl<'a> HostRun<'a> {
         let host = self.host().to_string();
         let name = self.render_name(t, &scope);
 
+        let mut lead_key: Option<String> = None;
         if let Some(ro) = &t.run_once {
             if self.templar.eval_condition(ro, &scope).unwrap_or(false) {
-                let first = self.program.vars.magic.get("ansible_play_hosts")
-                    .and_then(|h| h.as_array())
-                    .and_then(|h| h.first())
-                    .and_then(|h| h.as_str());
-                if first.is_some_and(|f| f != host) {
-                    return Flow::Continue;
+                if let Some(rv) = self.rendezvous {
+                    let n = self.run_once_seen.entry(t.loc.to_string()).or_insert(0);
+                    *n += 1;
+                    let key = format!("{}#{}", t.loc, n);
+                    match rv.run_once(&key, &host) {
+                        RunOnce::Lead => lead_key = Some(key),
+                        RunOnce::Follow(result) => {
+                            self.follow_run_once(t, m, result);
+                            return Flow::Continue;
+                        }
+                    }
                 }
             }
         }
@@ -555,7 +570,27 @@ impl<'a> HostRun<'a> {
                 self.run_loop(t, m, items, &conds, inh, &name, no_log)
             }
         };
+        if let (Some(key), Some(rv)) = (lead_key, self.rendezvous) {
+            rv.publish(&key, result.clone());
+        }
         self.finish(t, inh, name, result, diffs, handler, Some(no_log))
+    }
+
+    /// Another host ran this `run_once` task: take over what it registered and set, quietly.
+    fn follow_run_once(&mut self, t: &Task, m: &tend_proto::Module, result: Value) {
+        if m.name == "set_fact" && result.get("failed") != Some(&Value::Bool(true)) {
+            if let Some(Value::Object(facts)) = result.get("ansible_facts") {
+                self.host_facts.extend(facts.clone());
+            }
+        }
+        if m.name == "include_vars" {
+            if let Some(Value::Object(vars)) = result.get("ansible_facts") {
+                self.include_vars.extend(vars.clone());
+            }
+        }
+        if let Some(reg) = &t.register {
+            self.host_facts.set(reg, result);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -138,10 +138,11 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
         let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
         let next = Mutex::new(0usize);
         let forks = prep.settings.forks.max(1).min(hosts.len());
+        let rendezvous = tend_agent::LocalRendezvous::new(hosts.clone());
         std::thread::scope(|s| {
             for _ in 0..forks {
                 let tx = tx.clone();
-                let (hosts, next, results, states) = (&hosts, &next, &results, &states);
+                let (hosts, next, results, states, rv) = (&hosts, &next, &results, &states, &rendezvous);
                 s.spawn(move || loop {
                     let i = {
                         let Ok(mut n) = next.lock() else { return };
@@ -151,7 +152,7 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
                     };
                     let Some(host) = hosts.get(i) else { return };
                     let state = states.get(host).cloned().unwrap_or_default();
-                    let (stats, state) = run_host(prep, idx, host, hosts, state, &tx);
+                    let (stats, state) = run_host(prep, idx, host, hosts, state, rv, &tx);
                     if let Ok(mut r) = results.lock() {
                         r.push((host.clone(), stats, state));
                     }
@@ -175,6 +176,7 @@ fn run_host(
     host: &str,
     play_hosts: &[String],
     state: HostState,
+    rv: &dyn tend_agent::Rendezvous,
     tx: &Sender<Event>,
 ) -> (HostStats, HostState) {
     let mut sink = |e: Event| {
@@ -183,7 +185,7 @@ fn run_host(
     match compile(prep, play, host, play_hosts) {
         Ok(mut program) => {
             program.vars.host_state = state;
-            tend_agent::run(&program, &mut sink)
+            tend_agent::run(&program, &mut sink, Some(rv))
         }
         Err(d) => {
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as
@@ -199,6 +201,7 @@ fn run_host(
                 result: serde_json::json!({"failed": true, "msg": d.render()}),
                 diffs: Vec::new(),
             }));
+            rv.host_done(host);
             sink(Event::HostDone { host: host.to_string(), stats });
             (stats, state)
         }
