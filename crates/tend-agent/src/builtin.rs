@@ -42,8 +42,14 @@ pub(crate) fn run(
         "debug" => {
             let wanted = a.int("verbosity").map_err(|e| e.0)?.unwrap_or(0);
             if wanted > i64::from(verbosity) {
-                let mut out = ModuleOutput { skipped: true, ..Default::default() };
-                out.fields.insert("skipped_reason".into(), Value::String("Verbosity threshold not met.".into()));
+                let mut out = ModuleOutput {
+                    skipped: true,
+                    ..Default::default()
+                };
+                out.fields.insert(
+                    "skipped_reason".into(),
+                    Value::String("Verbosity threshold not met.".into()),
+                );
                 return Ok(Outcome::Output(out));
             }
             debug(&a, scope, templar)
@@ -70,12 +76,18 @@ pub(crate) fn run(
         }
         "fail" => {
             a.check_known("fail", &["msg"]).map_err(|e| e.0)?;
-            let msg = a.str("msg").map_err(|e| e.0)?.unwrap_or_else(|| "Failed as requested from task".into());
+            let msg = a
+                .str("msg")
+                .map_err(|e| e.0)?
+                .unwrap_or_else(|| "Failed as requested from task".into());
             Ok(Outcome::Output(ModuleOutput::failed(msg)))
         }
         "assert" => assert(&a, scope, templar),
         "ping" => {
-            let data = a.str("data").map_err(|e| e.0)?.unwrap_or_else(|| "pong".into());
+            let data = a
+                .str("data")
+                .map_err(|e| e.0)?
+                .unwrap_or_else(|| "pong".into());
             if data == "crash" {
                 return Err("boom".into());
             }
@@ -93,7 +105,8 @@ fn is_identifier(s: &str) -> bool {
 }
 
 fn debug(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String> {
-    a.check_known("debug", &["msg", "var", "verbosity"]).map_err(|e| e.0)?;
+    a.check_known("debug", &["msg", "var", "verbosity"])
+        .map_err(|e| e.0)?;
     if a.has("msg") && a.has("var") {
         return Err("parameters are mutually exclusive: msg|var".into());
     }
@@ -104,12 +117,19 @@ fn debug(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String> 
         };
         return Ok(Outcome::Output(ModuleOutput::ok().field(&var, value)));
     }
-    let msg = a.raw("msg").cloned().unwrap_or_else(|| Value::String("Hello world!".into()));
+    let msg = a
+        .raw("msg")
+        .cloned()
+        .unwrap_or_else(|| Value::String("Hello world!".into()));
     Ok(Outcome::Output(ModuleOutput::ok().field("msg", msg)))
 }
 
 fn assert(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String> {
-    a.check_known("assert", &["that", "fail_msg", "msg", "success_msg", "quiet"]).map_err(|e| e.0)?;
+    a.check_known(
+        "assert",
+        &["that", "fail_msg", "msg", "success_msg", "quiet"],
+    )
+    .map_err(|e| e.0)?;
     let that: Vec<Value> = match a.raw("that") {
         Some(Value::Array(items)) => items.clone(),
         Some(v) => vec![v.clone()],
@@ -118,7 +138,10 @@ fn assert(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String>
     let quiet = a.bool_or("quiet", false).map_err(|e| e.0)?;
     for cond in &that {
         let ok = templar.eval_condition(cond, scope).map_err(|e| {
-            let shown = cond.as_str().map(str::to_string).unwrap_or_else(|| cond.to_string());
+            let shown = cond
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| cond.to_string());
             format!("The conditional check '{shown}' failed. The error was: {e}")
         })?;
         if !ok {
@@ -127,7 +150,10 @@ fn assert(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String>
                 .or_else(|| a.raw("msg"))
                 .cloned()
                 .unwrap_or_else(|| Value::String("Assertion failed".into()));
-            let mut out = ModuleOutput { failed: true, ..Default::default() };
+            let mut out = ModuleOutput {
+                failed: true,
+                ..Default::default()
+            };
             out.fields.insert("assertion".into(), cond.clone());
             out.fields.insert("evaluated_to".into(), Value::Bool(false));
             match msg {
@@ -141,7 +167,10 @@ fn assert(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String>
     }
     let mut out = ModuleOutput::ok();
     if !quiet {
-        let msg = a.raw("success_msg").cloned().unwrap_or_else(|| Value::String("All assertions passed".into()));
+        let msg = a
+            .raw("success_msg")
+            .cloned()
+            .unwrap_or_else(|| Value::String("All assertions passed".into()));
         match msg {
             Value::String(s) => out.msg = Some(s),
             other => {
@@ -155,21 +184,50 @@ fn assert(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String>
 fn include_vars(a: &Args, search: &[PathBuf]) -> Result<Outcome, String> {
     a.check_known(
         "include_vars",
-        &["file", "dir", "name", "depth", "files_matching", "ignore_files", "extensions", "ignore_unknown_extensions", "hash_behaviour"],
+        &[
+            "file",
+            "dir",
+            "name",
+            "depth",
+            "files_matching",
+            "ignore_files",
+            "extensions",
+            "ignore_unknown_extensions",
+            "hash_behaviour",
+        ],
     )
     .map_err(|e| e.0)?;
     let file = a.str_any(&["file", "_raw_params"]).map_err(|e| e.0)?;
     let dir = a.str("dir").map_err(|e| e.0)?;
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = file {
-        files.push(find_vars_path(&f, search).ok_or_else(|| format!("Could not find or access '{f}'"))?);
+        files.push(
+            find_vars_path(&f, search).ok_or_else(|| format!("Could not find or access '{f}'"))?,
+        );
     } else if let Some(d) = dir {
-        let root = find_vars_path(&d, search).ok_or_else(|| format!("Could not find or access '{d}'"))?;
-        let exts = a.list("extensions").map_err(|e| e.0)?.unwrap_or_else(|| vec!["yaml".into(), "yml".into(), "json".into()]);
+        let root =
+            find_vars_path(&d, search).ok_or_else(|| format!("Could not find or access '{d}'"))?;
+        let exts = a
+            .list("extensions")
+            .map_err(|e| e.0)?
+            .unwrap_or_else(|| vec!["yaml".into(), "yml".into(), "json".into()]);
         let depth = a.int("depth").map_err(|e| e.0)?.unwrap_or(0);
-        let matching = a.str("files_matching").map_err(|e| e.0)?.map(|p| regex::Regex::new(&p)).transpose().map_err(|e| e.to_string())?;
+        let matching = a
+            .str("files_matching")
+            .map_err(|e| e.0)?
+            .map(|p| regex::Regex::new(&p))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let ignore = a.list("ignore_files").map_err(|e| e.0)?.unwrap_or_default();
-        collect_dir(&root, &exts, depth, 1, matching.as_ref(), &ignore, &mut files);
+        collect_dir(
+            &root,
+            &exts,
+            depth,
+            1,
+            matching.as_ref(),
+            &ignore,
+            &mut files,
+        );
     } else {
         return Err("one of the following is required: file, dir".into());
     }
@@ -186,7 +244,10 @@ fn include_vars(a: &Args, search: &[PathBuf]) -> Result<Outcome, String> {
         }
         None => vars,
     };
-    let names: Vec<Value> = files.iter().map(|f| Value::String(f.display().to_string())).collect();
+    let names: Vec<Value> = files
+        .iter()
+        .map(|f| Value::String(f.display().to_string()))
+        .collect();
     let out = ModuleOutput::ok()
         .field("ansible_facts", Value::Object(vars.clone()))
         .field("ansible_included_var_files", Value::Array(names));
@@ -204,12 +265,25 @@ fn find_vars_path(name: &str, search: &[PathBuf]) -> Option<PathBuf> {
         .find(|c| c.exists())
 }
 
-fn collect_dir(dir: &Path, exts: &[String], max_depth: i64, depth: i64, matching: Option<&regex::Regex>, ignore: &[String], out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+fn collect_dir(
+    dir: &Path,
+    exts: &[String],
+    max_depth: i64,
+    depth: i64,
+    matching: Option<&regex::Regex>,
+    ignore: &[String],
+    out: &mut Vec<PathBuf>,
+) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
-        let fname = p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        let fname = p
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
         if p.is_dir() {
             if max_depth == 0 || depth < max_depth {
                 collect_dir(&p, exts, max_depth, depth + 1, matching, ignore, out);
@@ -219,7 +293,10 @@ fn collect_dir(dir: &Path, exts: &[String], max_depth: i64, depth: i64, matching
         if ignore.contains(&fname) {
             continue;
         }
-        let ext = p.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_string())
+            .unwrap_or_default();
         if !exts.contains(&ext) {
             continue;
         }
@@ -231,4 +308,3 @@ fn collect_dir(dir: &Path, exts: &[String], max_depth: i64, depth: i64, matching
         out.push(p);
     }
 }
-

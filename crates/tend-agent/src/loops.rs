@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use tend_lang::{Scope, Templar};
 use tend_proto::{LoopSpec, Value};
 
-pub(crate) fn expand(spec: &LoopSpec, templar: &Templar, scope: &Scope, search: &[PathBuf]) -> Result<Vec<Value>, String> {
+pub(crate) fn expand(
+    spec: &LoopSpec,
+    templar: &Templar,
+    scope: &Scope,
+    search: &[PathBuf],
+) -> Result<Vec<Value>, String> {
     let render = |v: &Value| templar.render_value(v, scope).map_err(|e| e.0);
     match spec {
         LoopSpec::Items { value, flatten } => {
@@ -41,7 +46,10 @@ pub(crate) fn expand(spec: &LoopSpec, templar: &Templar, scope: &Scope, search: 
             };
             let mut out = Vec::new();
             for p in pats {
-                let p = p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string());
+                let p = p
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| p.to_string());
                 let candidates: Vec<String> = if p.starts_with('/') {
                     vec![p.clone()]
                 } else {
@@ -69,14 +77,24 @@ pub(crate) fn expand(spec: &LoopSpec, templar: &Templar, scope: &Scope, search: 
         }
         LoopSpec::Sequence(value) => {
             let v = render(value)?;
-            let s = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let s = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             sequence(&s)
         }
         LoopSpec::Together(value) => {
             let lists = lists_of(render(value)?)?;
             let n = lists.iter().map(Vec::len).max().unwrap_or(0);
             Ok((0..n)
-                .map(|i| Value::Array(lists.iter().map(|l| l.get(i).cloned().unwrap_or(Value::Null)).collect()))
+                .map(|i| {
+                    Value::Array(
+                        lists
+                            .iter()
+                            .map(|l| l.get(i).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    )
+                })
                 .collect())
         }
         LoopSpec::Nested(value) => {
@@ -97,8 +115,12 @@ pub(crate) fn expand(spec: &LoopSpec, templar: &Templar, scope: &Scope, search: 
         }
         LoopSpec::Subelements(value) => {
             let v = render(value)?;
-            let Value::Array(parts) = v else { return Err("with_subelements expects [list, 'key']".into()) };
-            let (Some(Value::Array(items)), Some(Value::String(key))) = (parts.first(), parts.get(1)) else {
+            let Value::Array(parts) = v else {
+                return Err("with_subelements expects [list, 'key']".into());
+            };
+            let (Some(Value::Array(items)), Some(Value::String(key))) =
+                (parts.first(), parts.get(1))
+            else {
                 return Err("with_subelements expects [list, 'key']".into());
             };
             let skip_missing = parts
@@ -115,7 +137,12 @@ pub(crate) fn expand(spec: &LoopSpec, templar: &Templar, scope: &Scope, search: 
                         }
                     }
                     None if skip_missing => {}
-                    _ => return Err(format!("could not find '{key}' key in iterated item '{}'", short(item))),
+                    _ => {
+                        return Err(format!(
+                            "could not find '{key}' key in iterated item '{}'",
+                            short(item)
+                        ))
+                    }
                 }
             }
             Ok(out)
@@ -139,7 +166,10 @@ fn lists_of(v: Value) -> Result<Vec<Vec<Value>>, String> {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 200 {
-        format!("{}…", &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s
     }
@@ -147,18 +177,22 @@ fn short(v: &Value) -> String {
 
 /// `with_sequence`: `start=1 end=10 stride=2 format=web%02d`, `count=3`, or `1-10/2:fmt`.
 fn sequence(s: &str) -> Result<Vec<Value>, String> {
-    let (mut start, mut end, mut stride, mut count, mut format) = (1i64, None, 1i64, None, "%d".to_string());
+    let (mut start, mut end, mut stride, mut count, mut format) =
+        (1i64, None, 1i64, None, "%d".to_string());
     let parse = |v: &str| -> Result<i64, String> {
         let v = v.trim();
         if let Some(h) = v.strip_prefix("0x") {
             i64::from_str_radix(h, 16).map_err(|e| e.to_string())
         } else {
-            v.parse().map_err(|_| format!("can't parse '{v}' as a number in with_sequence"))
+            v.parse()
+                .map_err(|_| format!("can't parse '{v}' as a number in with_sequence"))
         }
     };
     if s.contains('=') {
         for part in s.split_whitespace() {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("bad with_sequence argument '{part}'"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("bad with_sequence argument '{part}'"))?;
             match k {
                 "start" => start = parse(v)?,
                 "end" => end = Some(parse(v)?),
@@ -261,8 +295,18 @@ mod tests {
     #[test]
     fn sequences() {
         let v = sequence("start=1 end=3 format=web%02d").unwrap();
-        assert_eq!(v, vec![Value::from("web01"), Value::from("web02"), Value::from("web03")]);
-        assert_eq!(sequence("count=2").unwrap(), vec![Value::from("1"), Value::from("2")]);
+        assert_eq!(
+            v,
+            vec![
+                Value::from("web01"),
+                Value::from("web02"),
+                Value::from("web03")
+            ]
+        );
+        assert_eq!(
+            sequence("count=2").unwrap(),
+            vec![Value::from("1"), Value::from("2")]
+        );
         assert_eq!(sequence("2-6/2").unwrap().len(), 3);
     }
 }

@@ -8,13 +8,14 @@ use tend_lang::playbook::{role, Loader, RoleScope};
 use tend_lang::template::{to_jinja_ser, Layer, OMIT};
 use tend_lang::{Scope, Templar};
 use tend_proto::{
-    Event, Handler, HostState, HostStats, Program, ResultStatus, Task, TaskKind, TaskResult, Value, Vars,
+    Event, Handler, HostState, HostStats, Program, ResultStatus, Task, TaskKind, TaskResult, Value,
+    Vars,
 };
 use tend_resources::{Args, ModuleCtx, ModuleOutput};
 
 use crate::builtin;
-use crate::sync::{Rendezvous, RunOnce};
 use crate::loops;
+use crate::sync::{Rendezvous, RunOnce};
 use crate::vars::{layer, DynVars};
 
 const NO_LOG_MSG: &str =
@@ -81,7 +82,11 @@ struct BaseLayers {
 }
 
 impl<'a> HostRun<'a> {
-    pub fn new(program: &'a Program, sink: &'a mut dyn FnMut(Event), rendezvous: Option<&'a dyn Rendezvous>) -> Self {
+    pub fn new(
+        program: &'a Program,
+        sink: &'a mut dyn FnMut(Event),
+        rendezvous: Option<&'a dyn Rendezvous>,
+    ) -> Self {
         let v = &program.vars;
         let base = BaseLayers {
             role_defaults: layer(&v.role_defaults, true),
@@ -225,9 +230,15 @@ impl<'a> HostRun<'a> {
 
     fn run_task(&mut self, t: &Task, inh: &Inherited) -> Flow {
         match &t.kind {
-            TaskKind::Block { block, rescue, always } => self.run_block(t, block, rescue, always, inh),
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => self.run_block(t, block, rescue, always, inh),
             TaskKind::Meta(what) => self.run_meta(t, what, inh),
-            TaskKind::IncludeTasks { .. } | TaskKind::IncludeRole { .. } => self.run_include(t, inh),
+            TaskKind::IncludeTasks { .. } | TaskKind::IncludeRole { .. } => {
+                self.run_include(t, inh)
+            }
             TaskKind::Module(_) => {
                 let mut i = inh.clone();
                 i.tags.extend(t.tags.iter().cloned());
@@ -246,7 +257,9 @@ impl<'a> HostRun<'a> {
         if !o.tags.is_empty() && !o.tags.iter().any(|s| s == "all") {
             let wanted = has("always")
                 || o.tags.iter().any(|s| {
-                    has(s) || (s == "tagged" && !tags.is_empty()) || (s == "untagged" && tags.is_empty())
+                    has(s)
+                        || (s == "tagged" && !tags.is_empty())
+                        || (s == "untagged" && tags.is_empty())
                 });
             if !wanted {
                 return false;
@@ -256,7 +269,7 @@ impl<'a> HostRun<'a> {
         }
         if !o.skip_tags.is_empty() {
             let skip = o.skip_tags.iter().any(|s| {
-                (has(s) && !(s != "always" && has("always") && false))
+                has(s)
                     || (s == "tagged" && !tags.is_empty())
                     || (s == "untagged" && tags.is_empty())
             });
@@ -277,7 +290,14 @@ impl<'a> HostRun<'a> {
         true
     }
 
-    fn run_block(&mut self, t: &Task, block: &[Task], rescue: &[Task], always: &[Task], inh: &Inherited) -> Flow {
+    fn run_block(
+        &mut self,
+        t: &Task,
+        block: &[Task],
+        rescue: &[Task],
+        always: &[Task],
+        inh: &Inherited,
+    ) -> Flow {
         let mut i = self.inherit(t, inh);
         if !rescue.is_empty() {
             i.rescuable = true;
@@ -352,9 +372,18 @@ impl<'a> HostRun<'a> {
     /// same role included again) is replaced, not added twice.
     fn add_handlers(&mut self, new: Vec<Handler>) {
         for h in new {
-            let role_of = |h: &Handler| h.task.role.and_then(|r| self.roles.roles.get(r)).map(|r| r.name.clone());
+            let role_of = |h: &Handler| {
+                h.task
+                    .role
+                    .and_then(|r| self.roles.roles.get(r))
+                    .map(|r| r.name.clone())
+            };
             let key = (role_of(&h), h.task.name.clone());
-            match self.handlers.iter().position(|e| (role_of(e), e.task.name.clone()) == key && key.1.is_some()) {
+            match self
+                .handlers
+                .iter()
+                .position(|e| (role_of(e), e.task.name.clone()) == key && key.1.is_some())
+            {
                 Some(i) => self.handlers[i] = h,
                 None => {
                     self.handlers.push(h);
@@ -371,10 +400,15 @@ impl<'a> HostRun<'a> {
             // by `listen` topic, every listener is notified.
             let mut by_name: Option<usize> = None;
             for (i, h) in self.handlers.iter().enumerate() {
-                let role_name = h.task.role.and_then(|r| self.roles.roles.get(r)).map(|r| r.name.as_str());
+                let role_name = h
+                    .task
+                    .role
+                    .and_then(|r| self.roles.roles.get(r))
+                    .map(|r| r.name.as_str());
                 let hname = h.task.name.as_deref();
                 let named = hname == Some(name.as_str())
-                    || role_name.is_some_and(|rn| hname.is_some_and(|hn| format!("{rn} : {hn}") == *name));
+                    || role_name
+                        .is_some_and(|rn| hname.is_some_and(|hn| format!("{rn} : {hn}") == *name));
                 if named {
                     by_name = Some(i);
                 }
@@ -391,7 +425,10 @@ impl<'a> HostRun<'a> {
                 let host = Some(self.host().to_string());
                 self.emit(Event::Warning {
                     host,
-                    msg: format!("{}: the handler '{name}' notified by this task does not exist", t.loc),
+                    msg: format!(
+                        "{}: the handler '{name}' notified by this task does not exist",
+                        t.loc
+                    ),
                 });
             }
         }
@@ -440,8 +477,14 @@ impl<'a> HostRun<'a> {
         layers.push(b.extra_vars.clone());
         layers.push(b.magic.clone());
         let mut task_magic = Vars::new();
-        task_magic.insert("ansible_check_mode".into(), Value::Bool(self.program.options.check));
-        task_magic.insert("ansible_diff_mode".into(), Value::Bool(self.program.options.diff));
+        task_magic.insert(
+            "ansible_check_mode".into(),
+            Value::Bool(self.program.options.check),
+        );
+        task_magic.insert(
+            "ansible_diff_mode".into(),
+            Value::Bool(self.program.options.diff),
+        );
         if let Some(r) = role.and_then(|r| self.roles.roles.get(r)) {
             task_magic.insert("role_name".into(), Value::String(r.name.clone()));
             task_magic.insert("role_path".into(), Value::String(r.path.clone()));
@@ -496,7 +539,9 @@ impl<'a> HostRun<'a> {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    return Err(format!("The conditional check '{shown}' failed. The error was: {e}"));
+                    return Err(format!(
+                        "The conditional check '{shown}' failed. The error was: {e}"
+                    ));
                 }
             }
         }
@@ -506,7 +551,11 @@ impl<'a> HostRun<'a> {
     fn eval_flag(&self, v: &Option<Value>, scope: &Scope) -> Result<Option<bool>, String> {
         match v {
             None => Ok(None),
-            Some(v) => self.templar.eval_condition(v, scope).map(Some).map_err(|e| e.to_string()),
+            Some(v) => self
+                .templar
+                .eval_condition(v, scope)
+                .map(Some)
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -514,13 +563,20 @@ impl<'a> HostRun<'a> {
     fn fail_task(&mut self, t: &Task, inh: &Inherited, msg: &str, handler: bool) -> Flow {
         let host = self.host().to_string();
         let name = self.task_display_name(t);
-        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler });
+        self.emit(Event::TaskStart {
+            host: host.clone(),
+            name: name.clone(),
+            loc: t.loc.clone(),
+            handler,
+        });
         let result = json!({"failed": true, "changed": false, "msg": format!("{}: {msg}", t.loc)});
         self.finish(t, inh, name, result, Vec::new(), handler, None)
     }
 
     fn run_module_task(&mut self, t: &Task, inh: &Inherited, handler: bool) -> Flow {
-        let TaskKind::Module(m) = &t.kind else { return Flow::Continue };
+        let TaskKind::Module(m) = &t.kind else {
+            return Flow::Continue;
+        };
         let scope = self.scope(t, inh, None);
         let host = self.host().to_string();
         let name = self.render_name(t, &scope);
@@ -543,12 +599,27 @@ impl<'a> HostRun<'a> {
             }
         }
 
-        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler });
+        self.emit(Event::TaskStart {
+            host: host.clone(),
+            name: name.clone(),
+            loc: t.loc.clone(),
+            handler,
+        });
         let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
 
         let no_log = match self.eval_flag(&t.no_log.clone().or(inh.no_log.clone()), &scope) {
             Ok(v) => v.unwrap_or(false),
-            Err(e) => return self.finish(t, inh, name, failed_result(&t.loc, &e), Vec::new(), handler, None),
+            Err(e) => {
+                return self.finish(
+                    t,
+                    inh,
+                    name,
+                    failed_result(&t.loc, &e),
+                    Vec::new(),
+                    handler,
+                    None,
+                )
+            }
         };
 
         let (result, diffs) = match &t.loop_ {
@@ -604,7 +675,11 @@ impl<'a> HostRun<'a> {
         name: &str,
         no_log: bool,
     ) -> (Value, Vec<Value>) {
-        let loop_var = t.loop_control.loop_var.clone().unwrap_or_else(|| "item".into());
+        let loop_var = t
+            .loop_control
+            .loop_var
+            .clone()
+            .unwrap_or_else(|| "item".into());
         if items.is_empty() {
             return (
                 json!({"changed": false, "skipped": true, "skipped_reason": "No items in the list", "results": []}),
@@ -638,7 +713,10 @@ impl<'a> HostRun<'a> {
             };
             all_diffs.extend(diffs);
             let label = match &t.loop_control.label {
-                Some(l) => self.templar.render_str(l, &scope).unwrap_or_else(|_| l.clone()),
+                Some(l) => self
+                    .templar
+                    .render_str(l, &scope)
+                    .unwrap_or_else(|_| l.clone()),
                 None => label_of(&item),
             };
             if let Value::Object(o) = &mut r {
@@ -660,9 +738,15 @@ impl<'a> HostRun<'a> {
             });
             results.push(r);
         }
-        let changed = results.iter().any(|r| r.get("changed") == Some(&Value::Bool(true)));
-        let failed = results.iter().any(|r| r.get("failed") == Some(&Value::Bool(true)));
-        let skipped = results.iter().all(|r| r.get("skipped") == Some(&Value::Bool(true)));
+        let changed = results
+            .iter()
+            .any(|r| r.get("changed") == Some(&Value::Bool(true)));
+        let failed = results
+            .iter()
+            .any(|r| r.get("failed") == Some(&Value::Bool(true)));
+        let skipped = results
+            .iter()
+            .all(|r| r.get("skipped") == Some(&Value::Bool(true)));
         let mut agg = json!({"changed": changed, "results": results});
         if failed {
             agg["failed"] = Value::Bool(true);
@@ -676,19 +760,40 @@ impl<'a> HostRun<'a> {
         (agg, all_diffs)
     }
 
-    fn run_once_with_retries(&mut self, t: &Task, m: &tend_proto::Module, scope: &Scope, inh: &Inherited) -> (Value, Vec<Value>) {
+    fn run_once_with_retries(
+        &mut self,
+        t: &Task,
+        m: &tend_proto::Module,
+        scope: &Scope,
+        inh: &Inherited,
+    ) -> (Value, Vec<Value>) {
         let retries_set = t.until.is_empty().then_some(()).is_none();
         if !retries_set {
             return self.run_module(t, m, scope, inh);
         }
-        let retries = match t.retries.as_ref().map(|r| self.templar.render_value(r, scope)) {
+        let retries = match t
+            .retries
+            .as_ref()
+            .map(|r| self.templar.render_value(r, scope))
+        {
             None => 3,
-            Some(Ok(v)) => v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(3).max(0),
+            Some(Ok(v)) => v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(3)
+                .max(0),
             Some(Err(e)) => return (failed_result(&t.loc, &e.0), Vec::new()),
         };
-        let delay = match t.delay.as_ref().map(|r| self.templar.render_value(r, scope)) {
+        let delay = match t
+            .delay
+            .as_ref()
+            .map(|r| self.templar.render_value(r, scope))
+        {
             None => 5.0,
-            Some(Ok(v)) => v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(5.0),
+            Some(Ok(v)) => v
+                .as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(5.0),
             Some(Err(e)) => return (failed_result(&t.loc, &e.0), Vec::new()),
         };
         let attempts_max = retries + 1;
@@ -724,7 +829,12 @@ impl<'a> HostRun<'a> {
             let name = self.task_display_name(t);
             self.emit(Event::Warning {
                 host: Some(host),
-                msg: format!("FAILED - RETRYING: [{}]: {} ({} retries left).", self.program.host, name, attempts_max - attempt),
+                msg: format!(
+                    "FAILED - RETRYING: [{}]: {} ({} retries left).",
+                    self.program.host,
+                    name,
+                    attempts_max - attempt
+                ),
             });
             std::thread::sleep(Duration::from_secs_f64(delay.max(0.0)));
             attempt += 1;
@@ -741,25 +851,52 @@ impl<'a> HostRun<'a> {
     }
 
     /// Renders arguments, runs the module once, applies changed_when/failed_when.
-    fn run_module(&mut self, t: &Task, m: &tend_proto::Module, scope: &Scope, inh: &Inherited) -> (Value, Vec<Value>) {
-        let args = match self.templar.render_value(&Value::Object(m.args.clone()), scope) {
+    fn run_module(
+        &mut self,
+        t: &Task,
+        m: &tend_proto::Module,
+        scope: &Scope,
+        inh: &Inherited,
+    ) -> (Value, Vec<Value>) {
+        let args = match self
+            .templar
+            .render_value(&Value::Object(m.args.clone()), scope)
+        {
             Ok(Value::Object(mut a)) => {
                 if let Some(tpl) = &m.args_template {
-                    match self.templar.render_value(&Value::String(tpl.clone()), scope) {
+                    match self
+                        .templar
+                        .render_value(&Value::String(tpl.clone()), scope)
+                    {
                         Ok(Value::Object(more)) => {
                             for (k, v) in more {
                                 a.entry(k).or_insert(v);
                             }
                         }
-                        Ok(_) => return (failed_result(&t.loc, "`args` must render to a mapping"), Vec::new()),
-                        Err(e) => return (failed_result(&t.loc, &format!("{e} (in `args`)")), Vec::new()),
+                        Ok(_) => {
+                            return (
+                                failed_result(&t.loc, "`args` must render to a mapping"),
+                                Vec::new(),
+                            )
+                        }
+                        Err(e) => {
+                            return (
+                                failed_result(&t.loc, &format!("{e} (in `args`)")),
+                                Vec::new(),
+                            )
+                        }
                     }
                 }
                 a.retain(|_, v| v.as_str() != Some(OMIT));
                 a
             }
             Ok(_) => Vars::new(),
-            Err(e) => return (failed_result(&t.loc, &format!("{e} (in the arguments of `{}`)", m.name)), Vec::new()),
+            Err(e) => {
+                return (
+                    failed_result(&t.loc, &format!("{e} (in the arguments of `{}`)", m.name)),
+                    Vec::new(),
+                )
+            }
         };
         let check = match self.eval_flag(&t.check_mode.clone().or(inh.check_mode.clone()), scope) {
             Ok(Some(c)) => c,
@@ -777,36 +914,48 @@ impl<'a> HostRun<'a> {
         };
         let search = self.search_dirs(t);
 
-        let out: Result<ModuleOutput, String> = if builtin::BUILTIN_MODULES.contains(&m.name.as_str()) {
-            match builtin::run(&m.name, &args, scope, &self.templar, &search, self.program.options.verbosity) {
-                Ok(builtin::Outcome::Output(o)) => Ok(o),
-                Ok(builtin::Outcome::SetFacts(vars, o)) => {
-                    self.host_facts.extend(vars);
-                    Ok(o)
-                }
-                Ok(builtin::Outcome::IncludeVars(vars, o)) => {
-                    self.include_vars.extend(vars);
-                    Ok(o)
-                }
-                Err(e) => Err(e),
-            }
-        } else if let Some(entry) = tend_resources::lookup(&m.name) {
-            if check && !entry.check_mode {
-                Ok(ModuleOutput { skipped: true, msg: Some("Command would have run if not in check mode".into()), ..Default::default() })
-            } else {
-                let ctx = ModuleCtx {
-                    check,
-                    diff,
-                    templar: &self.templar,
+        let out: Result<ModuleOutput, String> =
+            if builtin::BUILTIN_MODULES.contains(&m.name.as_str()) {
+                match builtin::run(
+                    &m.name,
+                    &args,
                     scope,
-                    search_dirs: &search,
-                    environment: &environment,
-                };
-                (entry.run)(&Args::new(args), &ctx).map_err(|e| e.msg)
-            }
-        } else {
-            Err(format!("module `{}` is not supported by tend", m.name))
-        };
+                    &self.templar,
+                    &search,
+                    self.program.options.verbosity,
+                ) {
+                    Ok(builtin::Outcome::Output(o)) => Ok(o),
+                    Ok(builtin::Outcome::SetFacts(vars, o)) => {
+                        self.host_facts.extend(vars);
+                        Ok(o)
+                    }
+                    Ok(builtin::Outcome::IncludeVars(vars, o)) => {
+                        self.include_vars.extend(vars);
+                        Ok(o)
+                    }
+                    Err(e) => Err(e),
+                }
+            } else if let Some(entry) = tend_resources::lookup(&m.name) {
+                if check && !entry.check_mode {
+                    Ok(ModuleOutput {
+                        skipped: true,
+                        msg: Some("Command would have run if not in check mode".into()),
+                        ..Default::default()
+                    })
+                } else {
+                    let ctx = ModuleCtx {
+                        check,
+                        diff,
+                        templar: &self.templar,
+                        scope,
+                        search_dirs: &search,
+                        environment: &environment,
+                    };
+                    (entry.run)(&Args::new(args), &ctx).map_err(|e| e.msg)
+                }
+            } else {
+                Err(format!("module `{}` is not supported by tend", m.name))
+            };
 
         let (mut result, diffs) = match out {
             Ok(o) => {
@@ -874,7 +1023,12 @@ impl<'a> HostRun<'a> {
         (Value::Object(result), diffs)
     }
 
-    fn environment(&self, t: &Task, inh: &Inherited, scope: &Scope) -> Result<Vec<(String, String)>, String> {
+    fn environment(
+        &self,
+        t: &Task,
+        inh: &Inherited,
+        scope: &Scope,
+    ) -> Result<Vec<(String, String)>, String> {
         let mut env: Vec<(String, String)> = Vec::new();
         for e in inh.environment.iter().chain(t.environment.iter()) {
             let v = self.templar.render_value(e, scope).map_err(|e| e.0)?;
@@ -884,7 +1038,13 @@ impl<'a> HostRun<'a> {
             for (k, v) in map {
                 let s = match v {
                     Value::String(s) => s,
-                    Value::Bool(b) => if b { "True".into() } else { "False".into() },
+                    Value::Bool(b) => {
+                        if b {
+                            "True".into()
+                        } else {
+                            "False".into()
+                        }
+                    }
                     other => other.to_string(),
                 };
                 env.retain(|(ek, _)| *ek != k);
@@ -896,13 +1056,25 @@ impl<'a> HostRun<'a> {
 
     /// Records a task's result: stats, register, notify, event. Returns the flow for the host.
     #[allow(clippy::too_many_arguments)]
-    fn finish(&mut self, t: &Task, inh: &Inherited, name: String, result: Value, diffs: Vec<Value>, handler: bool, no_log: Option<bool>) -> Flow {
+    fn finish(
+        &mut self,
+        t: &Task,
+        inh: &Inherited,
+        name: String,
+        result: Value,
+        diffs: Vec<Value>,
+        handler: bool,
+        no_log: Option<bool>,
+    ) -> Flow {
         let status = status_of(&result);
         let failed = status == ResultStatus::Failed;
         let scope_for_flags = self.scope(t, inh, None);
         let ignore = failed
             && self
-                .eval_flag(&t.ignore_errors.clone().or(inh.ignore_errors.clone()), &scope_for_flags)
+                .eval_flag(
+                    &t.ignore_errors.clone().or(inh.ignore_errors.clone()),
+                    &scope_for_flags,
+                )
                 .ok()
                 .flatten()
                 .unwrap_or(false);
@@ -920,7 +1092,10 @@ impl<'a> HostRun<'a> {
             ResultStatus::Failed if inh.rescuable => {
                 self.stats.rescued += 1;
                 self.host_facts.set("ansible_failed_result", result.clone());
-                self.host_facts.set("ansible_failed_task", json!({"name": name, "action": module_name(t)}));
+                self.host_facts.set(
+                    "ansible_failed_task",
+                    json!({"name": name, "action": module_name(t)}),
+                );
             }
             ResultStatus::Failed => self.stats.failed += 1,
             ResultStatus::Skipped => self.stats.skipped += 1,
@@ -935,7 +1110,11 @@ impl<'a> HostRun<'a> {
         if status == ResultStatus::Changed && !t.notify.is_empty() {
             self.notify(&t.notify, t);
         }
-        let shown = if no_log.unwrap_or(false) { censor(&result) } else { result };
+        let shown = if no_log.unwrap_or(false) {
+            censor(&result)
+        } else {
+            result
+        };
         let host = self.host().to_string();
         self.emit(Event::TaskResult(TaskResult {
             host,
@@ -968,24 +1147,61 @@ impl<'a> HostRun<'a> {
             match self.eval_when(&conds, &scope) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
-                    return self.finish(t, inh, name, skipped_result(&conds), Vec::new(), false, None);
+                    self.emit(Event::TaskStart {
+                        host: host.clone(),
+                        name: name.clone(),
+                        loc: t.loc.clone(),
+                        handler: false,
+                    });
+                    return self.finish(
+                        t,
+                        inh,
+                        name,
+                        skipped_result(&conds),
+                        Vec::new(),
+                        false,
+                        None,
+                    );
                 }
                 Err(e) => return self.fail_task(t, inh, &e, false),
             }
-            self.emit(Event::TaskStart { host, name: name.clone(), loc: t.loc.clone(), handler: false });
+            self.emit(Event::TaskStart {
+                host,
+                name: name.clone(),
+                loc: t.loc.clone(),
+                handler: false,
+            });
             return self.include_one(t, inh, &name, None);
         };
-        self.emit(Event::TaskStart { host: host.clone(), name: name.clone(), loc: t.loc.clone(), handler: false });
+        self.emit(Event::TaskStart {
+            host: host.clone(),
+            name: name.clone(),
+            loc: t.loc.clone(),
+            handler: false,
+        });
         let items = match loops::expand(spec, &self.templar, &scope, &self.search_dirs(t)) {
             Ok(items) => items,
-            Err(e) => return self.finish(t, inh, name, failed_result(&t.loc, &e), Vec::new(), false, None),
+            Err(e) => {
+                return self.finish(
+                    t,
+                    inh,
+                    name,
+                    failed_result(&t.loc, &e),
+                    Vec::new(),
+                    false,
+                    None,
+                )
+            }
         };
         if items.is_empty() {
             let r = json!({"changed": false, "skipped": true, "skipped_reason": "No items in the list", "results": []});
             return self.finish(t, inh, name, r, Vec::new(), false, None);
         }
-        let loop_var = t.loop_control.loop_var.clone().unwrap_or_else(|| "item".into());
+        let loop_var = t
+            .loop_control
+            .loop_var
+            .clone()
+            .unwrap_or_else(|| "item".into());
         let mut any_ran = false;
         for (idx, item) in items.into_iter().enumerate() {
             let mut lv = Vars::new();
@@ -1007,7 +1223,17 @@ impl<'a> HostRun<'a> {
                     });
                     continue;
                 }
-                Err(e) => return self.finish(t, inh, name, failed_result(&t.loc, &e), Vec::new(), false, None),
+                Err(e) => {
+                    return self.finish(
+                        t,
+                        inh,
+                        name,
+                        failed_result(&t.loc, &e),
+                        Vec::new(),
+                        false,
+                        None,
+                    )
+                }
             }
             any_ran = true;
             let flow = self.include_one(t, inh, &name, Some(lv));
@@ -1023,10 +1249,18 @@ impl<'a> HostRun<'a> {
 
     /// Loads one included file or role and runs its tasks. `loop_vars` are the loop variables
     /// of this iteration, visible to the included tasks.
-    fn include_one(&mut self, t: &Task, inh: &Inherited, name: &str, loop_vars: Option<Vars>) -> Flow {
+    fn include_one(
+        &mut self,
+        t: &Task,
+        inh: &Inherited,
+        name: &str,
+        loop_vars: Option<Vars>,
+    ) -> Flow {
         let host = self.host().to_string();
         let mut extra_layers = Vec::new();
-        if let TaskKind::IncludeTasks { params, .. } | TaskKind::IncludeRole { params, .. } = &t.kind {
+        if let TaskKind::IncludeTasks { params, .. } | TaskKind::IncludeRole { params, .. } =
+            &t.kind
+        {
             extra_layers.push(layer(params, true));
         }
         if let Some(lv) = &loop_vars {
@@ -1040,10 +1274,24 @@ impl<'a> HostRun<'a> {
             child.include_data.push(lv);
         }
         let loaded = match &t.kind {
-            TaskKind::IncludeTasks { file, params, apply } => {
+            TaskKind::IncludeTasks {
+                file,
+                params,
+                apply,
+            } => {
                 let file = match self.templar.render_str(file, &scope) {
                     Ok(f) => f,
-                    Err(e) => return self.finish(t, inh, name.to_string(), failed_result(&t.loc, &e.0), Vec::new(), false, None),
+                    Err(e) => {
+                        return self.finish(
+                            t,
+                            inh,
+                            name.to_string(),
+                            failed_result(&t.loc, &e.0),
+                            Vec::new(),
+                            false,
+                            None,
+                        )
+                    }
                 };
                 let base = t
                     .role
@@ -1051,25 +1299,60 @@ impl<'a> HostRun<'a> {
                     .map(|r| PathBuf::from(&r.path).join("tasks"))
                     .or_else(|| Path::new(&*t.loc.file).parent().map(Path::to_path_buf))
                     .unwrap_or_else(|| PathBuf::from(&self.program.play.playbook_dir));
-                let path = if Path::new(&file).is_absolute() { PathBuf::from(&file) } else { base.join(&file) };
+                let path = if Path::new(&file).is_absolute() {
+                    PathBuf::from(&file)
+                } else {
+                    base.join(&file)
+                };
                 if !params.is_empty() {
                     child.include_params.push(params.clone());
                 }
                 if let Err(e) = apply_keywords(apply, &mut child) {
-                    return self.finish(t, inh, name.to_string(), failed_result(&t.loc, &e), Vec::new(), false, None);
+                    return self.finish(
+                        t,
+                        inh,
+                        name.to_string(),
+                        failed_result(&t.loc, &e),
+                        Vec::new(),
+                        false,
+                        None,
+                    );
                 }
                 self.loader
                     .load_tasks_file(&path, t.role, &mut self.roles)
                     .map(|tasks| (tasks, path.display().to_string()))
             }
-            TaskKind::IncludeRole { name: role_name, tasks_from, params, .. } => {
+            TaskKind::IncludeRole {
+                name: role_name,
+                tasks_from,
+                params,
+                ..
+            } => {
                 let role_name = match self.templar.render_str(role_name, &scope) {
                     Ok(r) => r,
-                    Err(e) => return self.finish(t, inh, name.to_string(), failed_result(&t.loc, &e.0), Vec::new(), false, None),
+                    Err(e) => {
+                        return self.finish(
+                            t,
+                            inh,
+                            name.to_string(),
+                            failed_result(&t.loc, &e.0),
+                            Vec::new(),
+                            false,
+                            None,
+                        )
+                    }
                 };
                 let before_handlers = self.roles.handlers.len();
-                let r = role::include_role(&self.loader, &mut self.roles, &role_name, params.clone(), tasks_from.as_deref(), &t.loc);
-                let new_handlers: Vec<Handler> = self.roles.handlers.drain(before_handlers..).collect();
+                let r = role::include_role(
+                    &self.loader,
+                    &mut self.roles,
+                    &role_name,
+                    params.clone(),
+                    tasks_from.as_deref(),
+                    &t.loc,
+                );
+                let new_handlers: Vec<Handler> =
+                    self.roles.handlers.drain(before_handlers..).collect();
                 self.add_handlers(new_handlers);
                 r.map(|(_, tasks)| (tasks, role_name))
             }
@@ -1077,8 +1360,21 @@ impl<'a> HostRun<'a> {
         };
         match loaded {
             Err(diags) => {
-                let msg = diags.0.iter().map(|d| d.render()).collect::<Vec<_>>().join("\n");
-                self.finish(t, inh, name.to_string(), json!({"failed": true, "changed": false, "msg": msg}), Vec::new(), false, None)
+                let msg = diags
+                    .0
+                    .iter()
+                    .map(|d| d.render())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                self.finish(
+                    t,
+                    inh,
+                    name.to_string(),
+                    json!({"failed": true, "changed": false, "msg": msg}),
+                    Vec::new(),
+                    false,
+                    None,
+                )
             }
             Ok((tasks, what)) => {
                 let label = loop_vars
@@ -1111,8 +1407,12 @@ fn apply_keywords(apply: &Vars, child: &mut Inherited) -> Result<(), String> {
                 _ => return Err("apply.vars must be a mapping".into()),
             },
             "tags" => match v {
-                Value::Array(a) => child.tags.extend(a.iter().filter_map(|t| t.as_str().map(str::to_string))),
-                Value::String(s) => child.tags.extend(s.split(',').map(|t| t.trim().to_string())),
+                Value::Array(a) => child
+                    .tags
+                    .extend(a.iter().filter_map(|t| t.as_str().map(str::to_string))),
+                Value::String(s) => child
+                    .tags
+                    .extend(s.split(',').map(|t| t.trim().to_string())),
                 _ => return Err("apply.tags must be a list".into()),
             },
             "when" => match v {

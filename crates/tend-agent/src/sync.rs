@@ -41,13 +41,19 @@ struct State {
 
 impl LocalRendezvous {
     pub fn new(order: Vec<String>) -> Self {
-        LocalRendezvous { order, state: Mutex::new(State::default()), cv: Condvar::new() }
+        LocalRendezvous {
+            order,
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+        }
     }
 }
 
 impl Rendezvous for LocalRendezvous {
     fn run_once(&self, key: &str, host: &str) -> RunOnce {
-        let Ok(mut st) = self.state.lock() else { return RunOnce::Lead };
+        let Ok(mut st) = self.state.lock() else {
+            return RunOnce::Lead;
+        };
         loop {
             if let Some(r) = st.results.get(key) {
                 return RunOnce::Follow(r.clone());
@@ -85,7 +91,11 @@ mod tests {
 
     #[test]
     fn first_host_leads_others_follow() {
-        let rv = Arc::new(LocalRendezvous::new(vec!["a".into(), "b".into(), "c".into()]));
+        let rv = Arc::new(LocalRendezvous::new(vec![
+            "a".into(),
+            "b".into(),
+            "c".into(),
+        ]));
         let r2 = rv.clone();
         let follower = std::thread::spawn(move || match r2.run_once("t1", "b") {
             RunOnce::Follow(v) => v,

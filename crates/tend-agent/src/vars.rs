@@ -6,7 +6,10 @@ use tend_proto::{Value, Vars};
 
 /// A layer built once and reused.
 pub(crate) fn layer(vars: &Vars, templated: bool) -> Layer {
-    Layer { vars: to_jinja_ser(vars), templated }
+    Layer {
+        vars: to_jinja_ser(vars),
+        templated,
+    }
 }
 
 /// A set of variables that changes as the host runs (`set_fact`, `register`, `include_vars`).

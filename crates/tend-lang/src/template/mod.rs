@@ -142,9 +142,15 @@ impl Templar {
             Value::Bool(b) => return Ok(*b),
             Value::String(s) if !s.trim().is_empty() => s.trim(),
             Value::Null | Value::String(_) => {
-                return Err(TemplateError("Empty conditional expressions are not allowed.".into()))
+                return Err(TemplateError(
+                    "Empty conditional expressions are not allowed.".into(),
+                ))
             }
-            _ => return Err(TemplateError("Conditional expressions must be strings.".into())),
+            _ => {
+                return Err(TemplateError(
+                    "Conditional expressions must be strings.".into(),
+                ))
+            }
         };
         let v = if let Some(inner) = single_expression(expr) {
             // `when: "{{ x }}"`: the template may yield an expression to evaluate, or a value.
@@ -153,7 +159,9 @@ impl Templar {
                 Some(s) if v.kind() == minijinja::value::ValueKind::String => {
                     let s = s.trim().to_string();
                     if s.is_empty() {
-                        return Err(TemplateError("Empty conditional expressions are not allowed.".into()));
+                        return Err(TemplateError(
+                            "Empty conditional expressions are not allowed.".into(),
+                        ));
                     }
                     self.eval_expr(&s, scope)?
                 }
@@ -220,7 +228,10 @@ impl Templar {
                 ))
             }
             _ => {
-                let mut msg = e.detail().map(str::to_string).unwrap_or_else(|| e.to_string());
+                let mut msg = e
+                    .detail()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
                 let mut src = std::error::Error::source(&e);
                 while let Some(s) = src {
                     msg.push_str(&format!(": {s}"));
@@ -261,9 +272,7 @@ impl Templar {
                     Ok(v) if !v.is_undefined() => cur = v,
                     _ => {
                         if cur.kind() == minijinja::value::ValueKind::Map || cur.is_undefined() {
-                            return TemplateError(format!(
-                                "'{path}' has no attribute '{attr}'"
-                            ));
+                            return TemplateError(format!("'{path}' has no attribute '{attr}'"));
                         }
                         break;
                     }
@@ -322,7 +331,8 @@ pub fn to_json(v: &JValue) -> Result<Value, TemplateError> {
     if v.is_undefined() {
         return Err(TemplateError("an undefined value was used".into()));
     }
-    serde_json::to_value(v).map_err(|e| TemplateError(format!("cannot convert template result: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| TemplateError(format!("cannot convert template result: {e}")))
 }
 
 /// Converts anything serializable to a template value.
@@ -333,6 +343,11 @@ pub fn to_jinja_ser<T: serde::Serialize>(v: &T) -> JValue {
 /// Converts plain data to a template value.
 pub fn to_jinja(v: &Value) -> JValue {
     JValue::from(minijinja::value::Serde(v))
+}
+
+/// Python's `repr()` of a template value (how Ansible shows loop items and nested values).
+pub fn pyrepr_of(v: &JValue) -> String {
+    pyrepr::repr(v)
 }
 
 #[cfg(test)]
@@ -349,8 +364,14 @@ mod unit {
     fn single_expression_keeps_native_type() {
         let t = Templar::new();
         let s = scope(json!({"xs": [1, 2]}), false);
-        assert_eq!(t.render_value(&json!("{{ xs }}"), &s).unwrap(), json!([1, 2]));
-        assert_eq!(t.render_value(&json!("n={{ xs }}"), &s).unwrap(), json!("n=[1, 2]"));
+        assert_eq!(
+            t.render_value(&json!("{{ xs }}"), &s).unwrap(),
+            json!([1, 2])
+        );
+        assert_eq!(
+            t.render_value(&json!("n={{ xs }}"), &s).unwrap(),
+            json!("n=[1, 2]")
+        );
     }
 
     #[test]
@@ -380,7 +401,9 @@ mod unit {
         let s = scope(json!({"a": 1}), false);
         let e = t.render_str("x {{ nope }}", &s).unwrap_err();
         assert_eq!(e.0, "'nope' is undefined");
-        let e = t.render_str("{{ a.b }}", &scope(json!({"a": {}}), false)).unwrap_err();
+        let e = t
+            .render_str("{{ a.b }}", &scope(json!({"a": {}}), false))
+            .unwrap_err();
         assert_eq!(e.0, "'a' has no attribute 'b'");
     }
 
@@ -410,9 +433,4 @@ mod unit {
         assert!(t.eval_condition(&json!("y is undefined"), &s).unwrap());
         assert!(t.eval_condition(&json!(true), &s).unwrap());
     }
-}
-
-/// Python's `repr()` of a template value (how Ansible shows loop items and nested values).
-pub fn pyrepr_of(v: &JValue) -> String {
-    pyrepr::repr(v)
 }
