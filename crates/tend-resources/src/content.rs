@@ -81,22 +81,6 @@ pub fn observe(d: &Desired) -> Result<Observed, ModuleError> {
         };
         entries.push(EntryObs { info, data });
     }
-    if !d.make_parents {
-        for (e, o) in d.entries.iter().zip(&entries) {
-            if let (Entry::File { path, .. }, Kind::Absent) = (e, o.info.kind) {
-                let dir = path.parent().unwrap_or(Path::new("/"));
-                if !dir.as_os_str().is_empty()
-                    && !dir.is_dir()
-                    && !d.entries.iter().any(|x| x.path() == dir)
-                {
-                    return Err(ModuleError::new(format!(
-                        "Destination directory {} does not exist",
-                        dir.display()
-                    )));
-                }
-            }
-        }
-    }
     Ok(Observed {
         entries,
         backup_file: None,
@@ -173,7 +157,32 @@ pub fn diff(d: &Desired, o: &Observed) -> Change {
 }
 
 /// Makes the entries so; returns the new observation (with the backup's path, if one was made).
+/// A file whose directory does not exist cannot be written (Ansible's copy does not create
+/// parents). Checked when applying, not when observing: in check mode an earlier task may be
+/// the one that would have created the directory, and Ansible then reports a change.
+fn check_parent_dirs(d: &Desired, o: &Observed) -> Result<(), ModuleError> {
+    if d.make_parents {
+        return Ok(());
+    }
+    for (e, o) in d.entries.iter().zip(&o.entries) {
+        if let (Entry::File { path, .. }, Kind::Absent) = (e, o.info.kind) {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if !dir.as_os_str().is_empty()
+                && !dir.is_dir()
+                && !d.entries.iter().any(|x| x.path() == dir)
+            {
+                return Err(ModuleError::new(format!(
+                    "Destination directory {} does not exist",
+                    dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn apply(d: &Desired, o: &Observed) -> Result<Observed, ModuleError> {
+    check_parent_dirs(d, o)?;
     let mut backup_file = None;
     for (e, oe) in d.entries.iter().zip(&o.entries) {
         match e {
