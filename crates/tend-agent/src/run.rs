@@ -1068,16 +1068,11 @@ impl<'a> HostRun<'a> {
     ) -> Flow {
         let status = status_of(&result);
         let failed = status == ResultStatus::Failed;
-        let scope_for_flags = self.scope(t, inh, None);
-        let ignore = failed
-            && self
-                .eval_flag(
-                    &t.ignore_errors.clone().or(inh.ignore_errors.clone()),
-                    &scope_for_flags,
-                )
-                .ok()
-                .flatten()
-                .unwrap_or(false);
+        let ignore_flag = t.ignore_errors.clone().or(inh.ignore_errors.clone());
+        let ignore = failed && ignore_flag.is_some() && {
+            let scope = self.scope(t, inh, None);
+            self.eval_flag(&ignore_flag, &scope).ok().flatten().unwrap_or(false)
+        };
         if let Some(reg) = &t.register {
             self.host_facts.set(reg, result.clone());
         }
