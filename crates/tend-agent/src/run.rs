@@ -1071,7 +1071,10 @@ impl<'a> HostRun<'a> {
         let ignore_flag = t.ignore_errors.clone().or(inh.ignore_errors.clone());
         let ignore = failed && ignore_flag.is_some() && {
             let scope = self.scope(t, inh, None);
-            self.eval_flag(&ignore_flag, &scope).ok().flatten().unwrap_or(false)
+            self.eval_flag(&ignore_flag, &scope)
+                .ok()
+                .flatten()
+                .unwrap_or(false)
         };
         if let Some(reg) = &t.register {
             self.host_facts.set(reg, result.clone());

@@ -39,6 +39,17 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
                         supported.join(", ")
                     )),
                 );
+            } else if let Some(entry) = tend_resources::lookup(&m.name) {
+                // Argument names are known before anything runs; values may be templates.
+                if m.args_template.is_none() {
+                    let args = tend_resources::Args::new(m.args.clone());
+                    if let Err(e) = args.check_known(&m.name, entry.params) {
+                        errors.push(Diag::new(t.loc.clone(), e.0).with_hint(format!(
+                            "see `{}` in docs/supported.md for its arguments",
+                            m.name
+                        )));
+                    }
+                }
             }
         }
         if !has_include_role {

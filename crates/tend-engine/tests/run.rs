@@ -214,3 +214,22 @@ fn bad_input_is_refused_before_anything_runs() {
     );
     assert!(!d.path().join("out").exists());
 }
+
+#[test]
+fn unknown_module_arguments_are_refused_before_anything_runs() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: localhost\n  tasks:\n    - file: path={{ root }} state=directory\n    - copy:\n        dest: /tmp/x\n        colour: red\n",
+    );
+    let err = match prepare(settings(d.path(), RunOptions::default())) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("an unknown argument must be refused"),
+    };
+    assert!(
+        err.contains("site.yml:4:7: Unsupported parameters for (copy) module: colour."),
+        "{err}"
+    );
+    assert!(!d.path().join("out").exists());
+}
