@@ -66,9 +66,12 @@ impl Printer {
 
     fn human(&mut self, e: &Event) {
         match e {
-            Event::PlayStart { name, .. } => {
+            Event::PlayStart { name, hosts } => {
                 self.last_header = None;
                 self.banner(&format!("PLAY [{name}]"));
+                if hosts.is_empty() {
+                    self.write("skipping: no hosts matched\n");
+                }
             }
             Event::TaskStart { name, handler, .. } => {
                 let key = (name.clone(), *handler);
