@@ -233,3 +233,30 @@ fn unknown_module_arguments_are_refused_before_anything_runs() {
     );
     assert!(!d.path().join("out").exists());
 }
+
+#[test]
+fn command_output_is_data_never_a_template() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        r#"
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - file: path={{ root }} state=directory
+    - command:
+        argv: [printf, "%s%s", "{", "{ 7 * 6 }}"]
+      register: out
+    - set_fact:
+        copied: "{{ out.stdout }}"
+    - copy:
+        content: "{{ copied }} {{ out.stdout }}"
+        dest: "{{ root }}/f"
+"#,
+    );
+    let (s, _) = apply(d.path(), RunOptions::default());
+    assert_eq!(s.exit_code(), 0);
+    let text = std::fs::read_to_string(d.path().join("out/f")).unwrap();
+    assert_eq!(text, "{{ 7 * 6 }} {{ 7 * 6 }}");
+}
