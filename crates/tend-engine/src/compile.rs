@@ -26,7 +26,9 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
         }
         handler_names.extend(h.listen.iter().cloned());
     }
+    let templar = Templar::new();
     let mut visit = |t: &Task| {
+        check_templates(&templar, t, errors);
         if let TaskKind::Module(m) = &t.kind {
             if !supported.contains(&m.name.as_str()) {
                 errors.push(
@@ -66,6 +68,47 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
     walk(&play.tasks, &mut visit);
     for h in &play.handlers {
         walk(std::slice::from_ref(&h.task), &mut visit);
+    }
+}
+
+/// Template syntax is checked before anything runs, so a typo in the last task does not leave
+/// a host half-configured.
+fn check_templates(templar: &Templar, t: &Task, errors: &mut Vec<Diag>) {
+    let mut report = |what: &str, e: tend_lang::TemplateError| {
+        errors.push(
+            Diag::new(t.loc.clone(), format!("{e} (in {what})")).with_hint(
+                "fix the Jinja2 syntax; `{{ … }}` holds an expression, `{% … %}` a statement",
+            ),
+        );
+    };
+    if let Some(n) = &t.name {
+        if let Err(e) = templar.check_template(n) {
+            report("the task name", e);
+        }
+    }
+    if let TaskKind::Module(m) = &t.kind {
+        for (k, v) in &m.args {
+            if let Err(e) = templar.check_value(v) {
+                report(&format!("argument `{k}` of `{}`", m.name), e);
+            }
+        }
+    }
+    let conds = t
+        .when
+        .iter()
+        .map(|c| ("when", c))
+        .chain(t.changed_when.iter().flatten().map(|c| ("changed_when", c)))
+        .chain(t.failed_when.iter().flatten().map(|c| ("failed_when", c)))
+        .chain(t.until.iter().map(|c| ("until", c)));
+    for (what, c) in conds {
+        if let Err(e) = templar.check_condition(c) {
+            report(&format!("`{what}`"), e);
+        }
+    }
+    for (k, v) in &t.vars {
+        if let Err(e) = templar.check_value(v) {
+            report(&format!("variable `{k}`"), e);
+        }
     }
 }
 

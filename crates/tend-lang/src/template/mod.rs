@@ -9,6 +9,7 @@
 //!   command output) are never rendered, so data can never inject a template.
 //! - An undefined variable is an error that names it.
 
+mod check;
 mod filters;
 mod lookup;
 mod pyrepr;
