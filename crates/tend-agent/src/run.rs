@@ -851,6 +851,40 @@ impl<'a> HostRun<'a> {
     }
 
     /// Renders arguments, runs the module once, applies changed_when/failed_when.
+    /// Renders a module's arguments one by one, so an error names the argument and the template.
+    fn render_args(&self, m: &tend_proto::Module, scope: &Scope) -> Result<Vars, String> {
+        let mut args = Vars::with_capacity(m.args.len());
+        for (k, v) in &m.args {
+            let r = self.templar.render_value(v, scope).map_err(|e| {
+                let shown = match v {
+                    Value::String(s) => format!(": `{}`", shorten(s)),
+                    _ => String::new(),
+                };
+                format!("{e} (in argument `{k}` of `{}`{shown})", m.name)
+            })?;
+            if r.as_str() != Some(OMIT) {
+                args.insert(k.clone(), r);
+            }
+        }
+        if let Some(tpl) = &m.args_template {
+            match self
+                .templar
+                .render_value(&Value::String(tpl.clone()), scope)
+            {
+                Ok(Value::Object(more)) => {
+                    for (k, v) in more {
+                        if v.as_str() != Some(OMIT) {
+                            args.entry(k).or_insert(v);
+                        }
+                    }
+                }
+                Ok(_) => return Err(format!("`{tpl}` must render to a mapping of arguments")),
+                Err(e) => return Err(format!("{e} (in the arguments `{tpl}`)")),
+            }
+        }
+        Ok(args)
+    }
+
     fn run_module(
         &mut self,
         t: &Task,
@@ -858,45 +892,9 @@ impl<'a> HostRun<'a> {
         scope: &Scope,
         inh: &Inherited,
     ) -> (Value, Vec<Value>) {
-        let args = match self
-            .templar
-            .render_value(&Value::Object(m.args.clone()), scope)
-        {
-            Ok(Value::Object(mut a)) => {
-                if let Some(tpl) = &m.args_template {
-                    match self
-                        .templar
-                        .render_value(&Value::String(tpl.clone()), scope)
-                    {
-                        Ok(Value::Object(more)) => {
-                            for (k, v) in more {
-                                a.entry(k).or_insert(v);
-                            }
-                        }
-                        Ok(_) => {
-                            return (
-                                failed_result(&t.loc, "`args` must render to a mapping"),
-                                Vec::new(),
-                            )
-                        }
-                        Err(e) => {
-                            return (
-                                failed_result(&t.loc, &format!("{e} (in `args`)")),
-                                Vec::new(),
-                            )
-                        }
-                    }
-                }
-                a.retain(|_, v| v.as_str() != Some(OMIT));
-                a
-            }
-            Ok(_) => Vars::new(),
-            Err(e) => {
-                return (
-                    failed_result(&t.loc, &format!("{e} (in the arguments of `{}`)", m.name)),
-                    Vec::new(),
-                )
-            }
+        let args = match self.render_args(m, scope) {
+            Ok(a) => a,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
         };
         let check = match self.eval_flag(&t.check_mode.clone().or(inh.check_mode.clone()), scope) {
             Ok(Some(c)) => c,
@@ -1426,6 +1424,13 @@ fn apply_keywords(apply: &Vars, child: &mut Inherited) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 fn module_name(t: &Task) -> String {

@@ -244,8 +244,43 @@ fn clean(r: &Value, debug: bool) -> Value {
     r
 }
 
+/// JSON on one line the way Python's `json.dumps` writes it (`{"a": 1, "b": 2}`), which is
+/// what ansible-core prints.
 fn compact(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    struct PyCompact;
+    impl serde_json::ser::Formatter for PyCompact {
+        fn begin_array_value<W: ?Sized + io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b", ")
+            }
+        }
+        fn begin_object_key<W: ?Sized + io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b", ")
+            }
+        }
+        fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+            w.write_all(b": ")
+        }
+    }
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, PyCompact);
+    if serde::Serialize::serialize(v, &mut ser).is_err() {
+        return v.to_string();
+    }
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 fn pretty(v: &Value) -> String {
