@@ -277,17 +277,34 @@ fn compact(v: &Value) -> String {
     }
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, PyCompact);
-    if serde::Serialize::serialize(v, &mut ser).is_err() {
+    if serde::Serialize::serialize(&sorted(v), &mut ser).is_err() {
         return v.to_string();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Keys sorted, as ansible-core's callbacks print them.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 fn pretty(v: &Value) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    if serde::Serialize::serialize(v, &mut ser).is_err() {
+    if serde::Serialize::serialize(&sorted(v), &mut ser).is_err() {
         return v.to_string();
     }
     String::from_utf8(buf).unwrap_or_default()
