@@ -27,6 +27,8 @@ pub struct Settings {
     pub limit: Option<String>,
     pub options: RunOptions,
     pub forks: usize,
+    /// `-c/--connection`: the connection for hosts that do not set `ansible_connection`.
+    pub connection: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,16 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
         match inventory.select(&pattern, limit.as_deref()) {
             Ok(sel) => {
                 warnings.extend(sel.warnings);
+                for h in &sel.hosts {
+                    let vars = inventory.host_vars(h, Some(&playbook_vars));
+                    let conn = connection_of(h, &vars, settings.connection.as_deref());
+                    if conn != "local" {
+                        errors.push(
+                            Diag::new(play.loc.clone(), format!("host `{h}` uses the `{conn}` connection, which tend does not support yet"))
+                                .with_hint("only local hosts run for now: set `ansible_connection=local` for it, or pass `-c local`; SSH hosts arrive with the fleet issue"),
+                        );
+                    }
+                }
                 play_hosts.push(sel.hosts);
             }
             Err(e) => errors.push(e.at(play.loc.clone())),
@@ -100,6 +112,22 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
         play_hosts,
         warnings,
     })
+}
+
+/// How tend reaches a host: its `ansible_connection`, else `-c`, else local for the names of
+/// this machine (like Ansible's implicit localhost) and ssh for everything else.
+fn connection_of(host: &str, vars: &Vars, cli: Option<&str>) -> String {
+    if let Some(c) = vars.get("ansible_connection").and_then(|v| v.as_str()) {
+        return c.to_string();
+    }
+    if let Some(c) = cli {
+        return c.to_string();
+    }
+    if matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        "local".into()
+    } else {
+        "ssh".into()
+    }
 }
 
 /// `hosts:` may use extra vars (`hosts: "{{ target }}"`).

@@ -22,6 +22,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         limit: None,
         options,
         forks: 4,
+        connection: None,
     }
 }
 
@@ -259,4 +260,26 @@ fn command_output_is_data_never_a_template() {
     assert_eq!(s.exit_code(), 0);
     let text = std::fs::read_to_string(d.path().join("out/f")).unwrap();
     assert_eq!(text, "{{ 7 * 6 }} {{ 7 * 6 }}");
+}
+
+#[test]
+fn hosts_that_need_ssh_are_refused_for_now() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - file: path={{ root }} state=directory\n",
+    );
+    let mut s = settings(d.path(), RunOptions::default());
+    s.inventories = vec!["web1,localhost".into()];
+    let err = match prepare(s) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("web1 has no local connection"),
+    };
+    assert!(
+        err.contains("host `web1` uses the `ssh` connection"),
+        "{err}"
+    );
+    assert!(!err.contains("`localhost`"), "{err}");
+    assert!(!d.path().join("out").exists());
 }

@@ -49,6 +49,9 @@ pub struct ApplyArgs {
     /// Show differences of changed files.
     #[arg(short = 'D', long = "diff")]
     pub diff: bool,
+    /// Connection for hosts that set no `ansible_connection` (only `local` for now).
+    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
+    pub connection: Option<String>,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,

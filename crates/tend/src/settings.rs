@@ -39,6 +39,7 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
             verbosity: a.verbose,
         },
         forks: a.forks.max(1),
+        connection: a.connection.clone(),
     })
 }
 
