@@ -13,7 +13,9 @@ use crate::Prepared;
 /// Checks what can be checked statically: every module is one tend runs, every notified
 /// handler exists.
 pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>) {
-    let has_include_role = contains(&play.tasks, &|t| matches!(t.kind, TaskKind::IncludeRole { .. }));
+    let has_include_role = contains(&play.tasks, &|t| {
+        matches!(t.kind, TaskKind::IncludeRole { .. })
+    });
     let mut handler_names: Vec<String> = Vec::new();
     for h in &play.handlers {
         if let Some(n) = &h.task.name {
@@ -28,8 +30,14 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
         if let TaskKind::Module(m) = &t.kind {
             if !supported.contains(&m.name.as_str()) {
                 errors.push(
-                    Diag::new(t.loc.clone(), format!("module `{}` is not supported by tend", m.name))
-                        .with_hint(format!("tend supports these modules: {}", supported.join(", "))),
+                    Diag::new(
+                        t.loc.clone(),
+                        format!("module `{}` is not supported by tend", m.name),
+                    )
+                    .with_hint(format!(
+                        "tend supports these modules: {}",
+                        supported.join(", ")
+                    )),
                 );
             }
         }
@@ -53,7 +61,12 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
 fn walk(tasks: &[Task], f: &mut dyn FnMut(&Task)) {
     for t in tasks {
         f(t);
-        if let TaskKind::Block { block, rescue, always } = &t.kind {
+        if let TaskKind::Block {
+            block,
+            rescue,
+            always,
+        } = &t.kind
+        {
             walk(block, f);
             walk(rescue, f);
             walk(always, f);
@@ -68,7 +81,12 @@ fn contains(tasks: &[Task], pred: &dyn Fn(&Task) -> bool) -> bool {
 }
 
 /// Builds the Program of `host` for play number `play`.
-pub fn compile(prep: &Prepared, play_idx: usize, host: &str, play_hosts: &[String]) -> Result<Program, Diag> {
+pub fn compile(
+    prep: &Prepared,
+    play_idx: usize,
+    host: &str,
+    play_hosts: &[String],
+) -> Result<Program, Diag> {
     let play = &prep.playbook.plays[play_idx];
     let inv = &prep.inventory;
     let mut role_defaults = Vars::new();
@@ -86,7 +104,10 @@ pub fn compile(prep: &Prepared, play_idx: usize, host: &str, play_hosts: &[Strin
     magic.insert("omit".into(), Value::String(OMIT.into()));
     let hosts_v: Vec<Value> = play_hosts.iter().cloned().map(Value::String).collect();
     magic.insert("ansible_play_hosts".into(), Value::Array(hosts_v.clone()));
-    magic.insert("ansible_play_hosts_all".into(), Value::Array(hosts_v.clone()));
+    magic.insert(
+        "ansible_play_hosts_all".into(),
+        Value::Array(hosts_v.clone()),
+    );
     magic.insert("ansible_play_batch".into(), Value::Array(hosts_v.clone()));
     magic.insert("play_hosts".into(), Value::Array(hosts_v));
     magic.insert("ansible_play_name".into(), Value::String(play.name.clone()));
@@ -95,10 +116,20 @@ pub fn compile(prep: &Prepared, play_idx: usize, host: &str, play_hosts: &[Strin
         json!({"full": "2.19.14", "major": 2, "minor": 19, "revision": 14, "string": "2.19.14"}),
     );
     let o = &prep.settings.options;
-    magic.insert("ansible_run_tags".into(), json!(if o.tags.is_empty() { vec!["all".to_string()] } else { o.tags.clone() }));
+    magic.insert(
+        "ansible_run_tags".into(),
+        json!(if o.tags.is_empty() {
+            vec!["all".to_string()]
+        } else {
+            o.tags.clone()
+        }),
+    );
     magic.insert("ansible_skip_tags".into(), json!(o.skip_tags));
     magic.insert("ansible_forks".into(), json!(prep.settings.forks));
-    magic.insert("tend_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+    magic.insert(
+        "tend_version".into(),
+        Value::String(env!("CARGO_PKG_VERSION").into()),
+    );
 
     // vars_files are read on the controller, their names rendered with what is known here.
     let mut vars_files = Vars::new();
@@ -136,8 +167,11 @@ pub fn compile(prep: &Prepared, play_idx: usize, host: &str, play_hosts: &[Strin
                 tried.push(path.display().to_string());
             }
             if !loaded {
-                return Err(Diag::new(loc.clone(), format!("vars file not found: {}", tried.join(", ")))
-                    .with_hint("vars_files paths are relative to the playbook's directory"));
+                return Err(Diag::new(
+                    loc.clone(),
+                    format!("vars file not found: {}", tried.join(", ")),
+                )
+                .with_hint("vars_files paths are relative to the playbook's directory"));
             }
         }
     }

@@ -13,8 +13,11 @@ pub fn parse_extra_vars(arg: &str, into: &mut Vars) -> Result<(), Diag> {
     if let Some(file) = arg.strip_prefix('@') {
         let vars = load_vars_file(Path::new(file)).map_err(|d| {
             if d.loc.line == 0 {
-                Diag::new(here(), format!("cannot read extra vars file {file}: {}", d.msg))
-                    .with_hint("-e @FILE takes a YAML or JSON file of variables")
+                Diag::new(
+                    here(),
+                    format!("cannot read extra vars file {file}: {}", d.msg),
+                )
+                .with_hint("-e @FILE takes a YAML or JSON file of variables")
             } else {
                 d
             }
@@ -29,7 +32,10 @@ pub fn parse_extra_vars(arg: &str, into: &mut Vars) -> Result<(), Diag> {
                 into.extend(m);
                 Ok(())
             }
-            _ => Err(Diag::new(here(), "extra vars given as JSON/YAML must be a mapping")),
+            _ => Err(Diag::new(
+                here(),
+                "extra vars given as JSON/YAML must be a mapping",
+            )),
         };
     }
     if arg.is_empty() {

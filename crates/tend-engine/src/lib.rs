@@ -76,7 +76,8 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
     for play in &playbook.plays {
         compile::check_play(play, &supported, &mut errors);
         let pattern = if tend_lang::Templar::is_template(&play.hosts) {
-            render_pattern(&play.hosts, &settings.extra_vars).map_err(|e| Diag::new(play.loc.clone(), e))?
+            render_pattern(&play.hosts, &settings.extra_vars)
+                .map_err(|e| Diag::new(play.loc.clone(), e))?
         } else {
             play.hosts.clone()
         };
@@ -91,14 +92,22 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
     if !errors.is_empty() {
         return Err(EngineError::Input(Diags(errors)));
     }
-    Ok(Prepared { settings, playbook, inventory, playbook_vars, play_hosts, warnings })
+    Ok(Prepared {
+        settings,
+        playbook,
+        inventory,
+        playbook_vars,
+        play_hosts,
+        warnings,
+    })
 }
 
 /// `hosts:` may use extra vars (`hosts: "{{ target }}"`).
 fn render_pattern(pattern: &str, extra: &Vars) -> Result<String, String> {
     let t = tend_lang::Templar::new();
     let scope = tend_lang::Scope::new(&t, vec![tend_lang::Layer::from_map(extra, true)]);
-    t.render_str(pattern, &scope).map_err(|e| format!("cannot render hosts pattern: {e}"))
+    t.render_str(pattern, &scope)
+        .map_err(|e| format!("cannot render hosts pattern: {e}"))
 }
 
 /// The result of a whole run.
@@ -126,8 +135,15 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     let mut summary = Summary::default();
     let mut failed: HashSet<String> = HashSet::new();
     for (idx, play) in prep.playbook.plays.iter().enumerate() {
-        let hosts: Vec<String> = prep.play_hosts[idx].iter().filter(|h| !failed.contains(*h)).cloned().collect();
-        let _ = tx.send(Event::PlayStart { name: play.name.clone(), hosts: hosts.clone() });
+        let hosts: Vec<String> = prep.play_hosts[idx]
+            .iter()
+            .filter(|h| !failed.contains(*h))
+            .cloned()
+            .collect();
+        let _ = tx.send(Event::PlayStart {
+            name: play.name.clone(),
+            hosts: hosts.clone(),
+        });
         for h in &hosts {
             summary.stats.entry(h.clone()).or_default();
         }
@@ -166,7 +182,13 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     summary
 }
 
-fn run_host(prep: &Prepared, play: usize, host: &str, play_hosts: &[String], tx: &Sender<Event>) -> HostStats {
+fn run_host(
+    prep: &Prepared,
+    play: usize,
+    host: &str,
+    play_hosts: &[String],
+    tx: &Sender<Event>,
+) -> HostStats {
     let mut sink = |e: Event| {
         let _ = tx.send(e);
     };
@@ -175,7 +197,10 @@ fn run_host(prep: &Prepared, play: usize, host: &str, play_hosts: &[String], tx:
         Err(d) => {
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as
             // a failed task of that host, like ansible-core does.
-            let stats = HostStats { failed: 1, ..Default::default() };
+            let stats = HostStats {
+                failed: 1,
+                ..Default::default()
+            };
             sink(Event::TaskResult(tend_proto::TaskResult {
                 host: host.to_string(),
                 task: "Loading play".into(),
@@ -186,9 +211,11 @@ fn run_host(prep: &Prepared, play: usize, host: &str, play_hosts: &[String], tx:
                 result: serde_json::json!({"failed": true, "msg": d.render()}),
                 diffs: Vec::new(),
             }));
-            sink(Event::HostDone { host: host.to_string(), stats });
+            sink(Event::HostDone {
+                host: host.to_string(),
+                stats,
+            });
             stats
         }
     }
 }
-

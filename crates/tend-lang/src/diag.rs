@@ -14,7 +14,11 @@ pub struct Diag {
 
 impl Diag {
     pub fn new(loc: Loc, msg: impl Into<String>) -> Self {
-        Diag { loc, msg: msg.into(), hint: None }
+        Diag {
+            loc,
+            msg: msg.into(),
+            hint: None,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

@@ -133,7 +133,10 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diag> {
         .with_hint("replace the tab with spaces"));
     }
     if text.trim().is_empty() || text.lines().all(is_blank_or_comment) {
-        return Ok(Node { value: NodeValue::Null, loc: Loc::new(file, 1, 1) });
+        return Ok(Node {
+            value: NodeValue::Null,
+            loc: Loc::new(file, 1, 1),
+        });
     }
     let mut options = serde_saphyr::Options::default();
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
@@ -145,8 +148,11 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diag> {
             .location()
             .map(|l| (l.line() as u32, l.column() as u32))
             .unwrap_or((0, 0));
-        Diag::new(Loc::new(file.clone(), line, col), clean_message(&e.to_string()))
-            .with_hint("fix the YAML syntax at this place")
+        Diag::new(
+            Loc::new(file.clone(), line, col),
+            clean_message(&e.to_string()),
+        )
+        .with_hint("fix the YAML syntax at this place")
     })?;
     let node = convert(raw, &file, 0)?;
     Ok(node)
@@ -206,8 +212,10 @@ fn convert(raw: Spanned<Raw>, file: &Arc<str>, depth: usize) -> Result<Node, Dia
         raw.referenced.column() as u32,
     );
     if depth > MAX_DEPTH {
-        return Err(Diag::new(loc, format!("nesting is deeper than {MAX_DEPTH} levels"))
-            .with_hint("flatten the data structure"));
+        return Err(
+            Diag::new(loc, format!("nesting is deeper than {MAX_DEPTH} levels"))
+                .with_hint("flatten the data structure"),
+        );
     }
     let value = match raw.value {
         Raw::Null => NodeValue::Null,
@@ -272,13 +280,19 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(Raw::Int(v))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-        Ok(i64::try_from(v).map(Raw::Int).unwrap_or(Raw::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Raw::Int)
+            .unwrap_or(Raw::Float(v as f64)))
     }
     fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
-        Ok(i64::try_from(v).map(Raw::Int).unwrap_or(Raw::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Raw::Int)
+            .unwrap_or(Raw::Float(v as f64)))
     }
     fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
-        Ok(i64::try_from(v).map(Raw::Int).unwrap_or(Raw::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Raw::Int)
+            .unwrap_or(Raw::Float(v as f64)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
         Ok(Raw::Float(v))

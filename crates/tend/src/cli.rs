@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "tend", version, about = "Configuration management and orchestration: Ansible playbooks, natively fast.")]
+#[command(
+    name = "tend",
+    version,
+    about = "Configuration management and orchestration: Ansible playbooks, natively fast."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

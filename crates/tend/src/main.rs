@@ -84,11 +84,17 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
     printer.recap(&stats);
     if let Some(path) = &args.recap_file {
-        let hosts: serde_json::Map<String, serde_json::Value> =
-            stats.iter().map(|(h, s)| (h.clone(), serde_json::json!(s))).collect();
+        let hosts: serde_json::Map<String, serde_json::Value> = stats
+            .iter()
+            .map(|(h, s)| (h.clone(), serde_json::json!(s)))
+            .collect();
         let body = serde_json::json!({ "hosts": hosts }).to_string();
         if let Err(e) = write_atomic(path, body.as_bytes()) {
-            let _ = writeln!(std::io::stderr(), "error: cannot write recap file {}: {e}", path.display());
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot write recap file {}: {e}",
+                path.display()
+            );
             return ExitCode::from(1);
         }
     }
@@ -97,8 +103,15 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
 
 /// Writes a file next to its final name and renames it into place.
 fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tend-tmp-{}", path.file_name().and_then(|f| f.to_str()).unwrap_or("out"), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tend-tmp-{}",
+        path.file_name().and_then(|f| f.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;

@@ -78,15 +78,25 @@ impl Printer {
                     self.last_header = Some(key);
                 }
             }
-            Event::ItemResult { host, status, label, result, .. } => {
+            Event::ItemResult {
+                host,
+                status,
+                label,
+                result,
+                ..
+            } => {
                 let line = match status {
                     ResultStatus::Ok => format!("ok: [{host}] => (item={label})"),
                     ResultStatus::Changed => format!("changed: [{host}] => (item={label})"),
                     ResultStatus::Skipped => format!("skipping: [{host}] => (item={label})"),
-                    ResultStatus::Failed => format!("failed: [{host}] (item={label}) => {}", compact(result)),
+                    ResultStatus::Failed => {
+                        format!("failed: [{host}] (item={label}) => {}", compact(result))
+                    }
                     ResultStatus::Unreachable => format!("unreachable: [{host}] (item={label})"),
                 };
-                let line = if self.verbosity > 0 && matches!(status, ResultStatus::Ok | ResultStatus::Changed) {
+                let line = if self.verbosity > 0
+                    && matches!(status, ResultStatus::Ok | ResultStatus::Changed)
+                {
                     format!("{line} => {}", compact(result))
                 } else {
                     line
@@ -120,25 +130,42 @@ impl Printer {
                 if looped {
                     None
                 } else {
-                    Some(format!("fatal: [{host}]: FAILED! => {}", compact(&clean(&r.result, false))))
+                    Some(format!(
+                        "fatal: [{host}]: FAILED! => {}",
+                        compact(&clean(&r.result, false))
+                    ))
                 }
             }
             ResultStatus::Skipped => {
-                let empty = r.result.get("results").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                let empty = r
+                    .result
+                    .get("results")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty);
                 (!looped || empty).then(|| format!("skipping: [{host}]"))
             }
             ResultStatus::Ok | ResultStatus::Changed if looped => None,
             ResultStatus::Ok | ResultStatus::Changed => {
-                let word = if r.status == ResultStatus::Changed { "changed" } else { "ok" };
+                let word = if r.status == ResultStatus::Changed {
+                    "changed"
+                } else {
+                    "ok"
+                };
                 let is_debug = r.result.get("msg").is_some() && r.task.starts_with("debug")
                     || is_debug_result(&r.result);
                 if is_debug || self.verbosity > 0 {
-                    Some(format!("{word}: [{host}] => {}", pretty(&clean(&r.result, is_debug))))
+                    Some(format!(
+                        "{word}: [{host}] => {}",
+                        pretty(&clean(&r.result, is_debug))
+                    ))
                 } else {
                     Some(format!("{word}: [{host}]"))
                 }
             }
-            ResultStatus::Unreachable => Some(format!("fatal: [{host}]: UNREACHABLE! => {}", compact(&r.result))),
+            ResultStatus::Unreachable => Some(format!(
+                "fatal: [{host}]: UNREACHABLE! => {}",
+                compact(&r.result)
+            )),
         };
         if let Some(l) = line {
             self.write(&l);
@@ -170,7 +197,8 @@ impl Printer {
                         ("rescued", s.rescued),
                         ("ignored", s.ignored),
                     ];
-                    let cols: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v:<4}")).collect();
+                    let cols: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("{k}={v:<4}")).collect();
                     let line = format!("{h:<26} : {}\n", cols.join(" "));
                     self.write(&line);
                 }
@@ -184,8 +212,15 @@ impl Printer {
 /// debug results carry only `msg` or one variable besides the bookkeeping keys.
 fn is_debug_result(r: &Value) -> bool {
     let Some(o) = r.as_object() else { return false };
-    let keys: Vec<&str> = o.keys().map(String::as_str).filter(|k| !matches!(*k, "changed" | "failed")).collect();
-    keys.len() == 1 && o.get("failed") == Some(&Value::Bool(false)) && o.get("changed") == Some(&Value::Bool(false)) && !keys.contains(&"ansible_facts")
+    let keys: Vec<&str> = o
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "changed" | "failed"))
+        .collect();
+    keys.len() == 1
+        && o.get("failed") == Some(&Value::Bool(false))
+        && o.get("changed") == Some(&Value::Bool(false))
+        && !keys.contains(&"ansible_facts")
         && (keys[0] == "msg" || !matches!(keys[0], "path" | "stat" | "ping" | "include"))
 }
 
@@ -232,8 +267,12 @@ fn render_diff(d: &Value) -> String {
     }
     let bh = d.get("before_header").and_then(Value::as_str);
     let ah = d.get("after_header").and_then(Value::as_str);
-    let bh = bh.map(|h| format!("before: {h}")).unwrap_or_else(|| "before".into());
-    let ah = ah.map(|h| format!("after: {h}")).unwrap_or_else(|| "after".into());
+    let bh = bh
+        .map(|h| format!("before: {h}"))
+        .unwrap_or_else(|| "before".into());
+    let ah = ah
+        .map(|h| format!("after: {h}"))
+        .unwrap_or_else(|| "after".into());
     let diff = similar::TextDiff::from_lines(&before, &after);
     let mut out = String::new();
     out.push_str(&format!("--- {bh}\n+++ {ah}\n"));

@@ -49,10 +49,20 @@ pub fn listing(prep: &Prepared, a: &ApplyArgs) -> String {
         return out;
     }
     for (i, play) in prep.playbook.plays.iter().enumerate() {
-        out.push_str(&format!("\n  play #{} ({}): {}\tTAGS: [{}]\n", i + 1, play.hosts, play.name, play.tags.join(",")));
+        out.push_str(&format!(
+            "\n  play #{} ({}): {}\tTAGS: [{}]\n",
+            i + 1,
+            play.hosts,
+            play.name,
+            play.tags.join(",")
+        ));
         if a.list_hosts {
             let hosts = &prep.play_hosts[i];
-            out.push_str(&format!("    pattern: ['{}']\n    hosts ({}):\n", play.hosts, hosts.len()));
+            out.push_str(&format!(
+                "    pattern: ['{}']\n    hosts ({}):\n",
+                play.hosts,
+                hosts.len()
+            ));
             for h in hosts {
                 out.push_str(&format!("      {h}\n"));
             }
@@ -65,12 +75,21 @@ pub fn listing(prep: &Prepared, a: &ApplyArgs) -> String {
     out
 }
 
-fn list_tasks(tasks: &[Task], play: &tend_lang::playbook::Play, out: &mut String, inherited: &[String]) {
+fn list_tasks(
+    tasks: &[Task],
+    play: &tend_lang::playbook::Play,
+    out: &mut String,
+    inherited: &[String],
+) {
     for t in tasks {
         let mut tags: Vec<String> = inherited.to_vec();
         tags.extend(t.tags.iter().cloned());
         match &t.kind {
-            TaskKind::Block { block, rescue, always } => {
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => {
                 list_tasks(block, play, out, &tags);
                 list_tasks(rescue, play, out, &tags);
                 list_tasks(always, play, out, &tags);
@@ -99,20 +118,32 @@ pub fn inventory_output(a: &InventoryArgs) -> Result<String, EngineError> {
     let hosts: Option<Vec<String>> = match &a.limit {
         Some(l) => {
             let lim = parse_limit(l)?;
-            Some(inv.select("all", Some(&lim)).map_err(|e| e.at(tend_proto::Loc::new("<--limit>", 0, 0)))?.hosts)
+            Some(
+                inv.select("all", Some(&lim))
+                    .map_err(|e| e.at(tend_proto::Loc::new("<--limit>", 0, 0)))?
+                    .hosts,
+            )
         }
         None => None,
     };
     if let Some(h) = &a.host {
         return match inv.host_json(h, pb_vars.as_ref()) {
             Some(v) => Ok(format!("{}\n", pretty(&v))),
-            None => Err(tend_lang::Diag::new(tend_proto::Loc::new("<--host>", 0, 0), format!("You must pass a single valid host to --host parameter: {h}")).into()),
+            None => Err(tend_lang::Diag::new(
+                tend_proto::Loc::new("<--host>", 0, 0),
+                format!("You must pass a single valid host to --host parameter: {h}"),
+            )
+            .into()),
         };
     }
     if let Some(g) = &a.graph {
         return match inv.to_graph(g, a.vars) {
             Some(s) => Ok(s),
-            None => Err(tend_lang::Diag::new(tend_proto::Loc::new("<--graph>", 0, 0), format!("Pattern must be valid group name when using --graph: {g}")).into()),
+            None => Err(tend_lang::Diag::new(
+                tend_proto::Loc::new("<--graph>", 0, 0),
+                format!("Pattern must be valid group name when using --graph: {g}"),
+            )
+            .into()),
         };
     }
     let v = inv.to_list_json(hosts.as_deref(), pb_vars.as_ref());

@@ -11,8 +11,8 @@ use tend_proto::{Handler, Loc, RoleInfo, Task, TaskKind, Value, Vars};
 use crate::diag::{Diag, Diags};
 use crate::yaml::{self, Node, NodeValue};
 
-pub use task::{canonical, LOOP_KEYWORDS, REFUSED as REFUSED_TASK_KEYWORDS, TASK_KEYWORDS};
 use task::TaskParser;
+pub use task::{canonical, LOOP_KEYWORDS, REFUSED as REFUSED_TASK_KEYWORDS, TASK_KEYWORDS};
 
 /// A parsed playbook: its plays in order, `import_playbook` already expanded.
 #[derive(Clone, Debug)]
@@ -64,7 +64,10 @@ pub struct RoleScope {
 impl RoleScope {
     /// A scope that starts with the roles a program already knows.
     pub fn with_roles(roles: Vec<RoleInfo>) -> Self {
-        RoleScope { roles, ..Default::default() }
+        RoleScope {
+            roles,
+            ..Default::default()
+        }
     }
 }
 
@@ -75,7 +78,10 @@ impl Loader {
             roles_paths.extend(p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
         }
         roles_paths.push(playbook_dir.to_path_buf());
-        Loader { playbook_dir: playbook_dir.to_path_buf(), roles_paths }
+        Loader {
+            playbook_dir: playbook_dir.to_path_buf(),
+            roles_paths,
+        }
     }
 
     /// Reads and parses a task file (for `include_tasks` at run time).
@@ -86,12 +92,21 @@ impl Loader {
         roles: &mut RoleScope,
     ) -> Result<Vec<Task>, Diags> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Diag::new(Loc::new(path.to_string_lossy().as_ref(), 0, 0), format!("cannot read task file: {e}"))
+            Diag::new(
+                Loc::new(path.to_string_lossy().as_ref(), 0, 0),
+                format!("cannot read task file: {e}"),
+            )
         })?;
         let node = yaml::parse(&path.to_string_lossy(), &text)?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut errors = Vec::new();
-        let mut p = TaskParser { loader: self, roles, base_dir: &dir, role, depth: 0 };
+        let mut p = TaskParser {
+            loader: self,
+            roles,
+            base_dir: &dir,
+            role,
+            depth: 0,
+        };
         let tasks = p.tasks(&node, &mut errors);
         if errors.is_empty() {
             Ok(tasks)
@@ -106,7 +121,9 @@ pub fn load(path: &Path) -> Result<Playbook, Diags> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut plays = Vec::new();
@@ -125,8 +142,11 @@ fn load_into(path: &Path, dir: &Path, plays: &mut Vec<Play>, errors: &mut Vec<Di
         Ok(t) => t,
         Err(e) => {
             errors.push(
-                Diag::new(Loc::new(file.as_str(), 0, 0), format!("cannot read playbook: {e}"))
-                    .with_hint("check the path; playbooks are YAML files like site.yml"),
+                Diag::new(
+                    Loc::new(file.as_str(), 0, 0),
+                    format!("cannot read playbook: {e}"),
+                )
+                .with_hint("check the path; playbooks are YAML files like site.yml"),
             );
             return;
         }
@@ -140,19 +160,31 @@ fn load_into(path: &Path, dir: &Path, plays: &mut Vec<Play>, errors: &mut Vec<Di
     };
     let Some(items) = node.as_seq() else {
         errors.push(
-            Diag::new(node.loc.clone(), format!("a playbook must be a list of plays, not {}", node.kind()))
-                .with_hint("start each play with `- hosts: …`"),
+            Diag::new(
+                node.loc.clone(),
+                format!("a playbook must be a list of plays, not {}", node.kind()),
+            )
+            .with_hint("start each play with `- hosts: …`"),
         );
         return;
     };
     for item in items {
-        if let Some(imp) = item.get("import_playbook").or_else(|| item.get("ansible.builtin.import_playbook")) {
+        if let Some(imp) = item
+            .get("import_playbook")
+            .or_else(|| item.get("ansible.builtin.import_playbook"))
+        {
             let Some(rel) = imp.as_str() else {
-                errors.push(Diag::new(imp.loc.clone(), "import_playbook needs a file name"));
+                errors.push(Diag::new(
+                    imp.loc.clone(),
+                    "import_playbook needs a file name",
+                ));
                 continue;
             };
             if depth > 20 {
-                errors.push(Diag::new(imp.loc.clone(), "import_playbook is nested too deep (a cycle?)"));
+                errors.push(Diag::new(
+                    imp.loc.clone(),
+                    "import_playbook is nested too deep (a cycle?)",
+                ));
                 continue;
             }
             let p = dir.join(rel);
@@ -170,25 +202,66 @@ fn load_into(path: &Path, dir: &Path, plays: &mut Vec<Play>, errors: &mut Vec<Di
 /// The play keywords tend reads (`become` only as `false`, `connection` only as `local`).
 /// Listed in docs/supported.md, checked by a test there.
 pub const PLAY_KEYWORDS: &[&str] = &[
-    "name", "hosts", "gather_facts", "gather_subset", "gather_timeout", "fact_path", "vars", "vars_files",
-    "pre_tasks", "roles", "tasks", "post_tasks", "handlers", "tags", "force_handlers", "environment", "check_mode",
-    "diff", "no_log", "ignore_errors", "ignore_unreachable", "become", "connection",
+    "name",
+    "hosts",
+    "gather_facts",
+    "gather_subset",
+    "gather_timeout",
+    "fact_path",
+    "vars",
+    "vars_files",
+    "pre_tasks",
+    "roles",
+    "tasks",
+    "post_tasks",
+    "handlers",
+    "tags",
+    "force_handlers",
+    "environment",
+    "check_mode",
+    "diff",
+    "no_log",
+    "ignore_errors",
+    "ignore_unreachable",
+    "become",
+    "connection",
 ];
 
 /// Play keywords tend refuses, with the reason.
 pub const REFUSED_PLAY: &[(&str, &str)] = &[
-    ("vars_prompt", "interactive prompts are not supported; pass values with -e"),
-    ("serial", "rolling batches (serial) arrive with orchestration"),
-    ("max_fail_percentage", "failure thresholds arrive with orchestration"),
-    ("any_errors_fatal", "any_errors_fatal arrives with orchestration"),
+    (
+        "vars_prompt",
+        "interactive prompts are not supported; pass values with -e",
+    ),
+    (
+        "serial",
+        "rolling batches (serial) arrive with orchestration",
+    ),
+    (
+        "max_fail_percentage",
+        "failure thresholds arrive with orchestration",
+    ),
+    (
+        "any_errors_fatal",
+        "any_errors_fatal arrives with orchestration",
+    ),
     ("order", "host order arrives with orchestration"),
     ("throttle", "throttle arrives with orchestration"),
-    ("strategy", "tend runs every host at full speed; remove `strategy`"),
+    (
+        "strategy",
+        "tend runs every host at full speed; remove `strategy`",
+    ),
     ("remote_user", "remote users arrive with SSH hosts"),
     ("become_user", "privilege escalation arrives with SSH hosts"),
-    ("become_method", "privilege escalation arrives with SSH hosts"),
+    (
+        "become_method",
+        "privilege escalation arrives with SSH hosts",
+    ),
     ("module_defaults", "module_defaults is not supported yet"),
-    ("collections", "collections are not supported; use ansible.builtin modules"),
+    (
+        "collections",
+        "collections are not supported; use ansible.builtin modules",
+    ),
     ("debugger", "the task debugger is not supported"),
     ("run_once", "run_once on a play is not supported"),
     ("timeout", "task timeouts are not supported yet"),
@@ -196,7 +269,10 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
 
 fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
     let Some(map) = node.as_map() else {
-        return Err(Diag::new(node.loc.clone(), format!("a play must be a mapping, not {}", node.kind())));
+        return Err(Diag::new(
+            node.loc.clone(),
+            format!("a play must be a mapping, not {}", node.kind()),
+        ));
     };
     let loader = Loader::new(dir);
     let mut play = Play {
@@ -220,8 +296,11 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
     for (k, v) in map {
         let key = k.as_str().unwrap_or_default();
         if let Some((_, why)) = REFUSED_PLAY.iter().find(|(n, _)| *n == key) {
-            return Err(Diag::new(k.loc.clone(), format!("play keyword `{key}` is not supported by tend yet"))
-                .with_hint(*why));
+            return Err(Diag::new(
+                k.loc.clone(),
+                format!("play keyword `{key}` is not supported by tend yet"),
+            )
+            .with_hint(*why));
         }
         match key {
             "name" => play.name = task::scalar(v)?,
@@ -252,10 +331,20 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
                 }
             }
             "vars_files" => match &v.value {
-                NodeValue::Seq(items) => play.vars_files = items.iter().map(|i| (i.to_value(), i.loc.clone())).collect(),
+                NodeValue::Seq(items) => {
+                    play.vars_files = items
+                        .iter()
+                        .map(|i| (i.to_value(), i.loc.clone()))
+                        .collect()
+                }
                 NodeValue::Str(_) => play.vars_files = vec![(v.to_value(), v.loc.clone())],
                 NodeValue::Null => {}
-                _ => return Err(Diag::new(v.loc.clone(), "vars_files must be a list of file names")),
+                _ => {
+                    return Err(Diag::new(
+                        v.loc.clone(),
+                        "vars_files must be a list of file names",
+                    ))
+                }
             },
             "pre_tasks" => sections[0] = Some(v),
             "roles" => sections[1] = Some(v),
@@ -272,13 +361,21 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             "ignore_unreachable" => {}
             "become" => {
                 if !matches!(v.value, NodeValue::Bool(false)) {
-                    return Err(Diag::new(k.loc.clone(), "play keyword `become` is not supported yet")
-                        .with_hint("privilege escalation arrives with SSH hosts; remove it for local runs"));
+                    return Err(Diag::new(
+                        k.loc.clone(),
+                        "play keyword `become` is not supported yet",
+                    )
+                    .with_hint(
+                        "privilege escalation arrives with SSH hosts; remove it for local runs",
+                    ));
                 }
             }
             "connection" => {
                 if v.as_str() != Some("local") {
-                    return Err(Diag::new(v.loc.clone(), "only `connection: local` is supported for now"));
+                    return Err(Diag::new(
+                        v.loc.clone(),
+                        "only `connection: local` is supported for now",
+                    ));
                 }
             }
             other => {
@@ -298,7 +395,13 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
     let mut scope = RoleScope::default();
     let mut body = Vec::new();
     {
-        let mut parser = TaskParser { loader: &loader, roles: &mut scope, base_dir: dir, role: None, depth: 0 };
+        let mut parser = TaskParser {
+            loader: &loader,
+            roles: &mut scope,
+            base_dir: dir,
+            role: None,
+            depth: 0,
+        };
         if let Some(n) = sections[0] {
             body.extend(parser.tasks(n, errors));
         }
@@ -320,7 +423,11 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         }
     }
     wrapper.tags = play.tags.clone();
-    wrapper.kind = TaskKind::Block { block: body, rescue: Vec::new(), always: Vec::new() };
+    wrapper.kind = TaskKind::Block {
+        block: body,
+        rescue: Vec::new(),
+        always: Vec::new(),
+    };
     play.tasks = vec![wrapper];
     play.roles = scope.roles;
     play.handlers = scope.handlers;
@@ -339,10 +446,16 @@ fn bool_of(v: &Node) -> Result<bool, Diag> {
         NodeValue::Str(s) => match s.to_ascii_lowercase().as_str() {
             "yes" | "true" | "on" | "1" | "y" => Ok(true),
             "no" | "false" | "off" | "0" | "n" => Ok(false),
-            _ => Err(Diag::new(v.loc.clone(), format!("expected a boolean, not `{s}`"))),
+            _ => Err(Diag::new(
+                v.loc.clone(),
+                format!("expected a boolean, not `{s}`"),
+            )),
         },
         NodeValue::Int(i) => Ok(*i != 0),
-        _ => Err(Diag::new(v.loc.clone(), format!("expected a boolean, not {}", v.kind()))),
+        _ => Err(Diag::new(
+            v.loc.clone(),
+            format!("expected a boolean, not {}", v.kind()),
+        )),
     }
 }
 
@@ -354,13 +467,20 @@ fn is_module_like(k: &str) -> bool {
 /// Reads a vars file (YAML or JSON) as a mapping.
 pub fn load_vars_file(path: &Path) -> Result<Vars, Diag> {
     let file = path.to_string_lossy().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diag::new(Loc::new(file.as_str(), 0, 0), format!("cannot read vars file: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diag::new(
+            Loc::new(file.as_str(), 0, 0),
+            format!("cannot read vars file: {e}"),
+        )
+    })?;
     let node = yaml::parse(&file, &text)?;
     match node.to_value() {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Vars::new()),
-        _ => Err(Diag::new(node.loc.clone(), "a vars file must hold a mapping of variable names to values")),
+        _ => Err(Diag::new(
+            node.loc.clone(),
+            "a vars file must hold a mapping of variable names to values",
+        )),
     }
 }
 

@@ -10,10 +10,27 @@ use crate::diag::Diag;
 use crate::yaml::{self, Node, NodeValue};
 
 /// Keys of a role entry (in `roles:` or `dependencies:`) that are keywords, not parameters.
-const ROLE_KEYWORDS: &[&str] = &["role", "name", "when", "tags", "vars", "become", "ignore_errors", "environment", "no_log", "check_mode", "diff"];
+const ROLE_KEYWORDS: &[&str] = &[
+    "role",
+    "name",
+    "when",
+    "tags",
+    "vars",
+    "become",
+    "ignore_errors",
+    "environment",
+    "no_log",
+    "check_mode",
+    "diff",
+];
 
 /// Expands the `roles:` section of a play into tasks.
-pub(super) fn roles_section(loader: &Loader, scope: &mut RoleScope, node: &Node, errors: &mut Vec<Diag>) -> Vec<Task> {
+pub(super) fn roles_section(
+    loader: &Loader,
+    scope: &mut RoleScope,
+    node: &Node,
+    errors: &mut Vec<Diag>,
+) -> Vec<Task> {
     let Some(items) = node.as_seq() else {
         if !node.is_null() {
             errors.push(Diag::new(node.loc.clone(), "`roles` must be a list"));
@@ -32,7 +49,13 @@ pub(super) fn roles_section(loader: &Loader, scope: &mut RoleScope, node: &Node,
 }
 
 /// One role reference: `- web`, or `- role: web\n  port: 80\n  when: …\n  tags: …`.
-fn role_entry(loader: &Loader, scope: &mut RoleScope, item: &Node, depth: usize, errors: &mut Vec<Diag>) -> Result<Option<Task>, Diag> {
+fn role_entry(
+    loader: &Loader,
+    scope: &mut RoleScope,
+    item: &Node,
+    depth: usize,
+    errors: &mut Vec<Diag>,
+) -> Result<Option<Task>, Diag> {
     let mut wrapper = Task::new(TaskKind::Meta(String::new()), item.loc.clone());
     wrapper.implicit = true;
     let mut params = Vars::new();
@@ -53,17 +76,30 @@ fn role_entry(loader: &Loader, scope: &mut RoleScope, item: &Node, depth: usize,
                     "check_mode" => wrapper.check_mode = Some(v.to_value()),
                     "diff" => wrapper.diff = Some(v.to_value()),
                     "become" => {
-                        return Err(Diag::new(k.loc.clone(), "`become` on a role is not supported yet")
-                            .with_hint("privilege escalation arrives with SSH hosts"))
+                        return Err(Diag::new(
+                            k.loc.clone(),
+                            "`become` on a role is not supported yet",
+                        )
+                        .with_hint("privilege escalation arrives with SSH hosts"))
                     }
                     _ => {
                         params.insert(key.to_string(), v.to_value());
                     }
                 }
             }
-            name.ok_or_else(|| Diag::new(item.loc.clone(), "a role entry needs `role:` (the role's name)"))?
+            name.ok_or_else(|| {
+                Diag::new(
+                    item.loc.clone(),
+                    "a role entry needs `role:` (the role's name)",
+                )
+            })?
         }
-        _ => return Err(Diag::new(item.loc.clone(), "a role entry must be a name or a mapping")),
+        _ => {
+            return Err(Diag::new(
+                item.loc.clone(),
+                "a role entry must be a name or a mapping",
+            ))
+        }
     };
     debug_assert!(ROLE_KEYWORDS.contains(&"role"));
     if scope.ran.iter().any(|(n, p)| *n == name && *p == params) {
@@ -71,7 +107,11 @@ fn role_entry(loader: &Loader, scope: &mut RoleScope, item: &Node, depth: usize,
     }
     scope.ran.push((name.clone(), params.clone()));
     let tasks = loader.role_tasks(scope, &name, params, None, &item.loc, depth + 1, errors)?;
-    wrapper.kind = TaskKind::Block { block: tasks, rescue: Vec::new(), always: Vec::new() };
+    wrapper.kind = TaskKind::Block {
+        block: tasks,
+        rescue: Vec::new(),
+        always: Vec::new(),
+    };
     Ok(Some(wrapper))
 }
 
@@ -87,7 +127,13 @@ impl Loader {
         self.roles_paths
             .iter()
             .flat_map(|dir| [dir.join(name), dir.join(short)])
-            .find(|c| c.join("tasks").is_dir() || c.join("meta").is_dir() || c.join("defaults").is_dir() || c.join("handlers").is_dir() || c.join("vars").is_dir())
+            .find(|c| {
+                c.join("tasks").is_dir()
+                    || c.join("meta").is_dir()
+                    || c.join("defaults").is_dir()
+                    || c.join("handlers").is_dir()
+                    || c.join("vars").is_dir()
+            })
     }
 
     /// Loads a role (and, first, its dependencies) and returns the tasks to run, registering
@@ -104,10 +150,17 @@ impl Loader {
         errors: &mut Vec<Diag>,
     ) -> Result<Vec<Task>, Diag> {
         if depth > 30 {
-            return Err(Diag::new(loc.clone(), format!("role dependencies nest too deep at `{name}` (a dependency cycle?)")));
+            return Err(Diag::new(
+                loc.clone(),
+                format!("role dependencies nest too deep at `{name}` (a dependency cycle?)"),
+            ));
         }
         let dir = self.find_role(name).ok_or_else(|| {
-            let searched: Vec<String> = self.roles_paths.iter().map(|p| p.display().to_string()).collect();
+            let searched: Vec<String> = self
+                .roles_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
             Diag::new(loc.clone(), format!("the role '{name}' was not found"))
                 .with_hint(format!("searched: {}", searched.join(", ")))
         })?;
@@ -115,7 +168,9 @@ impl Loader {
 
         // Dependencies run first.
         if let Some(meta) = main_file(&dir.join("meta"), "main") {
-            let text = std::fs::read_to_string(&meta).map_err(|e| Diag::new(loc.clone(), format!("cannot read {}: {e}", meta.display())))?;
+            let text = std::fs::read_to_string(&meta).map_err(|e| {
+                Diag::new(loc.clone(), format!("cannot read {}: {e}", meta.display()))
+            })?;
             let node = yaml::parse(&meta.to_string_lossy(), &text)?;
             if let Some(deps) = node.get("dependencies").and_then(Node::as_seq) {
                 for dep in deps {
@@ -142,22 +197,41 @@ impl Loader {
         let tasks_file = tasks_from.unwrap_or("main");
         match main_file(&tasks_dir, tasks_file) {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| Diag::new(loc.clone(), format!("cannot read {}: {e}", path.display())))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Diag::new(loc.clone(), format!("cannot read {}: {e}", path.display()))
+                })?;
                 let node = yaml::parse(&path.to_string_lossy(), &text)?;
-                let mut p = TaskParser { loader: self, roles: scope, base_dir: &tasks_dir, role: Some(idx), depth };
+                let mut p = TaskParser {
+                    loader: self,
+                    roles: scope,
+                    base_dir: &tasks_dir,
+                    role: Some(idx),
+                    depth,
+                };
                 out.extend(p.tasks(&node, errors));
             }
             None if tasks_from.is_some() => {
-                return Err(Diag::new(loc.clone(), format!("role '{name}' has no tasks file '{tasks_file}'"))
-                    .with_hint(format!("looked in {}", tasks_dir.display())));
+                return Err(Diag::new(
+                    loc.clone(),
+                    format!("role '{name}' has no tasks file '{tasks_file}'"),
+                )
+                .with_hint(format!("looked in {}", tasks_dir.display())));
             }
             None => {}
         }
         if let Some(path) = main_file(&dir.join("handlers"), "main") {
-            let text = std::fs::read_to_string(&path).map_err(|e| Diag::new(loc.clone(), format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Diag::new(loc.clone(), format!("cannot read {}: {e}", path.display()))
+            })?;
             let node = yaml::parse(&path.to_string_lossy(), &text)?;
             let hdir = dir.join("handlers");
-            let mut p = TaskParser { loader: self, roles: scope, base_dir: &hdir, role: Some(idx), depth };
+            let mut p = TaskParser {
+                loader: self,
+                roles: scope,
+                base_dir: &hdir,
+                role: Some(idx),
+                depth,
+            };
             let hs = task::handlers(&mut p, &node, errors);
             scope.handlers.extend(hs);
         }
@@ -215,4 +289,3 @@ pub fn include_role(
     let idx = scope.roles.len().saturating_sub(1).max(before);
     Ok((idx, tasks))
 }
-

@@ -14,32 +14,85 @@ const FREE_FORM: &[&str] = &["command", "shell", "raw", "script"];
 /// The task keywords tend reads (besides the module call). `become` is accepted only as `false`,
 /// `delegate_to` only as localhost. Listed in docs/supported.md, checked by a test there.
 pub const TASK_KEYWORDS: &[&str] = &[
-    "name", "when", "loop", "loop_control", "register", "until", "retries", "delay", "notify", "listen", "tags",
-    "changed_when", "failed_when", "ignore_errors", "ignore_unreachable", "check_mode", "diff", "no_log", "vars",
-    "environment", "delegate_to", "run_once", "args", "block", "rescue", "always", "become", "action",
+    "name",
+    "when",
+    "loop",
+    "loop_control",
+    "register",
+    "until",
+    "retries",
+    "delay",
+    "notify",
+    "listen",
+    "tags",
+    "changed_when",
+    "failed_when",
+    "ignore_errors",
+    "ignore_unreachable",
+    "check_mode",
+    "diff",
+    "no_log",
+    "vars",
+    "environment",
+    "delegate_to",
+    "run_once",
+    "args",
+    "block",
+    "rescue",
+    "always",
+    "become",
+    "action",
     "local_action",
 ];
 
 /// The `with_*` loops tend runs.
 pub const LOOP_KEYWORDS: &[&str] = &[
-    "with_items", "with_list", "with_dict", "with_fileglob", "with_sequence", "with_together", "with_nested",
-    "with_cartesian", "with_subelements",
+    "with_items",
+    "with_list",
+    "with_dict",
+    "with_fileglob",
+    "with_sequence",
+    "with_together",
+    "with_nested",
+    "with_cartesian",
+    "with_subelements",
 ];
 
 /// Keywords ansible-core knows that tend refuses rather than ignores, with the reason.
 pub const REFUSED: &[(&str, &str)] = &[
-    ("async", "asynchronous tasks are not supported yet; run the task synchronously"),
-    ("poll", "asynchronous tasks are not supported yet; run the task synchronously"),
-    ("become_flags", "privilege escalation flags are not supported yet"),
-    ("become_exe", "privilege escalation executables are not supported yet"),
-    ("connection", "per-task connections are not supported yet; set ansible_connection in the inventory"),
-    ("remote_user", "remote users arrive with SSH hosts; remove it for local runs"),
+    (
+        "async",
+        "asynchronous tasks are not supported yet; run the task synchronously",
+    ),
+    (
+        "poll",
+        "asynchronous tasks are not supported yet; run the task synchronously",
+    ),
+    (
+        "become_flags",
+        "privilege escalation flags are not supported yet",
+    ),
+    (
+        "become_exe",
+        "privilege escalation executables are not supported yet",
+    ),
+    (
+        "connection",
+        "per-task connections are not supported yet; set ansible_connection in the inventory",
+    ),
+    (
+        "remote_user",
+        "remote users arrive with SSH hosts; remove it for local runs",
+    ),
     ("delegate_facts", "delegate_facts is not supported yet"),
     ("throttle", "throttle is not supported yet"),
     ("timeout", "task timeouts are not supported yet"),
     ("debugger", "the task debugger is not supported"),
     ("module_defaults", "module_defaults is not supported yet"),
-    ("collections", "collections are not supported; use ansible.builtin modules by name"),
+    (
+        "collections",
+        "collections are not supported; use ansible.builtin modules by name",
+    ),
     ("any_errors_fatal", "any_errors_fatal is not supported yet"),
     ("port", "per-task ports arrive with SSH hosts"),
 ];
@@ -62,8 +115,11 @@ impl TaskParser<'_> {
             NodeValue::Seq(items) => items,
             _ => {
                 errors.push(
-                    Diag::new(node.loc.clone(), format!("a task list must be a list, not {}", node.kind()))
-                        .with_hint("write tasks as a YAML list: `- name: …`"),
+                    Diag::new(
+                        node.loc.clone(),
+                        format!("a task list must be a list, not {}", node.kind()),
+                    )
+                    .with_hint("write tasks as a YAML list: `- name: …`"),
                 );
                 return Vec::new();
             }
@@ -81,8 +137,11 @@ impl TaskParser<'_> {
     /// Parses one task entry. Static imports expand to several tasks.
     fn task(&mut self, node: &Node, errors: &mut Vec<Diag>) -> Result<Vec<Task>, Diag> {
         let Some(map) = node.as_map() else {
-            return Err(Diag::new(node.loc.clone(), format!("a task must be a mapping, not {}", node.kind()))
-                .with_hint("each task is a mapping like `- name: …\\n  module: args`"));
+            return Err(Diag::new(
+                node.loc.clone(),
+                format!("a task must be a mapping, not {}", node.kind()),
+            )
+            .with_hint("each task is a mapping like `- name: …\\n  module: args`"));
         };
         let mut task = Task::new(TaskKind::Meta(String::new()), node.loc.clone());
         task.role = self.role;
@@ -96,13 +155,23 @@ impl TaskParser<'_> {
                 return Err(Diag::new(k.loc.clone(), "task keys must be strings"));
             };
             if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == key) {
-                return Err(Diag::new(k.loc.clone(), format!("task keyword `{key}` is not supported by tend"))
-                    .with_hint(*why));
+                return Err(Diag::new(
+                    k.loc.clone(),
+                    format!("task keyword `{key}` is not supported by tend"),
+                )
+                .with_hint(*why));
             }
             match key {
                 "name" => task.name = Some(scalar(v)?),
                 "when" => task.when = conditions(v),
-                "loop" => set_loop(&mut task, k, LoopSpec::Items { value: v.to_value(), flatten: false })?,
+                "loop" => set_loop(
+                    &mut task,
+                    k,
+                    LoopSpec::Items {
+                        value: v.to_value(),
+                        flatten: false,
+                    },
+                )?,
                 "loop_control" => task.loop_control = loop_control(v)?,
                 "register" => task.register = Some(scalar(v)?),
                 "until" => task.until = conditions(v),
@@ -123,8 +192,11 @@ impl TaskParser<'_> {
                 "delegate_to" => {
                     let to = scalar(v)?;
                     if !matches!(to.as_str(), "localhost" | "127.0.0.1") {
-                        return Err(Diag::new(v.loc.clone(), format!("delegate_to: {to} is not supported yet"))
-                            .with_hint("tend delegates only to localhost for now"));
+                        return Err(Diag::new(
+                            v.loc.clone(),
+                            format!("delegate_to: {to} is not supported yet"),
+                        )
+                        .with_hint("tend delegates only to localhost for now"));
                     }
                     task.delegate_to = Some(to);
                 }
@@ -137,8 +209,13 @@ impl TaskParser<'_> {
                     if key == "become" && matches!(v.value, NodeValue::Bool(false)) {
                         continue;
                     }
-                    return Err(Diag::new(k.loc.clone(), format!("task keyword `{key}` is not supported yet"))
-                        .with_hint("privilege escalation arrives with SSH hosts; remove it for local runs"));
+                    return Err(Diag::new(
+                        k.loc.clone(),
+                        format!("task keyword `{key}` is not supported yet"),
+                    )
+                    .with_hint(
+                        "privilege escalation arrives with SSH hosts; remove it for local runs",
+                    ));
                 }
                 "action" | "local_action" => {
                     if action.is_some() {
@@ -164,13 +241,22 @@ impl TaskParser<'_> {
 
         if let Some(b) = block {
             if let Some((k, _)) = action {
-                return Err(Diag::new(k.loc.clone(), format!("`{}` cannot be used in a block", k.as_str().unwrap_or("?")))
-                    .with_hint("a block holds tasks under `block:`; move the module into one of them"));
+                return Err(Diag::new(
+                    k.loc.clone(),
+                    format!("`{}` cannot be used in a block", k.as_str().unwrap_or("?")),
+                )
+                .with_hint(
+                    "a block holds tasks under `block:`; move the module into one of them",
+                ));
             }
             let block = self.tasks(b, errors);
             let rescue = rescue.map(|r| self.tasks(r, errors)).unwrap_or_default();
             let always = always.map(|a| self.tasks(a, errors)).unwrap_or_default();
-            task.kind = TaskKind::Block { block, rescue, always };
+            task.kind = TaskKind::Block {
+                block,
+                rescue,
+                always,
+            };
             return Ok(vec![task]);
         }
         if let Some(k) = rescue.or(always) {
@@ -178,8 +264,11 @@ impl TaskParser<'_> {
         }
 
         let Some((mk, mv)) = action else {
-            return Err(Diag::new(node.loc.clone(), "no module or action in this task")
-                .with_hint("a task needs exactly one module, e.g. `copy:` or `ansible.builtin.file:`"));
+            return Err(
+                Diag::new(node.loc.clone(), "no module or action in this task").with_hint(
+                    "a task needs exactly one module, e.g. `copy:` or `ansible.builtin.file:`",
+                ),
+            );
         };
         let (name, mut args) = module_call(mk, mv)?;
         if let Some(a) = args_kw {
@@ -195,13 +284,18 @@ impl TaskParser<'_> {
             "import_role" => self.import_role(task, &args, mk, errors),
             "include_tasks" | "include" => {
                 if name == "include" {
-                    return Err(Diag::new(mk.loc.clone(), "`include` was removed from ansible-core")
-                        .with_hint("use include_tasks or import_tasks"));
+                    return Err(Diag::new(
+                        mk.loc.clone(),
+                        "`include` was removed from ansible-core",
+                    )
+                    .with_hint("use include_tasks or import_tasks"));
                 }
-                let file = arg_str(&args, &["file", "_raw_params"]).ok_or_else(|| {
-                    Diag::new(mv.loc.clone(), "include_tasks needs a file name")
-                })?;
-                task.kind = TaskKind::IncludeTasks { file, params: std::mem::take(&mut task.vars) };
+                let file = arg_str(&args, &["file", "_raw_params"])
+                    .ok_or_else(|| Diag::new(mv.loc.clone(), "include_tasks needs a file name"))?;
+                task.kind = TaskKind::IncludeTasks {
+                    file,
+                    params: std::mem::take(&mut task.vars),
+                };
                 Ok(vec![task])
             }
             "include_role" => {
@@ -219,12 +313,28 @@ impl TaskParser<'_> {
                 Ok(vec![task])
             }
             "meta" => {
-                let what = arg_str(&args, &["_raw_params", "free_form"])
-                    .ok_or_else(|| Diag::new(mv.loc.clone(), "meta needs an action, e.g. `meta: flush_handlers`"))?;
-                const METAS: &[&str] = &["flush_handlers", "end_play", "end_host", "noop", "clear_facts", "clear_host_errors", "refresh_inventory", "end_batch", "reset_connection"];
+                let what = arg_str(&args, &["_raw_params", "free_form"]).ok_or_else(|| {
+                    Diag::new(
+                        mv.loc.clone(),
+                        "meta needs an action, e.g. `meta: flush_handlers`",
+                    )
+                })?;
+                const METAS: &[&str] = &[
+                    "flush_handlers",
+                    "end_play",
+                    "end_host",
+                    "noop",
+                    "clear_facts",
+                    "clear_host_errors",
+                    "refresh_inventory",
+                    "end_batch",
+                    "reset_connection",
+                ];
                 if !METAS.contains(&what.as_str()) {
-                    return Err(Diag::new(mv.loc.clone(), format!("invalid meta action `{what}`"))
-                        .with_hint(format!("valid: {}", METAS.join(", "))));
+                    return Err(
+                        Diag::new(mv.loc.clone(), format!("invalid meta action `{what}`"))
+                            .with_hint(format!("valid: {}", METAS.join(", "))),
+                    );
                 }
                 task.kind = TaskKind::Meta(what);
                 Ok(vec![task])
@@ -236,29 +346,56 @@ impl TaskParser<'_> {
         }
     }
 
-    fn import_tasks(&mut self, task: Task, args: &Vars, mk: &Node, errors: &mut Vec<Diag>) -> Result<Vec<Task>, Diag> {
+    fn import_tasks(
+        &mut self,
+        task: Task,
+        args: &Vars,
+        mk: &Node,
+        errors: &mut Vec<Diag>,
+    ) -> Result<Vec<Task>, Diag> {
         let file = arg_str(args, &["file", "_raw_params"])
             .ok_or_else(|| Diag::new(mk.loc.clone(), "import_tasks needs a file name"))?;
         if crate::Templar::is_template(&file) {
-            return Err(Diag::new(mk.loc.clone(), "import_tasks is static: its file name cannot be a template")
-                .with_hint("use include_tasks for a file name that depends on variables"));
+            return Err(Diag::new(
+                mk.loc.clone(),
+                "import_tasks is static: its file name cannot be a template",
+            )
+            .with_hint("use include_tasks for a file name that depends on variables"));
         }
         if self.depth > 50 {
-            return Err(Diag::new(mk.loc.clone(), "imports are nested more than 50 deep (an import cycle?)"));
+            return Err(Diag::new(
+                mk.loc.clone(),
+                "imports are nested more than 50 deep (an import cycle?)",
+            ));
         }
         let path = self.base_dir.join(&file);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            Diag::new(mk.loc.clone(), format!("cannot read {}: {e}", path.display()))
-                .with_hint("import_tasks paths are relative to the file that imports them")
+            Diag::new(
+                mk.loc.clone(),
+                format!("cannot read {}: {e}", path.display()),
+            )
+            .with_hint("import_tasks paths are relative to the file that imports them")
         })?;
         let node = crate::yaml::parse(&path.to_string_lossy(), &text)?;
         let dir = path.parent().unwrap_or(self.base_dir).to_path_buf();
-        let mut sub = TaskParser { loader: self.loader, roles: self.roles, base_dir: &dir, role: self.role, depth: self.depth + 1 };
+        let mut sub = TaskParser {
+            loader: self.loader,
+            roles: self.roles,
+            base_dir: &dir,
+            role: self.role,
+            depth: self.depth + 1,
+        };
         let tasks = sub.tasks(&node, errors);
         Ok(vec![wrap_inherited(task, tasks)])
     }
 
-    fn import_role(&mut self, task: Task, args: &Vars, mk: &Node, errors: &mut Vec<Diag>) -> Result<Vec<Task>, Diag> {
+    fn import_role(
+        &mut self,
+        task: Task,
+        args: &Vars,
+        mk: &Node,
+        errors: &mut Vec<Diag>,
+    ) -> Result<Vec<Task>, Diag> {
         let name = arg_str(args, &["name", "role"])
             .ok_or_else(|| Diag::new(mk.loc.clone(), "import_role needs `name`"))?;
         let tasks_from = arg_str(args, &["tasks_from"]);
@@ -280,16 +417,27 @@ impl TaskParser<'_> {
 /// Wraps tasks in a block that carries the importer's `when`, `tags` and other inherited
 /// keywords, the way a static import applies them to every imported task.
 pub(super) fn wrap_inherited(mut parent: Task, tasks: Vec<Task>) -> Task {
-    parent.kind = TaskKind::Block { block: tasks, rescue: Vec::new(), always: Vec::new() };
+    parent.kind = TaskKind::Block {
+        block: tasks,
+        rescue: Vec::new(),
+        always: Vec::new(),
+    };
     parent.name = None;
     parent.implicit = true;
     parent
 }
 
-pub(super) fn handlers(parser: &mut TaskParser, node: &Node, errors: &mut Vec<Diag>) -> Vec<Handler> {
+pub(super) fn handlers(
+    parser: &mut TaskParser,
+    node: &Node,
+    errors: &mut Vec<Diag>,
+) -> Vec<Handler> {
     let Some(items) = node.as_seq() else {
         if !node.is_null() {
-            errors.push(Diag::new(node.loc.clone(), "handlers must be a list of tasks"));
+            errors.push(Diag::new(
+                node.loc.clone(),
+                "handlers must be a list of tasks",
+            ));
         }
         return Vec::new();
     };
@@ -304,7 +452,10 @@ pub(super) fn handlers(parser: &mut TaskParser, node: &Node, errors: &mut Vec<Di
             }
         };
         let one = std::slice::from_ref(item);
-        let node = Node { value: NodeValue::Seq(one.to_vec()), loc: item.loc.clone() };
+        let node = Node {
+            value: NodeValue::Seq(one.to_vec()),
+            loc: item.loc.clone(),
+        };
         for task in parser.tasks(&node, errors) {
             flatten_handler(task, &listen, &mut out);
         }
@@ -320,7 +471,10 @@ fn flatten_handler(task: Task, listen: &[String], out: &mut Vec<Handler>) {
                 flatten_handler(t, listen, out);
             }
         }
-        _ => out.push(Handler { task, listen: listen.to_vec() }),
+        _ => out.push(Handler {
+            task,
+            listen: listen.to_vec(),
+        }),
     }
 }
 
@@ -352,10 +506,12 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
                 return Ok((name, args));
             }
             NodeValue::Map(entries) => {
-                let module = v
-                    .get("module")
-                    .and_then(Node::as_str)
-                    .ok_or_else(|| Diag::new(v.loc.clone(), "`action:` as a mapping needs a `module:` key"))?;
+                let module = v.get("module").and_then(Node::as_str).ok_or_else(|| {
+                    Diag::new(
+                        v.loc.clone(),
+                        "`action:` as a mapping needs a `module:` key",
+                    )
+                })?;
                 let mut args = Vars::new();
                 for (ek, ev) in entries {
                     if ek.as_str() != Some("module") {
@@ -364,7 +520,12 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
                 }
                 return Ok((canonical(module), args));
             }
-            _ => return Err(Diag::new(v.loc.clone(), "`action:` must be a string or a mapping")),
+            _ => {
+                return Err(Diag::new(
+                    v.loc.clone(),
+                    "`action:` must be a string or a mapping",
+                ))
+            }
         }
     } else {
         (key, v)
@@ -377,7 +538,11 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
             _ => Vars::new(),
         },
         NodeValue::Str(s) if is_raw_module(&name) => match kv::parse_kv(s, false) {
-            Ok(m) if !m.is_empty() && m.keys().all(|k| RAW_MODULE_OPTIONS.contains(&k.as_str())) => m,
+            Ok(m)
+                if !m.is_empty() && m.keys().all(|k| RAW_MODULE_OPTIONS.contains(&k.as_str())) =>
+            {
+                m
+            }
             _ => {
                 let mut m = Vars::new();
                 m.insert("_raw_params".into(), Value::String(s.trim().to_string()));
@@ -388,11 +553,19 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
             .map_err(|e| Diag::new(args_node.loc.clone(), e))?,
         NodeValue::Bool(_) | NodeValue::Int(_) | NodeValue::Float(_) => {
             let mut m = Vars::new();
-            m.insert("_raw_params".into(), Value::String(args_node.scalar_string().unwrap_or_default()));
+            m.insert(
+                "_raw_params".into(),
+                Value::String(args_node.scalar_string().unwrap_or_default()),
+            );
             m
         }
         NodeValue::Seq(_) => {
-            return Err(Diag::new(args_node.loc.clone(), format!("arguments of `{name}` must be a mapping or a key=value string, not a list")))
+            return Err(Diag::new(
+                args_node.loc.clone(),
+                format!(
+                    "arguments of `{name}` must be a mapping or a key=value string, not a list"
+                ),
+            ))
         }
     };
     Ok((name, args))
@@ -402,14 +575,33 @@ fn module_call(k: &Node, v: &Node) -> Result<(String, Vars), Diag> {
 fn is_raw_module(name: &str) -> bool {
     matches!(
         name,
-        "include_tasks" | "import_tasks" | "include_role" | "import_role" | "meta" | "include_vars" | "include"
+        "include_tasks"
+            | "import_tasks"
+            | "include_role"
+            | "import_role"
+            | "meta"
+            | "include_vars"
+            | "include"
     )
 }
 
 /// Options those modules take in `k=v` form; anything else is the raw value.
 const RAW_MODULE_OPTIONS: &[&str] = &[
-    "file", "name", "dir", "tasks_from", "vars_from", "defaults_from", "handlers_from", "public",
-    "apply", "depth", "files_matching", "ignore_files", "extensions", "allow_duplicates", "rolespec_validate",
+    "file",
+    "name",
+    "dir",
+    "tasks_from",
+    "vars_from",
+    "defaults_from",
+    "handlers_from",
+    "public",
+    "apply",
+    "depth",
+    "files_matching",
+    "ignore_files",
+    "extensions",
+    "allow_duplicates",
+    "rolespec_validate",
 ];
 
 /// `ansible.builtin.copy` and `ansible.legacy.copy` are `copy`; other FQCNs stay as written.
@@ -440,8 +632,14 @@ fn set_loop(task: &mut Task, k: &Node, spec: LoopSpec) -> Result<(), Diag> {
 fn with_loop(key: &str, v: &Node) -> Option<LoopSpec> {
     let value = v.to_value();
     Some(match key {
-        "with_items" => LoopSpec::Items { value, flatten: true },
-        "with_list" => LoopSpec::Items { value, flatten: false },
+        "with_items" => LoopSpec::Items {
+            value,
+            flatten: true,
+        },
+        "with_list" => LoopSpec::Items {
+            value,
+            flatten: false,
+        },
         "with_dict" => LoopSpec::Dict(value),
         "with_fileglob" => LoopSpec::Fileglob(value),
         "with_sequence" => LoopSpec::Sequence(value),
@@ -465,11 +663,20 @@ fn loop_control(v: &Node) -> Result<LoopControl, Diag> {
             "pause" => lc.pause = Some(val.to_value()),
             "extended" => lc.extended = matches!(val.value, NodeValue::Bool(true)),
             "extended_allitems" | "break_when" => {
-                return Err(Diag::new(k.loc.clone(), format!("loop_control.{} is not supported yet", k.as_str().unwrap_or_default())))
+                return Err(Diag::new(
+                    k.loc.clone(),
+                    format!(
+                        "loop_control.{} is not supported yet",
+                        k.as_str().unwrap_or_default()
+                    ),
+                ))
             }
             other => {
-                return Err(Diag::new(k.loc.clone(), format!("unknown loop_control option `{other}`"))
-                    .with_hint("valid: loop_var, index_var, label, pause, extended"))
+                return Err(Diag::new(
+                    k.loc.clone(),
+                    format!("unknown loop_control option `{other}`"),
+                )
+                .with_hint("valid: loop_var, index_var, label, pause, extended"))
             }
         }
     }
@@ -477,8 +684,12 @@ fn loop_control(v: &Node) -> Result<LoopControl, Diag> {
 }
 
 pub(super) fn scalar(v: &Node) -> Result<String, Diag> {
-    v.scalar_string()
-        .ok_or_else(|| Diag::new(v.loc.clone(), format!("expected a string here, not {}", v.kind())))
+    v.scalar_string().ok_or_else(|| {
+        Diag::new(
+            v.loc.clone(),
+            format!("expected a string here, not {}", v.kind()),
+        )
+    })
 }
 
 pub(super) fn conditions(v: &Node) -> Vec<Value> {
@@ -501,7 +712,11 @@ pub(super) fn string_list(v: &Node) -> Result<Vec<String>, Diag> {
 pub(super) fn tag_list(v: &Node) -> Result<Vec<String>, Diag> {
     Ok(string_list(v)?
         .into_iter()
-        .flat_map(|s| s.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>())
+        .flat_map(|s| {
+            s.split(',')
+                .map(|t| t.trim().to_string())
+                .collect::<Vec<_>>()
+        })
         .filter(|t| !t.is_empty())
         .collect())
 }
@@ -510,6 +725,9 @@ pub(super) fn mapping(v: &Node, what: &str) -> Result<Vars, Diag> {
     match v.to_value() {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Vars::new()),
-        _ => Err(Diag::new(v.loc.clone(), format!("`{what}` must be a mapping, not {}", v.kind()))),
+        _ => Err(Diag::new(
+            v.loc.clone(),
+            format!("`{what}` must be a mapping, not {}", v.kind()),
+        )),
     }
 }

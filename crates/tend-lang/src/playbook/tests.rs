@@ -16,10 +16,22 @@ fn body(play: &Play) -> &[Task] {
 #[test]
 fn parses_a_play_with_roles_and_handlers() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "roles/web/tasks/main.yml", "- name: conf\n  copy: content=x dest=/tmp/x\n  notify: restart\n");
-    write(d.path(), "roles/web/handlers/main.yml", "- name: restart\n  debug: msg=r\n");
+    write(
+        d.path(),
+        "roles/web/tasks/main.yml",
+        "- name: conf\n  copy: content=x dest=/tmp/x\n  notify: restart\n",
+    );
+    write(
+        d.path(),
+        "roles/web/handlers/main.yml",
+        "- name: restart\n  debug: msg=r\n",
+    );
     write(d.path(), "roles/web/defaults/main.yml", "port: 80\n");
-    write(d.path(), "site.yml", "- hosts: all\n  roles:\n    - role: web\n      port: 81\n  tasks:\n    - debug: msg=hi\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  roles:\n    - role: web\n      port: 81\n  tasks:\n    - debug: msg=hi\n",
+    );
     let pb = load(&d.path().join("site.yml")).unwrap();
     let play = &pb.plays[0];
     assert_eq!(play.roles.len(), 1);
@@ -34,17 +46,30 @@ fn parses_a_play_with_roles_and_handlers() {
 #[test]
 fn unknown_keyword_is_located() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "site.yml", "- hosts: all\n  tasks:\n    - name: x\n      debug: msg=hi\n      whne: true\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - name: x\n      debug: msg=hi\n      whne: true\n",
+    );
     let e = load(&d.path().join("site.yml")).unwrap_err();
     let d0 = &e.0[0];
     assert_eq!(d0.loc.line, 5);
-    assert!(d0.msg.contains("conflicting action statements: debug, whne"), "{}", d0.msg);
+    assert!(
+        d0.msg
+            .contains("conflicting action statements: debug, whne"),
+        "{}",
+        d0.msg
+    );
 }
 
 #[test]
 fn refused_keyword_names_the_reason() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "site.yml", "- hosts: all\n  tasks:\n    - command: sleep 1\n      async: 10\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - command: sleep 1\n      async: 10\n",
+    );
     let e = load(&d.path().join("site.yml")).unwrap_err();
     assert!(e.0[0].msg.contains("`async` is not supported"));
     assert_eq!(e.0[0].loc.line, 4);
@@ -53,7 +78,11 @@ fn refused_keyword_names_the_reason() {
 #[test]
 fn all_errors_are_reported_at_once() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "site.yml", "- hosts: all\n  tasks:\n    - name: a\n    - name: b\n      async: 1\n      command: x\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - name: a\n    - name: b\n      async: 1\n      command: x\n",
+    );
     let e = load(&d.path().join("site.yml")).unwrap_err();
     assert_eq!(e.0.len(), 2, "{e}");
 }
@@ -62,7 +91,11 @@ fn all_errors_are_reported_at_once() {
 fn import_tasks_are_static_and_inherit_when() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "more.yml", "- debug: msg=a\n- debug: msg=b\n");
-    write(d.path(), "site.yml", "- hosts: all\n  tasks:\n    - import_tasks: more.yml\n      when: x\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - import_tasks: more.yml\n      when: x\n",
+    );
     let pb = load(&d.path().join("site.yml")).unwrap();
     let t = &body(&pb.plays[0])[1];
     assert_eq!(t.when, vec![Value::String("x".into())]);
@@ -75,7 +108,11 @@ fn import_tasks_are_static_and_inherit_when() {
 #[test]
 fn fqcn_and_free_form() {
     let d = tempfile::tempdir().unwrap();
-    write(d.path(), "site.yml", "- hosts: all\n  tasks:\n    - ansible.builtin.command: echo hi chdir=/tmp\n");
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - ansible.builtin.command: echo hi chdir=/tmp\n",
+    );
     let pb = load(&d.path().join("site.yml")).unwrap();
     match &body(&pb.plays[0])[1].kind {
         TaskKind::Module(m) => {
