@@ -42,7 +42,7 @@ if cargo nextest --version >/dev/null 2>&1; then
     step "cargo test --workspace --doc"
     cargo test --workspace --locked --doc
     step "cargo nextest run --workspace"
-    cargo nextest run --workspace --locked --no-fail-fast --failure-output final
+    cargo nextest run --workspace --locked --no-fail-fast
 else
     step "cargo test --workspace"
     cargo test --workspace --locked --no-fail-fast
