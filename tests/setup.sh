@@ -15,7 +15,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends python3 python3-venv python3-pip
 
-if [ ! -x "$VENV/bin/python" ]; then
+# A venv made before python3-venv was installed has no pip: make it again.
+if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/pip" ]; then
+    rm -rf "$VENV"
     mkdir -p "$(dirname "$VENV")"
     /usr/bin/python3 -m venv "$VENV"
 fi

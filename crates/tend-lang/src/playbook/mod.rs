@@ -11,8 +11,8 @@ use tend_proto::{Handler, Loc, RoleInfo, Task, TaskKind, Value, Vars};
 use crate::diag::{Diag, Diags};
 use crate::yaml::{self, Node, NodeValue};
 
-pub use task::canonical;
 use task::TaskParser;
+pub use task::{canonical, LOOP_KEYWORDS, REFUSED as REFUSED_TASK_KEYWORDS, TASK_KEYWORDS};
 
 /// A parsed playbook: its plays in order, `import_playbook` already expanded.
 #[derive(Clone, Debug)]
@@ -200,7 +200,35 @@ fn load_into(path: &Path, dir: &Path, plays: &mut Vec<Play>, errors: &mut Vec<Di
 }
 
 /// Play keywords tend refuses, with the reason.
-const REFUSED_PLAY: &[(&str, &str)] = &[
+/// The play keywords tend reads (`become` only as `false`, `connection` only as `local`).
+/// Listed in docs/supported.md, checked by a test there.
+pub const PLAY_KEYWORDS: &[&str] = &[
+    "name",
+    "hosts",
+    "gather_facts",
+    "gather_subset",
+    "gather_timeout",
+    "fact_path",
+    "vars",
+    "vars_files",
+    "pre_tasks",
+    "roles",
+    "tasks",
+    "post_tasks",
+    "handlers",
+    "tags",
+    "force_handlers",
+    "environment",
+    "check_mode",
+    "diff",
+    "no_log",
+    "ignore_errors",
+    "ignore_unreachable",
+    "become",
+    "connection",
+];
+
+pub const REFUSED_PLAY: &[(&str, &str)] = &[
     (
         "vars_prompt",
         "interactive prompts are not supported; pass values with -e",

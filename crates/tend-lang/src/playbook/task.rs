@@ -12,7 +12,54 @@ use crate::yaml::{Node, NodeValue};
 const FREE_FORM: &[&str] = &["command", "shell", "raw", "script"];
 
 /// Keywords ansible-core knows that tend refuses rather than ignores, with the reason.
-const REFUSED: &[(&str, &str)] = &[
+/// The task keywords tend reads (besides the module call). `become` is accepted only as `false`,
+/// `delegate_to` only as localhost. Listed in docs/supported.md, checked by a test there.
+pub const TASK_KEYWORDS: &[&str] = &[
+    "name",
+    "when",
+    "loop",
+    "loop_control",
+    "register",
+    "until",
+    "retries",
+    "delay",
+    "notify",
+    "listen",
+    "tags",
+    "changed_when",
+    "failed_when",
+    "ignore_errors",
+    "ignore_unreachable",
+    "check_mode",
+    "diff",
+    "no_log",
+    "vars",
+    "environment",
+    "delegate_to",
+    "run_once",
+    "args",
+    "block",
+    "rescue",
+    "always",
+    "become",
+    "action",
+    "local_action",
+];
+
+/// The `with_*` loops tend runs.
+pub const LOOP_KEYWORDS: &[&str] = &[
+    "with_items",
+    "with_list",
+    "with_dict",
+    "with_fileglob",
+    "with_sequence",
+    "with_together",
+    "with_nested",
+    "with_cartesian",
+    "with_subelements",
+];
+
+pub const REFUSED: &[(&str, &str)] = &[
     (
         "async",
         "asynchronous tasks are not supported yet; run the task synchronously",
