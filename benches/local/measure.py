@@ -98,6 +98,7 @@ def read_recap_file(path: Path) -> dict | None:
 class Tool:
     def __init__(self, name: str, argv: list[str], env: dict, recap_file: bool):
         self.name, self.argv, self.env, self.recap_file = name, argv, env, recap_file
+        self.slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
     def command(self, root: Path, recap: Path | None = None) -> list[str]:
         argv = [*self.argv, "-e", f"root={root}"]
@@ -107,13 +108,16 @@ class Tool:
 
 
 def run_once(tool: Tool, root: Path, cwd: Path, work: Path, wrap: list[str] | None = None):
-    """One run: (seconds, rc, recap, peak RSS in KiB or None, output)."""
-    recap_path = work / f"recap-{tool.name}.json"
+    """One run: (seconds, rc, recap, (peak RSS in KiB, user+sys CPU seconds) or None, output).
+
+    CPU time covers the process and every descendant it waited for (ansible's
+    forked workers and module processes included)."""
+    recap_path = work / f"recap-{tool.slug}.json"
     recap_path.unlink(missing_ok=True)
     rss_path = work / "rss.txt"
     argv = tool.command(root, recap_path)
     if wrap is None:
-        argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss_path), *argv] if Path("/usr/bin/time").exists() else argv
+        argv = ["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_path), *argv] if Path("/usr/bin/time").exists() else argv
     else:
         argv = [*wrap, *argv]
     start = time.perf_counter()
@@ -122,13 +126,15 @@ def run_once(tool: Tool, root: Path, cwd: Path, work: Path, wrap: list[str] | No
     elapsed = time.perf_counter() - start
     output = proc.stdout.decode(errors="replace")
     recap = read_recap_file(recap_path) if tool.recap_file else parse_recap(output)
-    rss = None
+    usage = None
     if wrap is None and rss_path.exists():
         try:
-            rss = int(rss_path.read_text().split()[-1])
-        except (ValueError, IndexError):
+            m, u, s = rss_path.read_text().split()[-3:]
+            usage = (int(m), float(u) + float(s))
+        except ValueError:
             pass
-    return elapsed, proc.returncode, recap, rss, output
+    rss_path.unlink(missing_ok=True)
+    return elapsed, proc.returncode, recap, usage, output
 
 
 def check(tool: Tool, kind: str, rc: int, recap: dict | None, output: str, problems: list[str]) -> None:
@@ -140,33 +146,40 @@ def check(tool: Tool, kind: str, rc: int, recap: dict | None, output: str, probl
 
 
 def measure_loop(tool: Tool, runs: int, cwd: Path, work: Path, problems: list[str]) -> dict:
-    root = work / f"root-{tool.name}"
-    result = {"first": [], "reapply": [], "rss_first": [], "rss_reapply": [], "load": []}
+    root = work / f"root-{tool.slug}"
+    result = {"first": [], "reapply": [], "rss_first": [], "rss_reapply": [],
+              "cpu_first": [], "cpu_reapply": [], "load": []}
     for i in range(runs):
         shutil.rmtree(root, ignore_errors=True)
         result["load"].append(load1())
-        t, rc, recap, rss, out = run_once(tool, root, cwd, work)
+        t, rc, recap, usage, out = run_once(tool, root, cwd, work)
         check(tool, "first", rc, recap, out, problems)
         result["first"].append(t)
-        result["rss_first"].append(rss)
-        print(f"  {tool.name}: first apply #{i + 1}: {t:.3f}s  recap={recap}", file=sys.stderr)
+        if usage:
+            result["rss_first"].append(usage[0])
+            result["cpu_first"].append(usage[1])
+        print(f"  {tool.name}: first apply #{i + 1}: {t:.3f}s  (rss KiB, cpu s)={usage}  recap={recap}  "
+              f"load={load1()}", file=sys.stderr)
     for i in range(runs):
         result["load"].append(load1())
-        t, rc, recap, rss, out = run_once(tool, root, cwd, work)
+        t, rc, recap, usage, out = run_once(tool, root, cwd, work)
         check(tool, "re", rc, recap, out, problems)
         result["reapply"].append(t)
-        result["rss_reapply"].append(rss)
-        print(f"  {tool.name}: re-apply   #{i + 1}: {t:.3f}s  recap={recap}", file=sys.stderr)
+        if usage:
+            result["rss_reapply"].append(usage[0])
+            result["cpu_reapply"].append(usage[1])
+        print(f"  {tool.name}: re-apply   #{i + 1}: {t:.3f}s  (rss KiB, cpu s)={usage}  recap={recap}  "
+              f"load={load1()}", file=sys.stderr)
     result["tree"] = snapshot(root)
     return result
 
 
 def measure_hyperfine(tool: Tool, runs: int, cwd: Path, work: Path) -> dict:
-    root = work / f"root-{tool.name}"
+    root = work / f"root-{tool.slug}"
     cmd = " ".join(shlex_quote(a) for a in tool.command(root))
     times = {}
     for kind, prepare in (("first", f"rm -rf {shlex_quote(str(root))}"), ("reapply", None)):
-        export = work / f"hyperfine-{tool.name}-{kind}.json"
+        export = work / f"hyperfine-{tool.slug}-{kind}.json"
         argv = ["hyperfine", "--style", "basic", "-N", "--runs", str(runs), "--export-json", str(export)]
         if prepare:
             argv += ["--prepare", prepare]
@@ -174,7 +187,9 @@ def measure_hyperfine(tool: Tool, runs: int, cwd: Path, work: Path) -> dict:
             argv += ["--warmup", "2"]
         argv.append(cmd)
         subprocess.run(argv, cwd=cwd, env=tool.env, check=True, stdout=sys.stderr)
-        times[kind] = json.loads(export.read_text())["results"][0]["times"]
+        data = json.loads(export.read_text())["results"][0]
+        times[kind] = data["times"]
+        times[f"cpu_{kind}"] = data["user"] + data["system"]  # means over the runs
     return times
 
 
@@ -277,16 +292,18 @@ def main() -> None:
     # tend: a checked pass (recap, RSS, tree), then the timed runs.
     print(f"== tend: checked pass (load {loadavg()})", file=sys.stderr)
     checked = measure_loop(tend, 1, cwd, work, problems)
-    tend_res = {"tree": checked["tree"], "rss_first_kib": checked["rss_first"][0],
-                "rss_reapply_kib": checked["rss_reapply"][0], "load": [load1()]}
+    tend_res = {"tree": checked["tree"], "rss_first_kib": (checked["rss_first"] or [None])[0],
+                "rss_reapply_kib": (checked["rss_reapply"] or [None])[0], "load": [load1()]}
     if shutil.which("hyperfine"):
         print(f"== tend: hyperfine, {args.tend_runs} runs each (load {loadavg()})", file=sys.stderr)
         times = measure_hyperfine(tend, args.tend_runs, cwd, work)
-        tend_res.update(first=times["first"], reapply=times["reapply"], timer="hyperfine")
+        tend_res.update(first=times["first"], reapply=times["reapply"], timer="hyperfine",
+                        cpu_first=[times["cpu_first"]], cpu_reapply=[times["cpu_reapply"]])
     else:
         print(f"== tend: timing loop, {args.tend_runs} runs each (load {loadavg()})", file=sys.stderr)
         loop = measure_loop(tend, args.tend_runs, cwd, work, problems)
-        tend_res.update(first=loop["first"], reapply=loop["reapply"], timer="python loop")
+        tend_res.update(first=loop["first"], reapply=loop["reapply"], timer="python loop",
+                        cpu_first=loop["cpu_first"], cpu_reapply=loop["cpu_reapply"])
     tend_res["load"].append(load1())
     results["tend"] = tend_res
     if shutil.which("strace"):
@@ -321,8 +338,29 @@ def main() -> None:
              "| tend speed-up, first | tend speed-up, re-apply |",
              "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
+
+    # CPU time (user+sys, descendants included) depends far less on what else the
+    # machine is doing than wall-clock time does.
+    def cpu(res: dict, kind: str) -> float | None:
+        xs = res.get(f"cpu_{kind}") or []
+        return statistics.median(xs) if xs else None
+    c_first, c_re = cpu(tend_res, "first"), cpu(tend_res, "reapply")
+    cpu_lines = ["| tool | CPU, first apply | CPU, re-apply | CPU ratio, first | CPU ratio, re-apply |",
+                 "|---|---|---|---|---|"]
+    if c_first and c_re:
+        cpu_lines.append(f"| tend | {c_first * 1000:.0f} ms | {c_re * 1000:.0f} ms | 1× | 1× |")
+        for tool in tools:
+            res = results[tool.name]
+            f, r = cpu(res, "first"), cpu(res, "reapply")
+            if f and r:
+                cpu_lines.append(f"| {tool.name} | {f:.1f} s | {r:.1f} s | {f / c_first:.0f}× | {r / c_re:.0f}× |")
     print()
     print("\n".join(lines))
+    if len(cpu_lines) > 3:
+        print()
+        print("CPU time (user+sys, children included; tend: mean over the hyperfine runs):")
+        print()
+        print("\n".join(cpu_lines))
     print()
     print("\n".join(verdicts))
     print(f"- tend timed with {tend_res['timer']}; ansible with a wall-clock loop")
