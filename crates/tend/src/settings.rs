@@ -139,7 +139,8 @@ pub fn inventory_output(a: &InventoryArgs) -> Result<String, EngineError> {
     }
     if let Some(g) = &a.graph {
         return match inv.to_graph(g, a.vars) {
-            Some(s) => Ok(s),
+            Some(s) if s.ends_with('\n') => Ok(s),
+            Some(s) => Ok(format!("{s}\n")),
             None => Err(tend_lang::Diag::new(
                 tend_proto::Loc::new("<--graph>", 0, 0),
                 format!("Pattern must be valid group name when using --graph: {g}"),

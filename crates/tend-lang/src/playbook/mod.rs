@@ -459,11 +459,6 @@ fn bool_of(v: &Node) -> Result<bool, Diag> {
     }
 }
 
-/// Whether a key looks like a module name rather than a keyword (for error wording).
-fn is_module_like(k: &str) -> bool {
-    k.contains('.')
-}
-
 /// Reads a vars file (YAML or JSON) as a mapping.
 pub fn load_vars_file(path: &Path) -> Result<Vars, Diag> {
     let file = path.to_string_lossy().to_string();

@@ -507,13 +507,46 @@ fn flatten_handler(task: Task, listen: &[String], out: &mut Vec<Handler>) {
 fn conflict(k: &Node, prev: Option<(&Node, &Node)>) -> Diag {
     let a = prev.and_then(|(p, _)| p.as_str()).unwrap_or("?");
     let b = k.as_str().unwrap_or("?");
-    let msg = if super::is_module_like(b) {
-        format!("conflicting action statements: {a}, {b}")
-    } else {
-        format!("conflicting action statements: {a}, {b} (is `{b}` a misspelt task keyword?)")
+    let near = |w: &str| {
+        TASK_KEYWORDS
+            .iter()
+            .chain(LOOP_KEYWORDS)
+            .copied()
+            .filter(|kw| edit_distance(kw, w) <= 2 && w.len() > 2)
+            .min_by_key(|kw| edit_distance(kw, w))
     };
-    Diag::new(k.loc.clone(), msg)
-        .with_hint("a task runs exactly one module; split it into two tasks, or fix the keyword")
+    match near(b)
+        .map(|kw| (b, kw))
+        .or_else(|| near(a).map(|kw| (a, kw)))
+    {
+        Some((typo, kw)) => Diag::new(
+            k.loc.clone(),
+            format!("conflicting action statements: {a}, {b}"),
+        )
+        .with_hint(format!(
+            "`{typo}` is not a task keyword; did you mean `{kw}`?"
+        )),
+        None => Diag::new(
+            k.loc.clone(),
+            format!("conflicting action statements: {a}, {b}"),
+        )
+        .with_hint("a task runs exactly one module; split it into two tasks"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Canonical module name and arguments of `module: args`, `action: module args` and

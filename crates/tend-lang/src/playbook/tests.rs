@@ -60,6 +60,10 @@ fn unknown_keyword_is_located() {
         "{}",
         d0.msg
     );
+    assert_eq!(
+        d0.hint.as_deref(),
+        Some("`whne` is not a task keyword; did you mean `when`?")
+    );
 }
 
 #[test]
