@@ -113,7 +113,6 @@ fn apply_check_diff_shows_changes_and_changes_nothing() {
 /// ansible-core reports `changed` for a template whose directory a previous task would create;
 /// tend fails the task instead (found while writing these tests).
 #[test]
-#[ignore = "known bug: template in check mode fails when its directory does not exist yet"]
 fn check_mode_template_into_missing_directory_reports_change() {
     let dir = fixture(&[]);
     let out = hello(dir.path(), &["--check"]);
