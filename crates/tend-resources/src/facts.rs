@@ -978,7 +978,7 @@ fn virtualization() -> (String, String) {
             }
         }
     }
-    if let Some(env) = std::fs::read("/proc/1/environ").ok() {
+    if let Ok(env) = std::fs::read("/proc/1/environ") {
         let env = String::from_utf8_lossy(&env);
         for var in env.split('\0') {
             if let Some(c) = var.strip_prefix("container=") {
@@ -1127,7 +1127,7 @@ mod tests {
             assert!(dt[k].is_string(), "date_time.{k}");
         }
         assert_eq!(dt["date"].as_str().unwrap().len(), 10);
-        assert_eq!(f["selinux"]["status"].as_str().is_some(), true);
+        assert!(f["selinux"]["status"].as_str().is_some());
         assert!(f["service_mgr"].is_string());
         assert!(f["virtualization_type"].is_string());
         assert!(f.keys().all(|k| !k.starts_with("ansible_")));
