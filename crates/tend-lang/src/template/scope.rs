@@ -20,11 +20,17 @@ pub struct Layer {
 
 impl Layer {
     pub fn from_json(vars: &Value, templated: bool) -> Self {
-        Layer { vars: super::to_jinja_ser(vars), templated }
+        Layer {
+            vars: super::to_jinja_ser(vars),
+            templated,
+        }
     }
 
     pub fn from_map(vars: &tend_proto::Vars, templated: bool) -> Self {
-        Layer { vars: super::to_jinja_ser(vars), templated }
+        Layer {
+            vars: super::to_jinja_ser(vars),
+            templated,
+        }
     }
 }
 
@@ -44,7 +50,9 @@ const MAX_LAZY_DEPTH: usize = 64;
 
 impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scope").field("layers", &self.0.layers.len()).finish()
+        f.debug_struct("Scope")
+            .field("layers", &self.0.layers.len())
+            .finish()
     }
 }
 
@@ -91,7 +99,9 @@ impl Scope {
             return Some(JValue::from_object(VarsView(self.clone())));
         }
         for layer in self.0.layers.iter().rev() {
-            let Ok(v) = layer.vars.get_attr(key) else { continue };
+            let Ok(v) = layer.vars.get_attr(key) else {
+                continue;
+            };
             if v.is_undefined() {
                 continue;
             }
@@ -117,6 +127,11 @@ impl Scope {
     }
 
     fn render_lazy(&self, key: &str, v: &JValue) -> Option<JValue> {
+        // Once rendering has failed the whole template fails; rendering more variables would
+        // only repeat work (minijinja looks variables up again to describe errors).
+        if self.0.error.lock().is_ok_and(|e| e.is_some()) {
+            return None;
+        }
         let depth = self.0.depth.fetch_add(1, Ordering::SeqCst);
         let result = if depth >= MAX_LAZY_DEPTH {
             Err(TemplateError(format!(
