@@ -154,7 +154,7 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diag> {
         )
         .with_hint("fix the YAML syntax at this place")
     })?;
-    let node = convert(raw, &file, 0)?;
+    let node = convert(raw, &file, text, 0)?;
     Ok(node)
 }
 
@@ -205,7 +205,7 @@ fn clean_message(msg: &str) -> String {
     }
 }
 
-fn convert(raw: Spanned<Raw>, file: &Arc<str>, depth: usize) -> Result<Node, Diag> {
+fn convert(raw: Spanned<Raw>, file: &Arc<str>, text: &str, depth: usize) -> Result<Node, Diag> {
     let loc = Loc::new(
         file.clone(),
         raw.referenced.line() as u32,
@@ -217,26 +217,177 @@ fn convert(raw: Spanned<Raw>, file: &Arc<str>, depth: usize) -> Result<Node, Dia
                 .with_hint("flatten the data structure"),
         );
     }
+    let source = scalar_source(text, &raw.defined);
     let value = match raw.value {
         Raw::Null => NodeValue::Null,
+        // serde-saphyr types plain scalars by YAML 1.1 rules of its own (`y` is a boolean,
+        // `1e3` a float); ansible-core reads YAML with PyYAML, whose resolver decides here.
+        Raw::Bool(_) | Raw::Int(_) | Raw::Float(_) if source.is_some() => {
+            let src = source.unwrap_or_default();
+            pyyaml_resolve(src).unwrap_or_else(|| NodeValue::Str(src.to_string()))
+        }
         Raw::Bool(b) => NodeValue::Bool(b),
         Raw::Int(i) => NodeValue::Int(i),
         Raw::Float(f) => NodeValue::Float(f),
-        Raw::Str(s) => NodeValue::Str(s),
+        Raw::Str(s) => match source {
+            Some(src) if src == s && is_plain_at(text, &raw.defined) => match pyyaml_resolve(&s) {
+                Some(v @ (NodeValue::Int(_) | NodeValue::Float(_))) => v,
+                _ => NodeValue::Str(s),
+            },
+            _ => NodeValue::Str(s),
+        },
         Raw::Seq(items) => NodeValue::Seq(
             items
                 .into_iter()
-                .map(|n| convert(n, file, depth + 1))
+                .map(|n| convert(n, file, text, depth + 1))
                 .collect::<Result<_, _>>()?,
         ),
         Raw::Map(entries) => NodeValue::Map(
             entries
                 .into_iter()
-                .map(|(k, v)| Ok((convert(k, file, depth + 1)?, convert(v, file, depth + 1)?)))
+                .map(|(k, v)| {
+                    Ok((
+                        convert(k, file, text, depth + 1)?,
+                        convert(v, file, text, depth + 1)?,
+                    ))
+                })
                 .collect::<Result<_, Diag>>()?,
         ),
     };
     Ok(Node { value, loc })
+}
+
+/// The source text of the scalar defined at `loc`.
+fn scalar_source<'t>(text: &'t str, loc: &serde_saphyr::Location) -> Option<&'t str> {
+    let span = loc.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    text.get(start..start.checked_add(len)?)
+}
+
+/// Whether the scalar at `loc` is written plain: not quoted, not a block scalar's content, not
+/// explicitly tagged.
+fn is_plain_at(text: &str, loc: &serde_saphyr::Location) -> bool {
+    let Some(start) = loc
+        .span()
+        .byte_offset()
+        .and_then(|o| usize::try_from(o).ok())
+    else {
+        return false;
+    };
+    let Some(before) = text.get(..start) else {
+        return false;
+    };
+    if text[start..].starts_with(['\'', '"', '|', '>']) {
+        return false;
+    }
+    let same_line = before.rsplit('\n').next().unwrap_or_default();
+    if same_line.trim().is_empty() {
+        // Content on a line of its own: a block scalar's when the line that introduces it ends
+        // with an indicator (`|`, `>-`, `|2` …), comments aside.
+        let previous = before.trim_end().rsplit('\n').next().unwrap_or_default();
+        let previous = match previous.find(" #") {
+            Some(i) => &previous[..i],
+            None => previous,
+        }
+        .trim_end();
+        let indicator =
+            previous.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
+        if indicator.ends_with(['|', '>']) {
+            return false;
+        }
+        return !previous
+            .split_whitespace()
+            .last()
+            .is_some_and(|t| t.starts_with('!'));
+    }
+    !same_line
+        .split_whitespace()
+        .last()
+        .is_some_and(|t| t.starts_with('!'))
+}
+
+/// PyYAML's implicit resolver (YAML 1.1) for a plain scalar: the value it types, or `None` for
+/// a string. Booleans are exactly `yes/no/true/false/on/off` in lower, Title or UPPER case
+/// (`y` and `n` are strings), ints take `0b`, `0x`, leading-zero octal, `_` and base 60
+/// (`1:30` is 90), floats need a dot (`1e3` is a string) and a signed exponent.
+pub fn pyyaml_resolve(s: &str) -> Option<NodeValue> {
+    use std::sync::OnceLock;
+    static INT: OnceLock<regex::Regex> = OnceLock::new();
+    static FLOAT: OnceLock<regex::Regex> = OnceLock::new();
+    match s {
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Some(NodeValue::Bool(true))
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Some(NodeValue::Bool(false))
+        }
+        "" | "~" | "null" | "Null" | "NULL" => return Some(NodeValue::Null),
+        _ => {}
+    }
+    let int = INT.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
+        )
+        .expect("int pattern")
+    });
+    let float = FLOAT.get_or_init(|| {
+        regex::Regex::new(
+            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        )
+        .expect("float pattern")
+    });
+    let clean = s.replace('_', "");
+    let (neg, digits) = match clean.as_bytes().first() {
+        Some(b'-') => (true, &clean[1..]),
+        Some(b'+') => (false, &clean[1..]),
+        _ => (false, clean.as_str()),
+    };
+    let sign = if neg { -1.0 } else { 1.0 };
+    if int.is_match(s) {
+        let parsed = if digits == "0" {
+            Some(0i128)
+        } else if let Some(b) = digits.strip_prefix("0b") {
+            i128::from_str_radix(b, 2).ok()
+        } else if let Some(x) = digits.strip_prefix("0x") {
+            i128::from_str_radix(x, 16).ok()
+        } else if digits.contains(':') {
+            let mut value = 0i128;
+            for part in digits.split(':') {
+                value = value
+                    .checked_mul(60)?
+                    .checked_add(part.parse::<i128>().ok()?)?;
+            }
+            Some(value)
+        } else if let Some(o) = digits.strip_prefix('0') {
+            i128::from_str_radix(o, 8).ok()
+        } else {
+            digits.parse::<i128>().ok()
+        };
+        let value = parsed.map(|v| if neg { -v } else { v });
+        return Some(match value.and_then(|v| i64::try_from(v).ok()) {
+            Some(v) => NodeValue::Int(v),
+            None => NodeValue::Float(sign * digits.parse::<f64>().unwrap_or(f64::INFINITY)),
+        });
+    }
+    if float.is_match(s) {
+        let lower = digits.to_ascii_lowercase();
+        let value = if lower == ".inf" {
+            f64::INFINITY
+        } else if lower == ".nan" {
+            return Some(NodeValue::Float(f64::NAN));
+        } else if lower.contains(':') {
+            let mut value = 0.0;
+            for part in lower.split(':') {
+                value = value * 60.0 + part.parse::<f64>().ok()?;
+            }
+            value
+        } else {
+            lower.parse::<f64>().ok()?
+        };
+        return Some(NodeValue::Float(sign * value));
+    }
+    None
 }
 
 /// The tree serde-saphyr builds for us, each child wrapped in `Spanned`.
@@ -346,6 +497,50 @@ mod tests {
         assert_eq!(n.get("a").unwrap().value, NodeValue::Bool(true));
         assert_eq!(n.get("b").unwrap().value, NodeValue::Bool(false));
         assert_eq!(n.get("c").unwrap().value, NodeValue::Str("yes".into()));
+    }
+
+    #[test]
+    fn scalars_are_typed_as_pyyaml_types_them() {
+        let n = parse(
+            "x.yml",
+            "a: y\nb: n\nc: yEs\nd: ON\ne: 1e3\nf: 1.0e+3\ng: 0o17\nh: 0644\ni: 1:30\nj: 1_000\n\
+             k: 0x1F\nl: 08\nm: '1:30'\nn: |-\n  1:30\no: !!str 1:30\np: [Off, -1:30, .5, 0b101]\nq: 1.0e3\n",
+        )
+        .unwrap();
+        let v = |k: &str| n.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), NodeValue::Str("y".into()));
+        assert_eq!(v("b"), NodeValue::Str("n".into()));
+        assert_eq!(v("c"), NodeValue::Str("yEs".into()));
+        assert_eq!(v("d"), NodeValue::Bool(true));
+        assert_eq!(v("e"), NodeValue::Str("1e3".into()));
+        assert_eq!(v("f"), NodeValue::Float(1000.0));
+        assert_eq!(v("g"), NodeValue::Str("0o17".into()));
+        assert_eq!(v("h"), NodeValue::Int(420));
+        assert_eq!(v("i"), NodeValue::Int(90));
+        assert_eq!(v("j"), NodeValue::Int(1000));
+        assert_eq!(v("k"), NodeValue::Int(31));
+        assert_eq!(v("l"), NodeValue::Str("08".into()));
+        assert_eq!(v("m"), NodeValue::Str("1:30".into()));
+        assert_eq!(v("n"), NodeValue::Str("1:30".into()));
+        assert_eq!(v("o"), NodeValue::Str("1:30".into()));
+        assert_eq!(v("q"), NodeValue::Str("1.0e3".into()));
+        let p: Vec<NodeValue> = n
+            .get("p")
+            .unwrap()
+            .as_seq()
+            .unwrap()
+            .iter()
+            .map(|x| x.value.clone())
+            .collect();
+        assert_eq!(
+            p,
+            vec![
+                NodeValue::Bool(false),
+                NodeValue::Int(-90),
+                NodeValue::Float(0.5),
+                NodeValue::Int(5)
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use tend_proto::Vars;
+use tend_proto::{Value, Vars};
 
 use crate::content::{self, Entry};
 use crate::fsutil::{self, Attrs, Kind, Mode};
@@ -112,7 +112,13 @@ impl Resource for Copy {
             .ok_or_else(|| ModuleError::new("dest is required"))?;
         let dest = fsutil::expand_user(&dest);
         let src = args.str("src")?;
-        let text = args.str("content")?;
+        // ansible-core's copy action writes a dict or list `content` as JSON.
+        let text = match args.raw("content") {
+            Some(v @ (Value::Object(_) | Value::Array(_))) => {
+                Some(tend_lang::template::py_json_dumps(v))
+            }
+            _ => args.str("content")?,
+        };
         if src.is_some() && text.is_some() {
             return Err(ModuleError::new("src and content are mutually exclusive"));
         }

@@ -739,15 +739,31 @@ pub fn datetime_str(secs: i64, micros: u32) -> String {
 
 /// Copies `path` to `path.<pid>.<YYYY-MM-DD@HH:MM:SS~>` keeping mode, owner and times, as
 /// ansible-core's `backup_local` does. Returns the backup's path.
+///
+/// ansible-core names a backup `<file>.<pid>.<YYYY-MM-DD@HH:MM:SS>~`, and each of its module
+/// runs is a new process. tend runs every module in one process, so two backups of one file in
+/// the same second would get the same name; the number is then raised until the name is free
+/// (later backups still sort after earlier ones, by time then number).
 pub fn backup(path: &Path) -> Result<PathBuf, ModuleError> {
     let (y, mo, d, h, mi, s) = local_time(now().0);
-    let name = format!(
-        "{}.{}.{y:04}-{mo:02}-{d:02}@{h:02}:{mi:02}:{s:02}~",
-        path.display(),
-        std::process::id()
-    );
-    let dest = PathBuf::from(name);
     let src = lstat(path)?;
+    let mut number = u64::from(std::process::id());
+    let dest = loop {
+        let dest = PathBuf::from(format!(
+            "{}.{number}.{y:04}-{mo:02}-{d:02}@{h:02}:{mi:02}:{s:02}~",
+            path.display(),
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest)
+        {
+            Ok(_) => break dest,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => number += 1,
+            Err(e) => return Err(ModuleError::io("Could not make backup of", path, e)),
+        }
+    };
     fs::copy(path, &dest).map_err(|e| ModuleError::io("Could not make backup of", path, e))?;
     let _ = std::os::unix::fs::chown(&dest, Some(src.uid), Some(src.gid));
     let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(src.mode));
@@ -965,6 +981,19 @@ pub fn expand_vars(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn backups_in_the_same_second_do_not_overwrite_each_other() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f.conf");
+        fs::write(&f, "one\n").unwrap();
+        let b1 = backup(&f).unwrap();
+        fs::write(&f, "two\n").unwrap();
+        let b2 = backup(&f).unwrap();
+        assert_ne!(b1, b2);
+        assert_eq!(fs::read_to_string(&b1).unwrap(), "one\n");
+        assert_eq!(fs::read_to_string(&b2).unwrap(), "two\n");
+    }
 
     #[test]
     fn modes_parse_like_ansible() {

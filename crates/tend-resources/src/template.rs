@@ -1,6 +1,7 @@
 //! `template`: a Jinja2 template rendered on the controller's side of tend and written like
 //! `copy` writes `content` (the shared [`crate::content`] resource).
 
+use tend_lang::template::TextOptions;
 use tend_lang::Layer;
 use tend_proto::Vars;
 
@@ -39,42 +40,31 @@ pub const PARAMS: &[&str] = &[
     "attr",
 ];
 
-/// Template syntax options that differ from tend's defaults (trim_blocks on, Jinja delimiters).
-struct Syntax {
-    trim_blocks: bool,
-    lstrip_blocks: bool,
-    block: (String, String),
-    variable: (String, String),
-    comment: (String, String),
-}
-
-impl Syntax {
-    fn from_args(args: &Args) -> Result<Syntax, ModuleError> {
-        let s = |k: &str, d: &str| -> Result<String, ModuleError> {
-            Ok(args.str(k)?.unwrap_or_else(|| d.into()))
-        };
-        Ok(Syntax {
-            trim_blocks: args.bool_or("trim_blocks", true)?,
-            lstrip_blocks: args.bool_or("lstrip_blocks", false)?,
-            block: (s("block_start_string", "{%")?, s("block_end_string", "%}")?),
-            variable: (
-                s("variable_start_string", "{{")?,
-                s("variable_end_string", "}}")?,
-            ),
-            comment: (
-                s("comment_start_string", "{#")?,
-                s("comment_end_string", "#}")?,
-            ),
-        })
-    }
-
-    fn is_default(&self) -> bool {
-        self.trim_blocks
-            && !self.lstrip_blocks
-            && self.block == ("{%".into(), "%}".into())
-            && self.variable == ("{{".into(), "}}".into())
-            && self.comment == ("{#".into(), "#}".into())
-    }
+/// The template options the module's arguments set (a `#jinja2:` first line can still change
+/// them).
+fn text_options(args: &Args, newline: &str) -> Result<TextOptions, ModuleError> {
+    let d = TextOptions::file();
+    let s = |k: &str, d: &str| -> Result<String, ModuleError> {
+        Ok(args.str(k)?.unwrap_or_else(|| d.into()))
+    };
+    Ok(TextOptions {
+        trim_blocks: args.bool_or("trim_blocks", true)?,
+        lstrip_blocks: args.bool_or("lstrip_blocks", false)?,
+        block: (
+            s("block_start_string", &d.block.0)?,
+            s("block_end_string", &d.block.1)?,
+        ),
+        variable: (
+            s("variable_start_string", &d.variable.0)?,
+            s("variable_end_string", &d.variable.1)?,
+        ),
+        comment: (
+            s("comment_start_string", &d.comment.0)?,
+            s("comment_end_string", &d.comment.1)?,
+        ),
+        newline_sequence: newline.to_string(),
+        ..d
+    })
 }
 
 fn render(
@@ -82,30 +72,18 @@ fn render(
     name: &str,
     text: &str,
     scope: &tend_lang::Scope,
-    syntax: &Syntax,
+    opts: &TextOptions,
 ) -> Result<String, ModuleError> {
-    if syntax.is_default() {
-        return ctx
-            .templar
-            .render_template_text(name, text, scope)
-            .map_err(|e| ModuleError::new(e.0));
-    }
-    let mut env = ctx.templar.env().clone();
-    let config = minijinja::syntax::SyntaxConfig::builder()
-        .block_delimiters(syntax.block.0.clone(), syntax.block.1.clone())
-        .variable_delimiters(syntax.variable.0.clone(), syntax.variable.1.clone())
-        .comment_delimiters(syntax.comment.0.clone(), syntax.comment.1.clone())
-        .trim_blocks(syntax.trim_blocks)
-        .lstrip_blocks(syntax.lstrip_blocks)
-        .keep_trailing_newline(true)
-        .build()
-        .map_err(|e| ModuleError::new(format!("invalid template delimiters: {e}")))?;
-    env.set_syntax(config);
-    let tmpl = env
-        .template_from_named_str(name, text)
-        .map_err(|e| ModuleError::new(format!("template error: {e}")))?;
-    tmpl.render(scope.as_value())
-        .map_err(|e| ModuleError::new(format!("template error: {e}")))
+    let v = ctx
+        .templar
+        .render_text(name, text, scope, opts)
+        .map_err(|e| ModuleError::new(e.0))?;
+    // ansible-core writes `str()` of the result; `None` (nothing rendered) is empty.
+    Ok(if v.is_none() {
+        String::new()
+    } else {
+        tend_lang::template::to_text(&v)
+    })
 }
 
 impl Resource for Template {
@@ -120,9 +98,17 @@ impl Resource for Template {
         let (Some(src), Some(dest)) = (args.str("src")?, args.str("dest")?) else {
             return Err(ModuleError::new("src and dest are required"));
         };
-        let newline = args
-            .choice("newline_sequence", &["\n", "\r", "\r\n"])?
-            .unwrap_or_else(|| "\n".into());
+        // ansible-core also accepts the sequences written with backslashes.
+        let newline = match args.str("newline_sequence")?.as_deref() {
+            None | Some("\n") | Some("\\n") => "\n",
+            Some("\r") | Some("\\r") => "\r",
+            Some("\r\n") | Some("\\r\\n") => "\r\n",
+            Some(_) => {
+                return Err(ModuleError::new(
+                    "newline_sequence needs to be one of: \n, \r or \r\n",
+                ))
+            }
+        };
         let path = ctx
             .find_file("templates", &src)
             .ok_or_else(|| crate::copy::not_found(&src, "templates", ctx))?;
@@ -161,11 +147,12 @@ impl Resource for Template {
             "template_run_date".into(),
             fsutil::datetime_str(now, micros).into(),
         );
-        let scope = ctx.scope.with_layers([Layer::from_map(&tv, false)]);
-        let mut out = render(ctx, &basename, &text, &scope, &Syntax::from_args(args)?)?;
-        if newline != "\n" {
-            out = out.replace("\r\n", "\n").replace('\n', &newline);
+        if ctx.scope.lookup("ansible_managed").is_none() {
+            // DEFAULT_MANAGED_STR; ansible-core renders it as a template in the template's vars.
+            tv.insert("ansible_managed".into(), "Ansible managed".into());
         }
+        let scope = ctx.scope.with_layers([Layer::from_map(&tv, false)]);
+        let out = render(ctx, &basename, &text, &scope, &text_options(args, newline)?)?;
 
         let attrs = Attrs::from_args(args)?;
         let src_mode = (attrs.mode == Some(Mode::Preserve)).then_some(info.mode);
@@ -259,7 +246,8 @@ mod tests {
         run_with("template", crlf, &o).unwrap();
         assert_eq!(
             fs::read_to_string(&dest).unwrap(),
-            "Hello world\r\n\r\n1\r\n\r\n2\r\n\r\n"
+            // As ansible-core: Jinja drops the source's last newline, the text keeps the one it had.
+            "Hello world\r\n\r\n1\r\n\r\n2\r\n"
         );
 
         let e = run_with("template", json!({"src": "missing.j2", "dest": dest}), &o).unwrap_err();

@@ -23,13 +23,19 @@ impl Templar {
         if !Self::is_template(s) {
             return Ok(());
         }
-        if let Some(expr) = single_expression(s) {
+        // The same preparation rendering does: `#jinja2:` overrides, literal backslashes.
+        let body = match super::source::split_overrides(s) {
+            Ok((_, body)) => body,
+            Err(e) => return Err(TemplateError(format!("template syntax error: {e}"))),
+        };
+        let body = super::source::escape_backslashes(body);
+        if let Some(expr) = single_expression(&body) {
             if self.env.compile_expression(expr).is_ok() {
                 return Ok(());
             }
         }
         self.env
-            .template_from_str(s)
+            .template_from_str(&body)
             .map(|_| ())
             .map_err(syntax_error)
     }

@@ -6,7 +6,7 @@
 
 mod crypt;
 mod datetime;
-mod pydump;
+pub(super) mod pydump;
 mod pyrandom;
 
 use base64::Engine as _;
@@ -30,6 +30,8 @@ pub fn register(env: &mut Environment<'static>) {
     env.add_filter("string", to_string);
     env.add_filter("mandatory", mandatory);
     env.add_filter("type_debug", type_debug);
+    env.add_filter("center", center);
+    env.add_filter("wordcount", wordcount);
     env.add_filter("ternary", ternary);
     // Serialization.
     env.add_filter("to_json", to_json);
@@ -374,15 +376,51 @@ fn to_string(v: Value) -> Result<String, Error> {
     text(&v)
 }
 
+/// What `mandatory` says when it cannot name the variable; the templar names it when it can
+/// ("Mandatory variable 'x' not defined.").
+pub(super) const MANDATORY_UNNAMED: &str = "Mandatory variable not defined.";
+
 /// `mandatory(msg=None)`: the value, or an error when it is undefined.
 fn mandatory(v: Value, msg: Option<Value>) -> Result<Value, Error> {
     if v.is_undefined() {
         return Err(match msg {
             Some(m) if !m.is_none() => fail(pyrepr::to_text(&m)),
-            _ => fail("Mandatory variable not defined."),
+            _ => fail(MANDATORY_UNNAMED),
         });
     }
     Ok(v)
+}
+
+/// Jinja's `center(width=80)`: Python's `str.center`.
+fn center(v: Value, width: Option<usize>) -> Result<String, Error> {
+    let s = text(&v)?;
+    let width = width.unwrap_or(80);
+    let len = s.chars().count();
+    if width <= len {
+        return Ok(s);
+    }
+    let marg = width - len;
+    let left = marg / 2 + (marg & width & 1);
+    Ok(format!(
+        "{}{s}{}",
+        " ".repeat(left),
+        " ".repeat(marg - left)
+    ))
+}
+
+/// Jinja's `wordcount`: the number of `\w+` runs.
+fn wordcount(v: Value) -> Result<usize, Error> {
+    let s = text(&v)?;
+    let mut count = 0;
+    let mut in_word = false;
+    for c in s.chars() {
+        let w = c.is_alphanumeric() || c == '_';
+        if w && !in_word {
+            count += 1;
+        }
+        in_word = w;
+    }
+    Ok(count)
 }
 
 fn type_debug(v: Value) -> &'static str {
@@ -2117,11 +2155,11 @@ mod unit {
         );
         let long = format!("{} {} z", "x".repeat(50), "y".repeat(40));
         assert_eq!(
-            render(&format!("{{{{ {{'a': '{long}', 'b': 'tab\\there', 'e': 1e20, 'f': 'ü', 'g': '- x', 'h': '#x', 'i': 'a #b', 'm': '0o17'}} | to_nice_yaml }}}}")),
+            render(&format!("{{{{ {{'a': '{long}', 'b': 'tab\there', 'e': 1e20, 'f': 'ü', 'g': '- x', 'h': '#x', 'i': 'a #b', 'm': '0o17'}} | to_nice_yaml }}}}")),
             format!("a: {} {}\n    z\nb: \"tab\\there\"\ne: 1.0e+20\nf: ü\ng: '- x'\nh: '#x'\ni: 'a #b'\nm: 0o17\n", "x".repeat(50), "y".repeat(40))
         );
         assert_eq!(
-            render("{{ {'d': [[1, 2], [3]], 'c': 'multi\\n  indented\\n'} | to_nice_yaml }}"),
+            render("{{ {'d': [[1, 2], [3]], 'c': 'multi\n  indented\n'} | to_nice_yaml }}"),
             "c: \"multi\\n  indented\\n\"\nd:\n-   - 1\n    - 2\n-   - 3\n"
         );
     }
@@ -2207,13 +2245,15 @@ mod unit {
     fn mandatory_default_ternary_and_omit() {
         assert_eq!(
             render("{{ nope | mandatory }}"),
-            "ERR: Mandatory variable not defined."
+            "ERR: Mandatory variable 'nope' not defined."
         );
         assert_eq!(
             render("{{ nope | mandatory('custom msg') }}"),
             "ERR: custom msg"
         );
         assert_eq!(render("{{ 5 | mandatory }}"), "5");
+        assert_eq!(render("[{{ 'x' | center(5) }}][{{ 'ab' | center(5) }}][{{ 'ab' | center(4) }}][{{ 'abc' | center(2) }}]"), "[  x  ][  ab ][ ab ][abc]");
+        assert_eq!(render("{{ 'one two,three_x  4' | wordcount }}"), "4");
         assert_eq!(render("{{ 'x' | default('d') }}|{{ '' | default('d') }}|{{ '' | default('d', true) }}|{{ nope | default('d') }}"), "x||d|d");
         assert_eq!(render("{{ nope | default(omit) }}"), super::super::OMIT);
         assert_eq!(render("{{ true | ternary('y', 'n') }}{{ none | ternary('y', 'n', 'nul') }}{{ 0 | ternary('y', 'n') }}"), "ynuln");
@@ -2227,11 +2267,11 @@ mod unit {
             json!(null)
         );
         assert_eq!(
-            value("{{ 'abc123def456' | regex_search('([a-z]+)([0-9]+)', '\\\\2', '\\\\1') }}"),
+            value("{{ 'abc123def456' | regex_search('([a-z]+)([0-9]+)', '\\2', '\\1') }}"),
             json!(["123", "abc"])
         );
         assert_eq!(
-            value("{{ 'abc123' | regex_search('(?P<w>[a-z]+)', '\\\\g<w>') }}"),
+            value("{{ 'abc123' | regex_search('(?P<w>[a-z]+)', '\\g<w>') }}"),
             json!(["abc"])
         );
         assert_eq!(
@@ -2256,11 +2296,11 @@ mod unit {
             "a\\.b\\*"
         );
         assert_eq!(
-            render("{{ 'a b$c' | regex_replace('(\\\\w) (\\\\w)', '\\\\2-\\\\1') }}"),
+            render("{{ 'a b$c' | regex_replace('(\\w) (\\w)', '\\2-\\1') }}"),
             "b-a$c"
         );
         assert_eq!(
-            render("{{ 'abc' | regex_replace('(?P<x>b)', '[\\\\g<x>]') }}"),
+            render("{{ 'abc' | regex_replace('(?P<x>b)', '[\\g<x>]') }}"),
             "a[b]c"
         );
         assert_eq!(render("{{ 'abc' | regex_replace('b', '$0') }}"), "a$0c");

@@ -260,23 +260,22 @@ fn template(state: &State, terms: &[Value], kw: &Kw) -> Result<Vec<Value>, Error
     let extra = kw
         .get("template_vars")?
         .unwrap_or_else(|| Value::from_pairs(Vec::<(Value, Value)>::new()));
-    // Accepted for compatibility; tend's templates always render to text.
+    // Accepted for compatibility: ansible-core 2.19 ignores them too.
     for ignored in ["convert_data", "jinja2_native"] {
         let _ = kw.get(ignored)?;
     }
-    if [
-        "variable_start_string",
-        "variable_end_string",
-        "comment_start_string",
-        "comment_end_string",
-    ]
-    .iter()
-    .any(|k| kw.0.as_ref().is_some_and(|kw| kw.has(k)))
-    {
-        return Err(fail(
-            "lookup('template'): custom delimiters are not supported by tend",
-        ));
+    let mut opts = super::TextOptions::file();
+    for (key, slot) in [
+        ("variable_start_string", &mut opts.variable.0),
+        ("variable_end_string", &mut opts.variable.1),
+        ("comment_start_string", &mut opts.comment.0),
+        ("comment_end_string", &mut opts.comment.1),
+    ] {
+        if let Some(v) = kw.text(key)? {
+            *slot = v;
+        }
     }
+    opts.trim_blocks = kw.flag("trim_blocks", true)?;
     let vars = state.lookup("vars").unwrap_or_default();
     let ctx = if vars.is_undefined() {
         extra.clone()
@@ -293,17 +292,19 @@ fn template(state: &State, terms: &[Value], kw: &Kw) -> Result<Vec<Value>, Error
                 ))
             })?;
         let text = read_text(&path)?;
-        let rendered = state.env().render_str(&text, ctx.clone()).map_err(|e| {
-            let detail = e
-                .detail()
-                .map(str::to_string)
-                .unwrap_or_else(|| e.to_string());
-            Error::new(
-                e.kind(),
-                format!("while rendering template '{}': {detail}", path.display()),
-            )
-        })?;
-        out.push(Value::from(rendered));
+        let name = path.display().to_string();
+        let rendered = super::render_text_in(state.env(), &name, &text, ctx.clone(), &opts)
+            .map_err(|e| {
+                let detail = e
+                    .detail()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
+                Error::new(
+                    e.kind(),
+                    format!("while rendering template '{}': {detail}", path.display()),
+                )
+            })?;
+        out.push(rendered);
     }
     Ok(out)
 }

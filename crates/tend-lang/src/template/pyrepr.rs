@@ -4,10 +4,18 @@
 use minijinja::value::ValueKind;
 use minijinja::{Output, State, Value};
 
-/// The formatter for `{{ … }}` output.
+/// The formatter for `{{ … }}` output. `None` prints nothing (ansible-core drops `None` nodes).
 pub fn format(out: &mut Output, _state: &mut State, value: &Value) -> Result<(), minijinja::Error> {
-    out.write_str(&to_text(value))
-        .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+    if value.is_none() {
+        return Ok(());
+    }
+    let text = to_text(value);
+    let done = super::nodes::mark_value(value);
+    let res = out.write_str(&text);
+    if let Some(done) = done {
+        done();
+    }
+    res.map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
 }
 
 /// A value as text: strings as they are, everything else as Python's `str()` would print it.

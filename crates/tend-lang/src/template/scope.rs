@@ -127,6 +127,11 @@ impl Scope {
     }
 
     fn render_lazy(&self, key: &str, v: &JValue) -> Option<JValue> {
+        // Once rendering has failed the whole template fails; rendering more variables would
+        // only repeat work (minijinja looks variables up again to describe errors).
+        if self.0.error.lock().is_ok_and(|e| e.is_some()) {
+            return None;
+        }
         let depth = self.0.depth.fetch_add(1, Ordering::SeqCst);
         let result = if depth >= MAX_LAZY_DEPTH {
             Err(TemplateError(format!(
