@@ -117,10 +117,11 @@ fn debug(a: &Args, scope: &Scope, templar: &Templar) -> Result<Outcome, String> 
         };
         return Ok(Outcome::Output(ModuleOutput::ok().field(&var, value)));
     }
-    let msg = a
-        .raw("msg")
-        .cloned()
-        .unwrap_or_else(|| Value::String("Hello world!".into()));
+    // An explicit `msg` that renders to None is shown as null, not as the default greeting.
+    let msg =
+        a.0.get("msg")
+            .cloned()
+            .unwrap_or_else(|| Value::String("Hello world!".into()));
     Ok(Outcome::Output(ModuleOutput::ok().field("msg", msg)))
 }
 
