@@ -152,7 +152,8 @@ impl Resource for Template {
             tv.insert("ansible_managed".into(), "Ansible managed".into());
         }
         let scope = ctx.scope.with_layers([Layer::from_map(&tv, false)]);
-        let out = render(ctx, &basename, &text, &scope, &text_options(args, newline)?)?;
+        let out = render(ctx, &basename, &text, &scope, &text_options(args, newline)?)
+            .map_err(|e| ModuleError::new(format!("{} (in template {})", e.msg, path.display())))?;
 
         let attrs = Attrs::from_args(args)?;
         let src_mode = (attrs.mode == Some(Mode::Preserve)).then_some(info.mode);
