@@ -370,21 +370,45 @@ fn perm_bits(perms: &str, user: u8, current: u32, is_dir: bool) -> Option<u32> {
 // ---------------------------------------------------------------------------------------------
 // Users and groups
 
-/// One line of `/etc/passwd` or `/etc/group`: name and id.
-fn db_entries(file: &str) -> Vec<(String, u32)> {
-    let Ok(text) = fs::read_to_string(file) else {
-        return Vec::new();
+type DbEntries = std::sync::Arc<Vec<(String, u32)>>;
+
+/// Names and ids of `/etc/passwd` or `/etc/group`, parsed once and kept until the file changes
+/// (its size or mtime), so a run with hundreds of file resources reads each database once.
+fn db_entries(file: &'static str) -> DbEntries {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Stamp = (Option<std::time::SystemTime>, u64);
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, (Stamp, DbEntries)>>> = OnceLock::new();
+    let stamp: Stamp = match fs::metadata(file) {
+        Ok(m) => (m.modified().ok(), m.len()),
+        Err(_) => return Arc::new(Vec::new()),
     };
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut it = l.split(':');
-            let name = it.next()?;
-            let _pw = it.next()?;
-            let id = it.next()?.parse().ok()?;
-            Some((name.to_string(), id))
-        })
-        .collect()
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(c) = cache.lock() {
+        if let Some((s, entries)) = c.get(file) {
+            if *s == stamp {
+                return entries.clone();
+            }
+        }
+    }
+    let entries: DbEntries = Arc::new(match fs::read_to_string(file) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut it = l.split(':');
+                let name = it.next()?;
+                let _pw = it.next()?;
+                let id = it.next()?.parse().ok()?;
+                Some((name.to_string(), id))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    });
+    if let Ok(mut c) = cache.lock() {
+        c.insert(file, (stamp, entries.clone()));
+    }
+    entries
 }
 
 /// A user name or numeric id → uid (numeric first, as ansible-core does).
@@ -393,9 +417,9 @@ pub fn resolve_user(name: &str) -> Option<u32> {
         return Some(id);
     }
     db_entries("/etc/passwd")
-        .into_iter()
+        .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, id)| id)
+        .map(|(_, id)| *id)
 }
 
 /// A group name or numeric id → gid.
@@ -404,25 +428,25 @@ pub fn resolve_group(name: &str) -> Option<u32> {
         return Some(id);
     }
     db_entries("/etc/group")
-        .into_iter()
+        .iter()
         .find(|(n, _)| n == name)
-        .map(|(_, id)| id)
+        .map(|(_, id)| *id)
 }
 
 /// uid → user name, or the number as text when unknown (ansible-core's `owner` field).
 pub fn user_name(uid: u32) -> String {
     db_entries("/etc/passwd")
-        .into_iter()
+        .iter()
         .find(|(_, id)| *id == uid)
-        .map(|(n, _)| n)
+        .map(|(n, _)| n.clone())
         .unwrap_or_else(|| uid.to_string())
 }
 
 pub fn group_name(gid: u32) -> String {
     db_entries("/etc/group")
-        .into_iter()
+        .iter()
         .find(|(_, id)| *id == gid)
-        .map(|(n, _)| n)
+        .map(|(n, _)| n.clone())
         .unwrap_or_else(|| gid.to_string())
 }
 
