@@ -59,6 +59,32 @@ pub struct Prepared {
     /// For each play, the hosts it targets (pattern ∩ limit), in inventory order.
     pub play_hosts: Vec<Vec<String>>,
     pub warnings: Vec<String>,
+    /// Every inventory host's variables, for `hostvars` (built on first use).
+    hostvars: std::sync::OnceLock<Vars>,
+}
+
+/// Above this many hosts, `hostvars` of other hosts is not sent with every program (it would
+/// grow with the square of the fleet); the SSH and orchestration issues fetch it on demand.
+pub const HOSTVARS_MAX_HOSTS: usize = 200;
+
+impl Prepared {
+    /// Inventory variables of every host, as `hostvars` shows other hosts.
+    pub fn all_hostvars(&self) -> &Vars {
+        self.hostvars.get_or_init(|| {
+            let hosts: Vec<String> = self.inventory.hosts().map(|h| h.name.clone()).collect();
+            if hosts.len() > HOSTVARS_MAX_HOSTS {
+                return Vars::new();
+            }
+            hosts
+                .into_iter()
+                .map(|h| {
+                    let mut v = self.inventory.host_vars(&h, Some(&self.playbook_vars));
+                    v.extend(self.inventory.host_magic_vars(&h));
+                    (h, serde_json::Value::Object(v))
+                })
+                .collect()
+        })
+    }
 }
 
 /// Loads inventory and playbook and checks everything that can be checked before running:
@@ -111,6 +137,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
         playbook_vars,
         play_hosts,
         warnings,
+        hostvars: Default::default(),
     })
 }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as JValue};
 use tend_proto::Value;
 
-pub use scope::{Layer, Scope};
+pub use scope::{Layer, Scope, OTHER_HOSTVARS};
 
 /// The placeholder `omit` evaluates to; arguments equal to it are dropped.
 pub const OMIT: &str = "__omit_place_holder__tend";

@@ -98,6 +98,9 @@ impl Scope {
         if key == "vars" {
             return Some(JValue::from_object(VarsView(self.clone())));
         }
+        if key == "hostvars" {
+            return Some(JValue::from_object(HostVars(self.clone())));
+        }
         for layer in self.0.layers.iter().rev() {
             let Ok(v) = layer.vars.get_attr(key) else {
                 continue;
@@ -213,6 +216,43 @@ impl Object for Scope {
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Values(self.keys())
+    }
+}
+
+/// Where the controller puts the other hosts' variables for `hostvars` (a data layer).
+pub const OTHER_HOSTVARS: &str = "__tend_other_hostvars";
+
+/// The `hostvars` magic variable: this host's own variables as they are now (facts, registered
+/// values …), and the other hosts' inventory variables as the controller sent them.
+#[derive(Debug)]
+struct HostVars(Scope);
+
+impl Object for HostVars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        let host = key.as_str()?;
+        let me = self.0.lookup("inventory_hostname");
+        if me.as_ref().and_then(|m| m.as_str()) == Some(host) {
+            return Some(JValue::from_object(VarsView(self.0.clone())));
+        }
+        let others = self.0.lookup(OTHER_HOSTVARS)?;
+        others.get_attr(host).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut names: Vec<JValue> = Vec::new();
+        if let Some(me) = self.0.lookup("inventory_hostname") {
+            names.push(me);
+        }
+        if let Some(others) = self.0.lookup(OTHER_HOSTVARS) {
+            if let Ok(iter) = others.try_iter() {
+                names.extend(iter);
+            }
+        }
+        Enumerator::Values(names)
     }
 }
 
