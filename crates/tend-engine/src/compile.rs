@@ -33,7 +33,7 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
             if !supported.contains(&m.name.as_str()) {
                 errors.push(
                     Diag::new(
-                        t.loc.clone(),
+                        m.loc.clone(),
                         format!("module `{}` is not supported by tend", m.name),
                     )
                     .with_hint(format!(
@@ -46,7 +46,7 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
                 if m.args_template.is_none() {
                     let args = tend_resources::Args::new(m.args.clone());
                     if let Err(e) = args.check_known(&m.name, entry.params) {
-                        errors.push(Diag::new(t.loc.clone(), e.0).with_hint(format!(
+                        errors.push(Diag::new(m.loc.clone(), e.0).with_hint(format!(
                             "see `{}` in docs/supported.md for its arguments",
                             m.name
                         )));

@@ -222,6 +222,9 @@ pub struct Module {
     /// `args: "{{ a_mapping }}"`: a template for more arguments, rendered at run time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args_template: Option<String>,
+    /// Where the module's name was written (diagnostics point here, not at the task).
+    #[serde(default)]
+    pub loc: Loc,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -366,6 +366,7 @@ impl TaskParser<'_> {
                     name,
                     args,
                     args_template,
+                    loc: mk.loc.clone(),
                 });
                 Ok(vec![task])
             }
