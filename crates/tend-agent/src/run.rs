@@ -1129,6 +1129,12 @@ impl<'a> HostRun<'a> {
         }
     }
 
+    /// Fails a task (not a handler) with a message located at the task.
+    fn fail_with(&mut self, t: &Task, inh: &Inherited, name: &str, msg: &str) -> Flow {
+        let r = failed_result(&t.loc, msg);
+        self.finish(t, inh, name.to_string(), r, Vec::new(), false, None)
+    }
+
     fn run_include(&mut self, t: &Task, inh: &Inherited) -> Flow {
         let mut i = inh.clone();
         i.tags.extend(t.tags.iter().cloned());
@@ -1177,17 +1183,7 @@ impl<'a> HostRun<'a> {
         });
         let items = match loops::expand(spec, &self.templar, &scope, &self.search_dirs(t)) {
             Ok(items) => items,
-            Err(e) => {
-                return self.finish(
-                    t,
-                    inh,
-                    name,
-                    failed_result(&t.loc, &e),
-                    Vec::new(),
-                    false,
-                    None,
-                )
-            }
+            Err(e) => return self.fail_with(t, inh, &name, &e),
         };
         if items.is_empty() {
             let r = json!({"changed": false, "skipped": true, "skipped_reason": "No items in the list", "results": []});
@@ -1219,17 +1215,7 @@ impl<'a> HostRun<'a> {
                     });
                     continue;
                 }
-                Err(e) => {
-                    return self.finish(
-                        t,
-                        inh,
-                        name,
-                        failed_result(&t.loc, &e),
-                        Vec::new(),
-                        false,
-                        None,
-                    )
-                }
+                Err(e) => return self.fail_with(t, inh, &name, &e),
             }
             any_ran = true;
             let flow = self.include_one(t, inh, &name, Some(lv));
@@ -1277,17 +1263,7 @@ impl<'a> HostRun<'a> {
             } => {
                 let file = match self.templar.render_str(file, &scope) {
                     Ok(f) => f,
-                    Err(e) => {
-                        return self.finish(
-                            t,
-                            inh,
-                            name.to_string(),
-                            failed_result(&t.loc, &e.0),
-                            Vec::new(),
-                            false,
-                            None,
-                        )
-                    }
+                    Err(e) => return self.fail_with(t, inh, name, &e.0),
                 };
                 let base = t
                     .role
@@ -1304,15 +1280,7 @@ impl<'a> HostRun<'a> {
                     child.include_params.push(params.clone());
                 }
                 if let Err(e) = apply_keywords(apply, &mut child) {
-                    return self.finish(
-                        t,
-                        inh,
-                        name.to_string(),
-                        failed_result(&t.loc, &e),
-                        Vec::new(),
-                        false,
-                        None,
-                    );
+                    return self.fail_with(t, inh, name, &e);
                 }
                 self.loader
                     .load_tasks_file(&path, t.role, &mut self.roles)
@@ -1326,17 +1294,7 @@ impl<'a> HostRun<'a> {
             } => {
                 let role_name = match self.templar.render_str(role_name, &scope) {
                     Ok(r) => r,
-                    Err(e) => {
-                        return self.finish(
-                            t,
-                            inh,
-                            name.to_string(),
-                            failed_result(&t.loc, &e.0),
-                            Vec::new(),
-                            false,
-                            None,
-                        )
-                    }
+                    Err(e) => return self.fail_with(t, inh, name, &e.0),
                 };
                 let before_handlers = self.roles.handlers.len();
                 let r = role::include_role(
