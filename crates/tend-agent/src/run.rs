@@ -767,34 +767,16 @@ impl<'a> HostRun<'a> {
         scope: &Scope,
         inh: &Inherited,
     ) -> (Value, Vec<Value>) {
-        let retries_set = t.until.is_empty().then_some(()).is_none();
-        if !retries_set {
+        if t.until.is_empty() {
             return self.run_module(t, m, scope, inh);
         }
-        let retries = match t
-            .retries
-            .as_ref()
-            .map(|r| self.templar.render_value(r, scope))
-        {
-            None => 3,
-            Some(Ok(v)) => v
-                .as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .unwrap_or(3)
-                .max(0),
-            Some(Err(e)) => return (failed_result(&t.loc, &e.0), Vec::new()),
+        let retries = match self.number(&t.retries, 3.0, scope) {
+            Ok(r) => r.max(0.0) as i64,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
         };
-        let delay = match t
-            .delay
-            .as_ref()
-            .map(|r| self.templar.render_value(r, scope))
-        {
-            None => 5.0,
-            Some(Ok(v)) => v
-                .as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .unwrap_or(5.0),
-            Some(Err(e)) => return (failed_result(&t.loc, &e.0), Vec::new()),
+        let delay = match self.number(&t.delay, 5.0, scope) {
+            Ok(d) => d,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
         };
         let attempts_max = retries + 1;
         let mut attempt = 1;
@@ -839,6 +821,15 @@ impl<'a> HostRun<'a> {
             std::thread::sleep(Duration::from_secs_f64(delay.max(0.0)));
             attempt += 1;
         }
+    }
+
+    /// A numeric keyword (`retries`, `delay`): a number, a numeric string or a template.
+    fn number(&self, v: &Option<Value>, default: f64, scope: &Scope) -> Result<f64, String> {
+        let Some(v) = v else { return Ok(default) };
+        let v = self.templar.render_value(v, scope).map_err(|e| e.0)?;
+        Ok(v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .unwrap_or(default))
     }
 
     fn search_dirs(&self, t: &Task) -> Vec<PathBuf> {

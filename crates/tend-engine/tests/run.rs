@@ -34,6 +34,14 @@ fn apply(dir: &Path, options: RunOptions) -> (Summary, Vec<Event>) {
     (summary, rx.into_iter().collect())
 }
 
+/// The error `prepare` refuses these settings with (a test failure if it accepts them).
+fn refusal(s: Settings, why: &str) -> String {
+    match prepare(s) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("{why}"),
+    }
+}
+
 fn stats(s: &Summary) -> HostStats {
     s.stats["localhost"]
 }
@@ -205,10 +213,10 @@ fn bad_input_is_refused_before_anything_runs() {
         "site.yml",
         "- hosts: localhost\n  tasks:\n    - file: path={{ root }} state=directory\n    - community.mysql.mysql_db: name=x\n",
     );
-    let err = match prepare(settings(d.path(), RunOptions::default())) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("an unknown module must be refused"),
-    };
+    let err = refusal(
+        settings(d.path(), RunOptions::default()),
+        "an unknown module must be refused",
+    );
     assert!(
         err.contains("site.yml:4:7: module `community.mysql.mysql_db` is not supported by tend"),
         "{err}"
@@ -224,10 +232,10 @@ fn unknown_module_arguments_are_refused_before_anything_runs() {
         "site.yml",
         "- hosts: localhost\n  tasks:\n    - file: path={{ root }} state=directory\n    - copy:\n        dest: /tmp/x\n        colour: red\n",
     );
-    let err = match prepare(settings(d.path(), RunOptions::default())) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("an unknown argument must be refused"),
-    };
+    let err = refusal(
+        settings(d.path(), RunOptions::default()),
+        "an unknown argument must be refused",
+    );
     assert!(
         err.contains("site.yml:4:7: Unsupported parameters for (copy) module: colour."),
         "{err}"
@@ -272,10 +280,7 @@ fn hosts_that_need_ssh_are_refused_for_now() {
     );
     let mut s = settings(d.path(), RunOptions::default());
     s.inventories = vec!["web1,localhost".into()];
-    let err = match prepare(s) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("web1 has no local connection"),
-    };
+    let err = refusal(s, "web1 has no local connection");
     assert!(
         err.contains("host `web1` uses the `ssh` connection"),
         "{err}"
