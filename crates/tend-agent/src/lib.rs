@@ -5,8 +5,10 @@
 //! handles block/rescue/always itself, so a host needs no round trip per task.
 
 mod builtin;
+mod bundle_store;
 mod loops;
 mod run;
+pub mod serve;
 mod sync;
 mod vars;
 

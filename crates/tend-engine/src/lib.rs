@@ -3,6 +3,7 @@
 
 mod compile;
 mod extra_vars;
+mod remote;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use tend_proto::{Event, HostState, HostStats, RunOptions, Vars};
 
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
+pub use remote::RemoteSettings;
 
 /// Everything a run needs, resolved from the command line once.
 #[derive(Clone, Debug, Default)]
@@ -29,6 +31,8 @@ pub struct Settings {
     pub forks: usize,
     /// `-c/--connection`: the connection for hosts that do not set `ansible_connection`.
     pub connection: Option<String>,
+    /// How SSH hosts are reached.
+    pub remote: RemoteSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ pub struct Prepared {
     /// For each play, the hosts it targets (pattern ∩ limit), in inventory order.
     pub play_hosts: Vec<Vec<String>>,
     pub warnings: Vec<String>,
+    /// Hosts reached over SSH, and how.
+    ssh_targets: HashMap<String, tend_transport::SshTarget>,
     /// Every inventory host's variables, for `hostvars` (built on first use).
     hostvars: std::sync::OnceLock<Vars>,
 }
@@ -101,6 +107,8 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
     let mut errors = Vec::new();
     let supported = tend_agent::supported_modules();
     let mut play_hosts = Vec::new();
+    let mut ssh_targets: HashMap<String, tend_transport::SshTarget> = HashMap::new();
+    let mut local_hosts: HashSet<String> = HashSet::new();
     for play in &playbook.plays {
         compile::check_play(play, &supported, &mut errors);
         let pattern = if tend_lang::Templar::is_template(&play.hosts) {
@@ -113,13 +121,30 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
             Ok(sel) => {
                 warnings.extend(sel.warnings);
                 for h in &sel.hosts {
+                    if ssh_targets.contains_key(h) || local_hosts.contains(h) {
+                        continue;
+                    }
                     let vars = inventory.host_vars(h, Some(&playbook_vars));
-                    let conn = connection_of(h, &vars, settings.connection.as_deref());
-                    if conn != "local" {
-                        errors.push(
-                            Diag::new(play.loc.clone(), format!("host `{h}` uses the `{conn}` connection, which tend does not support yet"))
-                                .with_hint("only local hosts run for now: set `ansible_connection=local` for it, or pass `-c local`; SSH hosts arrive with the fleet issue"),
-                        );
+                    match connection_of(h, &vars, settings.connection.as_deref()).as_str() {
+                        "local" => {
+                            local_hosts.insert(h.clone());
+                        }
+                        "ssh" | "smart" => match remote::target_of(
+                            h,
+                            &vars,
+                            &settings.extra_vars,
+                            &settings.remote,
+                            &play.loc,
+                        ) {
+                            Ok(t) => {
+                                ssh_targets.insert(h.clone(), t);
+                            }
+                            Err(d) => errors.push(d),
+                        },
+                        conn => errors.push(
+                            Diag::new(play.loc.clone(), format!("host `{h}` uses the `{conn}` connection, which tend does not support"))
+                                .with_hint("tend reaches hosts with `ssh` (OpenSSH, the default) or `local`"),
+                        ),
                     }
                 }
                 play_hosts.push(sel.hosts);
@@ -130,6 +155,16 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
     if !errors.is_empty() {
         return Err(EngineError::Input(Diags(errors)));
     }
+    // A host in several plays keeps its master connection between them.
+    let mut plays_of: HashMap<&str, usize> = HashMap::new();
+    for hosts in &play_hosts {
+        for h in hosts {
+            *plays_of.entry(h.as_str()).or_default() += 1;
+        }
+    }
+    for (h, t) in ssh_targets.iter_mut() {
+        t.persist = plays_of.get(h.as_str()).copied().unwrap_or(0) > 1;
+    }
     Ok(Prepared {
         settings,
         playbook,
@@ -137,6 +172,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
         playbook_vars,
         play_hosts,
         warnings,
+        ssh_targets,
         hostvars: Default::default(),
     })
 }
@@ -187,6 +223,36 @@ impl Summary {
 
 /// Runs every play on its hosts. Events go to `tx`; compile errors of one host fail that host.
 pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
+    let remote = (!prep.ssh_targets.is_empty()).then(|| remote_context(prep));
+    let summary = run_plays(prep, remote.as_ref(), tx);
+    if let Some(Ok(r)) = &remote {
+        let targets: Vec<_> = r.targets.values().cloned().collect();
+        tend_transport::close_masters(&targets, &r.opts, &r.control);
+    }
+    summary
+}
+
+/// Everything SSH hosts share in a run: the agent to push, the sockets' directory, the bundle.
+fn remote_context(prep: &Prepared) -> Result<remote::Remote, String> {
+    let agent = match &prep.settings.remote.agent_binary {
+        Some(p) => tend_transport::AgentBinary::from_path(p),
+        None => tend_transport::AgentBinary::current(),
+    }
+    .map_err(|e| format!("cannot read the tend binary to push to hosts: {e}"))?;
+    let control = tend_transport::ControlDir::new()
+        .map_err(|e| format!("cannot create a directory for SSH control sockets: {e}"))?;
+    Ok(remote::Remote {
+        agent,
+        control,
+        opts: prep.settings.remote.ssh_options(),
+        targets: prep.ssh_targets.clone(),
+        bundle: None,
+    })
+}
+
+type RemoteCtx = Result<remote::Remote, String>;
+
+fn run_plays(prep: &Prepared, remote: Option<&RemoteCtx>, tx: &Sender<Event>) -> Summary {
     let mut summary = Summary::default();
     let mut failed: HashSet<String> = HashSet::new();
     let mut states: HashMap<String, HostState> = HashMap::new();
@@ -224,7 +290,7 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
                     };
                     let Some(host) = hosts.get(i) else { return };
                     let state = states.get(host).cloned().unwrap_or_default();
-                    let (stats, state) = run_host(prep, idx, host, hosts, state, rv, &tx);
+                    let (stats, state) = run_host(prep, remote, idx, host, hosts, state, rv, &tx);
                     if let Ok(mut r) = results.lock() {
                         r.push((host.clone(), stats, state));
                     }
@@ -242,8 +308,10 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     summary
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_host(
     prep: &Prepared,
+    remote: Option<&RemoteCtx>,
     play: usize,
     host: &str,
     play_hosts: &[String],
@@ -257,7 +325,17 @@ fn run_host(
     match compile(prep, play, host, play_hosts) {
         Ok(mut program) => {
             program.vars.host_state = state;
-            tend_agent::run(&program, &mut sink, Some(rv))
+            match (prep.ssh_targets.contains_key(host), remote) {
+                (false, _) => tend_agent::run(&program, &mut sink, Some(rv)),
+                (true, Some(Ok(r))) => remote::run_host(r, &program, rv, tx),
+                (true, _) => {
+                    let why = match remote {
+                        Some(Err(e)) => e.clone(),
+                        _ => "no SSH context".into(),
+                    };
+                    remote::unreachable(&program, &why, rv, tx)
+                }
+            }
         }
         Err(d) => {
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as

@@ -23,6 +23,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         options,
         forks: 4,
         connection: None,
+        remote: Default::default(),
     }
 }
 
@@ -271,20 +272,31 @@ fn command_output_is_data_never_a_template() {
 }
 
 #[test]
-fn hosts_that_need_ssh_are_refused_for_now() {
+fn unsupported_connections_and_ssh_passwords_are_refused() {
     let d = tempfile::tempdir().unwrap();
     write(
         d.path(),
         "site.yml",
         "- hosts: all\n  tasks:\n    - file: path={{ root }} state=directory\n",
     );
+    write(
+        d.path(),
+        "inv.ini",
+        "win1 ansible_connection=winrm\nweb1 ansible_password=hunter2\nweb2 ansible_port=http\nlocalhost\n",
+    );
     let mut s = settings(d.path(), RunOptions::default());
-    s.inventories = vec!["web1,localhost".into()];
-    let err = refusal(s, "web1 has no local connection");
+    s.inventories = vec![d.path().join("inv.ini").display().to_string()];
+    let err = refusal(s, "three hosts cannot be reached as written");
     assert!(
-        err.contains("host `web1` uses the `ssh` connection"),
+        err.contains("host `win1` uses the `winrm` connection"),
         "{err}"
     );
+    assert!(err.contains("host `web1` sets `ansible_password`"), "{err}");
+    assert!(
+        err.contains("ansible_port `http` is not a port number"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
     assert!(!err.contains("`localhost`"), "{err}");
     assert!(!d.path().join("out").exists());
 }

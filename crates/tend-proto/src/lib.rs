@@ -7,6 +7,7 @@
 mod event;
 mod loc;
 mod program;
+pub mod wire;
 
 pub use event::{Event, HostStats, ResultStatus, TaskResult};
 pub use loc::Loc;

@@ -19,9 +19,51 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a playbook against an inventory (like ansible-playbook).
-    Apply(ApplyArgs),
+    Apply(Box<ApplyArgs>),
     /// Show an inventory (like ansible-inventory).
     Inventory(InventoryArgs),
+    /// The agent on a host: speaks the wire protocol on stdin/stdout (started by tend itself).
+    #[command(hide = true)]
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Where bundles are cached (default: $XDG_CACHE_HOME/tend or ~/.cache/tend).
+    #[arg(long = "cache", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+/// How tend reaches SSH hosts (host variables such as `ansible_user` win over these).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnectionArgs {
+    /// Log in as this user (like `ansible_user`).
+    #[arg(short = 'u', long = "user", value_name = "REMOTE_USER")]
+    pub user: Option<String>,
+    /// SSH private key file (like `ansible_ssh_private_key_file`).
+    #[arg(long = "private-key", alias = "key-file", value_name = "FILE")]
+    pub private_key: Option<String>,
+    /// Connection timeout in seconds.
+    #[arg(short = 'T', long = "timeout", value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Extra arguments for every ssh command (like `ansible_ssh_common_args`).
+    #[arg(
+        long = "ssh-common-args",
+        value_name = "ARGS",
+        allow_hyphen_values = true
+    )]
+    pub ssh_common_args: Option<String>,
+    /// Extra arguments for ssh only (like `ansible_ssh_extra_args`).
+    #[arg(
+        long = "ssh-extra-args",
+        value_name = "ARGS",
+        allow_hyphen_values = true
+    )]
+    pub ssh_extra_args: Option<String>,
+    /// Record the host key of a host seen for the first time instead of refusing it. A key that
+    /// changed is always refused.
+    #[arg(long = "accept-new-host-keys")]
+    pub accept_new_host_keys: bool,
 }
 
 #[derive(Args, Debug)]
@@ -49,9 +91,11 @@ pub struct ApplyArgs {
     /// Show differences of changed files.
     #[arg(short = 'D', long = "diff")]
     pub diff: bool,
-    /// Connection for hosts that set no `ansible_connection` (only `local` for now).
+    /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
     #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
     pub connection: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,

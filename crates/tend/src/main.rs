@@ -20,8 +20,9 @@ const EXIT_BAD_INPUT: u8 = 5;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Apply(args) => apply(args),
+        Command::Apply(args) => apply(*args),
         Command::Inventory(args) => inventory(args),
+        Command::Agent(args) => agent(args),
     }
 }
 
@@ -116,6 +117,15 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// `tend agent`: serves one controller session on stdin/stdout.
+fn agent(args: cli::AgentArgs) -> ExitCode {
+    let cache = args
+        .cache
+        .unwrap_or_else(tend_agent::serve::default_cache_dir);
+    let code = tend_agent::serve::serve(std::io::stdin(), std::io::stdout(), &cache);
+    ExitCode::from(code as u8)
 }
 
 fn inventory(args: cli::InventoryArgs) -> ExitCode {

@@ -40,7 +40,20 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
         },
         forks: a.forks.max(1),
         connection: a.connection.clone(),
+        remote: remote_settings(&a.conn),
     })
+}
+
+pub fn remote_settings(c: &crate::cli::ConnectionArgs) -> tend_engine::RemoteSettings {
+    tend_engine::RemoteSettings {
+        accept_new_host_keys: c.accept_new_host_keys,
+        timeout: c.timeout,
+        user: c.user.clone(),
+        private_key: c.private_key.clone(),
+        ssh_common_args: c.ssh_common_args.clone(),
+        ssh_extra_args: c.ssh_extra_args.clone(),
+        agent_binary: std::env::var_os("TEND_AGENT_BINARY").map(Into::into),
+    }
 }
 
 /// `--syntax-check`, `--list-hosts`, `--list-tasks`, in ansible-playbook's layout.

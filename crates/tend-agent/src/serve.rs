@@ -1,0 +1,193 @@
+//! `tend agent`: the remote end of the wire protocol ([`tend_proto::wire`]).
+//!
+//! Reads messages on stdin, runs each play's Program with the same [`crate::run`] that local
+//! hosts use, and streams every event back on stdout as it happens. `run_once` questions go to
+//! the controller over the same pipes, so hosts meet exactly as they do in one process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tend_proto::wire::{FromAgent, ToAgent};
+use tend_proto::{Value, PROTOCOL_VERSION};
+
+use crate::{Rendezvous, RunOnce};
+
+/// Exit status when the session ends on a protocol error.
+pub const EXIT_PROTOCOL: i32 = 3;
+
+/// Serves one session. `cache_dir` is where bundles are unpacked (next to the cached binary).
+/// Returns the process exit status.
+pub fn serve(
+    input: impl Read + Send + 'static,
+    output: impl Write + Send + 'static,
+    cache_dir: &Path,
+) -> i32 {
+    let wire = Wire {
+        input: Mutex::new(Box::new(BufReader::with_capacity(64 * 1024, input))),
+        output: Mutex::new(Box::new(std::io::BufWriter::new(output))),
+    };
+    wire.send(&FromAgent::Hello {
+        version: PROTOCOL_VERSION,
+        agent: env!("CARGO_PKG_VERSION").to_string(),
+        user: current_user(),
+        uid: current_uid(),
+    });
+    let mut installed: Option<String> = None;
+    loop {
+        let msg = match wire.recv() {
+            Ok(Some(m)) => m,
+            Ok(None) => return 0,
+            Err(e) => return wire.fail(&e),
+        };
+        match msg {
+            ToAgent::Bundle { hash, len } => {
+                let mut bytes = Vec::with_capacity(len.min(1 << 30) as usize);
+                let read = match wire.input.lock() {
+                    Ok(mut r) => (&mut *r).take(len).read_to_end(&mut bytes),
+                    Err(_) => return wire.fail("input lock poisoned"),
+                };
+                if read.ok().map(|n| n as u64) != Some(len) {
+                    return wire.fail(&format!("bundle {hash}: the stream ended early"));
+                }
+                if let Err(e) = crate::bundle_store::store(cache_dir, &hash, &bytes) {
+                    return wire.fail(&format!("cannot unpack bundle {hash}: {e}"));
+                }
+            }
+            ToAgent::Run { program, bundle } => {
+                if program.version != PROTOCOL_VERSION {
+                    return wire.fail(&format!(
+                        "program version {} but this agent speaks {PROTOCOL_VERSION}",
+                        program.version
+                    ));
+                }
+                if let Some(hash) = bundle {
+                    if installed.as_deref() != Some(hash.as_str()) {
+                        if let Err(e) = crate::bundle_store::install(cache_dir, &hash) {
+                            return wire.fail(&format!("cannot use bundle {hash}: {e}"));
+                        }
+                        installed = Some(hash);
+                    }
+                }
+                let mut sink = |e: tend_proto::Event| wire.send(&FromAgent::Event(Box::new(e)));
+                let (stats, state) = crate::run(&program, &mut sink, Some(&wire));
+                wire.send(&FromAgent::PlayDone {
+                    stats,
+                    state: Box::new(state),
+                });
+            }
+            ToAgent::RunOnceAnswer { key, .. } => {
+                return wire.fail(&format!("unexpected run_once answer for {key}"));
+            }
+        }
+    }
+}
+
+type Input = Box<dyn BufRead + Send>;
+type Output = Box<dyn Write + Send>;
+
+struct Wire {
+    input: Mutex<Input>,
+    output: Mutex<Output>,
+}
+
+impl Wire {
+    /// Writes one message and flushes it: the controller shows progress as events arrive.
+    /// A write error means the controller is gone; the agent then stops at the next read.
+    fn send(&self, m: &FromAgent) {
+        let Ok(mut line) = serde_json::to_vec(m) else {
+            return;
+        };
+        line.push(b'\n');
+        if let Ok(mut out) = self.output.lock() {
+            let _ = out.write_all(&line).and_then(|_| out.flush());
+        }
+    }
+
+    fn recv(&self) -> Result<Option<ToAgent>, String> {
+        let mut line = String::new();
+        let n = match self.input.lock() {
+            Ok(mut r) => r.read_line(&mut line),
+            Err(_) => return Err("input lock poisoned".into()),
+        }
+        .map_err(|e| format!("cannot read from the controller: {e}"))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| format!("bad message from the controller: {e}"))
+    }
+
+    fn fail(&self, msg: &str) -> i32 {
+        self.send(&FromAgent::Error {
+            msg: msg.to_string(),
+        });
+        EXIT_PROTOCOL
+    }
+}
+
+impl Rendezvous for Wire {
+    fn run_once(&self, key: &str, _host: &str) -> RunOnce {
+        self.send(&FromAgent::RunOnceAsk {
+            key: key.to_string(),
+        });
+        match self.recv() {
+            Ok(Some(ToAgent::RunOnceAnswer {
+                key: k,
+                result: Some(v),
+            })) if k == key => RunOnce::Follow(v),
+            // The controller is gone or confused: run it here, like a host alone in its play.
+            _ => RunOnce::Lead,
+        }
+    }
+
+    fn publish(&self, key: &str, result: Value) {
+        self.send(&FromAgent::RunOncePublish {
+            key: key.to_string(),
+            result,
+        });
+    }
+
+    fn host_done(&self, _host: &str) {
+        self.send(&FromAgent::RendezvousDone);
+    }
+}
+
+fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().next().map(str::to_string))
+        })
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+fn current_user() -> String {
+    let uid = current_uid();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// The directory where `tend agent` keeps its cache when none is given.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("tend");
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(".cache/tend")
+}

@@ -1,0 +1,355 @@
+//! Hosts reached over SSH: how to reach each one (from its variables), and running a play's
+//! Program through a remote agent with the same events, rendezvous and counters as local hosts.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+
+use tend_lang::{Diag, Layer, Scope, Templar};
+use tend_proto::wire::{FromAgent, ToAgent};
+use tend_proto::{Event, HostState, HostStats, Program, ResultStatus, TaskResult, Value, Vars};
+use tend_transport::{AgentBinary, ControlDir, Session, SshOptions, SshTarget, TransportError};
+
+/// SSH settings from the command line. Host variables (`ansible_user` …) win over these, as in
+/// ansible-core.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteSettings {
+    pub accept_new_host_keys: bool,
+    /// `-T/--timeout`: connection timeout in seconds.
+    pub timeout: Option<u64>,
+    /// `-u/--user`.
+    pub user: Option<String>,
+    /// `--private-key`.
+    pub private_key: Option<String>,
+    pub ssh_common_args: Option<String>,
+    pub ssh_extra_args: Option<String>,
+    /// The agent binary to push; the running executable when unset.
+    pub agent_binary: Option<PathBuf>,
+}
+
+impl RemoteSettings {
+    pub fn ssh_options(&self) -> SshOptions {
+        let mut o = SshOptions {
+            accept_new_host_keys: self.accept_new_host_keys,
+            ..SshOptions::default()
+        };
+        if let Some(t) = self.timeout {
+            o.connect_timeout = t.max(1);
+        }
+        if let Some(p) = std::env::var_os("TEND_SSH") {
+            o.program = PathBuf::from(p);
+        }
+        o
+    }
+}
+
+/// Variables tend reads to reach a host; everything else about SSH comes from the user's ssh
+/// configuration.
+const PASSWORD_VARS: &[&str] = &[
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_ssh_password",
+];
+
+/// How to reach `host`, from its inventory variables (rendered: `ansible_host: "{{ ip }}"`).
+pub(crate) fn target_of(
+    host: &str,
+    vars: &Vars,
+    extra: &Vars,
+    cli: &RemoteSettings,
+    loc: &tend_proto::Loc,
+) -> Result<SshTarget, Diag> {
+    let templar = Templar::new();
+    let scope = Scope::new(
+        &templar,
+        vec![Layer::from_map(vars, true), Layer::from_map(extra, true)],
+    );
+    let get = |names: &[&str]| -> Result<Option<String>, Diag> {
+        for n in names {
+            let v = extra.get(*n).or_else(|| vars.get(*n));
+            let Some(v) = v else { continue };
+            let s = match v {
+                Value::String(s) if Templar::is_template(s) => {
+                    templar.render_str(s, &scope).map_err(|e| {
+                        Diag::new(
+                            loc.clone(),
+                            format!("host `{host}`: cannot render {n}: {e}"),
+                        )
+                    })?
+                }
+                Value::String(s) => s.clone(),
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            return Ok(Some(s));
+        }
+        Ok(None)
+    };
+    for p in PASSWORD_VARS {
+        if vars.contains_key(*p) || extra.contains_key(*p) {
+            return Err(Diag::new(
+                loc.clone(),
+                format!("host `{host}` sets `{p}`: tend does not log in with passwords"),
+            )
+            .with_hint("use an SSH key (ansible_ssh_private_key_file, or ssh-agent); passwords for sudo go in ansible_become_password"));
+        }
+    }
+    let address = get(&["ansible_host", "ansible_ssh_host"])?.unwrap_or_else(|| host.to_string());
+    let port = match get(&["ansible_port", "ansible_ssh_port"])? {
+        Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
+            Diag::new(
+                loc.clone(),
+                format!("host `{host}`: ansible_port `{p}` is not a port number"),
+            )
+        })?),
+        None => None,
+    };
+    let user = get(&["ansible_user", "ansible_ssh_user"])?.or_else(|| cli.user.clone());
+    let key_file = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"])?
+        .or_else(|| cli.private_key.clone())
+        .map(|k| expand_home(&k));
+    let split = |name: &str, raw: Option<String>| -> Result<Vec<String>, Diag> {
+        match raw {
+            None => Ok(Vec::new()),
+            Some(r) => shlex::split(&r).ok_or_else(|| {
+                Diag::new(
+                    loc.clone(),
+                    format!("host `{host}`: cannot split {name} into words: {r}"),
+                )
+                .with_hint("check the quotes")
+            }),
+        }
+    };
+    let common_args = split(
+        "ansible_ssh_common_args",
+        get(&["ansible_ssh_common_args"])?.or_else(|| cli.ssh_common_args.clone()),
+    )?;
+    let extra_args = split(
+        "ansible_ssh_extra_args",
+        get(&["ansible_ssh_extra_args"])?.or_else(|| cli.ssh_extra_args.clone()),
+    )?;
+    Ok(SshTarget {
+        name: host.to_string(),
+        address,
+        port,
+        user,
+        key_file,
+        common_args,
+        extra_args,
+        persist: false,
+    })
+}
+
+fn expand_home(p: &str) -> String {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
+        _ => p.to_string(),
+    }
+}
+
+/// What a run needs to use SSH hosts; made once per run, when the first SSH host comes up.
+pub(crate) struct Remote {
+    pub agent: AgentBinary,
+    pub control: ControlDir,
+    pub opts: SshOptions,
+    pub targets: HashMap<String, SshTarget>,
+    pub bundle: Option<ShippedBundle>,
+}
+
+/// The playbook tree as it is shipped: content hash and compressed bytes.
+pub(crate) struct ShippedBundle {
+    pub hash: String,
+    pub bytes: Vec<u8>,
+}
+
+impl ShippedBundle {
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Runs one play on one SSH host. Every failure to reach or keep the host becomes an
+/// UNREACHABLE result with the reason, and the rendezvous is always released.
+pub(crate) fn run_host(
+    remote: &Remote,
+    program: &Program,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
+    let mut seen = Seen::default();
+    match drive(remote, program, rv, tx, &mut seen) {
+        Ok(done) => done,
+        Err(e) => report_unreachable(program, e.message(), &seen, rv, tx),
+    }
+}
+
+/// A host that cannot be used at all in this run.
+pub(crate) fn unreachable(
+    program: &Program,
+    why: &str,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
+    report_unreachable(program, why, &Seen::default(), rv, tx)
+}
+
+fn report_unreachable(
+    program: &Program,
+    why: &str,
+    seen: &Seen,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
+    let host = program.host.clone();
+    rv.host_done(&host);
+    let task = seen
+        .task
+        .clone()
+        .unwrap_or_else(|| first_task_name(program));
+    if seen.task.is_none() {
+        let _ = tx.send(Event::TaskStart {
+            host: host.clone(),
+            name: task.clone(),
+            loc: program.play.loc.clone(),
+            handler: false,
+        });
+    }
+    let _ = tx.send(Event::TaskResult(TaskResult {
+        host: host.clone(),
+        task,
+        loc: program.play.loc.clone(),
+        status: ResultStatus::Unreachable,
+        ignored: false,
+        handler: false,
+        result: serde_json::json!({
+            "changed": false,
+            "msg": why,
+            "unreachable": true,
+        }),
+        diffs: Vec::new(),
+    }));
+    let mut stats = seen.stats;
+    stats.unreachable += 1;
+    let _ = tx.send(Event::HostDone { host, stats });
+    (stats, program.vars.host_state.clone())
+}
+
+fn first_task_name(p: &Program) -> String {
+    if p.play.gather_facts {
+        "Gathering Facts".into()
+    } else {
+        p.tasks
+            .first()
+            .map(|t| t.display_name())
+            .unwrap_or_else(|| "connect".into())
+    }
+}
+
+/// What the controller saw of a session, to report a connection lost mid-play.
+#[derive(Default)]
+struct Seen {
+    task: Option<String>,
+    stats: HostStats,
+}
+
+impl Seen {
+    /// Counts the way the recap does, for the results that arrived before a connection dropped.
+    fn note(&mut self, e: &Event) {
+        match e {
+            Event::TaskStart { name, .. } => self.task = Some(name.clone()),
+            Event::TaskResult(r) => match r.status {
+                ResultStatus::Ok => self.stats.ok += 1,
+                ResultStatus::Changed => {
+                    self.stats.ok += 1;
+                    self.stats.changed += 1;
+                }
+                ResultStatus::Skipped => self.stats.skipped += 1,
+                ResultStatus::Failed if r.ignored => {
+                    self.stats.ok += 1;
+                    self.stats.ignored += 1;
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+fn drive(
+    remote: &Remote,
+    program: &Program,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+    seen: &mut Seen,
+) -> Result<(HostStats, HostState), TransportError> {
+    let host = &program.host;
+    let target = remote
+        .targets
+        .get(host)
+        .ok_or_else(|| TransportError::Unreachable(format!("no SSH settings for host {host}")))?;
+    let bundle_hash = remote.bundle.as_ref().map(|b| b.hash());
+    let mut session = Session::open(
+        target,
+        &remote.opts,
+        &remote.control,
+        &remote.agent,
+        bundle_hash,
+    )?;
+    for w in session.warnings.drain(..) {
+        let _ = tx.send(Event::Warning {
+            host: Some(host.clone()),
+            msg: w,
+        });
+    }
+    if let Some(b) = &remote.bundle {
+        if !session.has_bundle {
+            session.send_bundle(b.hash(), b.bytes())?;
+        }
+    }
+    session.send(&ToAgent::Run {
+        program: Box::new(program.clone()),
+        bundle: bundle_hash.map(str::to_string),
+    })?;
+    let mut released = false;
+    loop {
+        match session.recv() {
+            Ok(FromAgent::Event(e)) => {
+                seen.note(&e);
+                let _ = tx.send(*e);
+            }
+            Ok(FromAgent::RunOnceAsk { key }) => {
+                let answer = match rv.run_once(&key, host) {
+                    tend_agent::RunOnce::Lead => None,
+                    tend_agent::RunOnce::Follow(v) => Some(v),
+                };
+                session.send(&ToAgent::RunOnceAnswer {
+                    key,
+                    result: answer,
+                })?;
+            }
+            Ok(FromAgent::RunOncePublish { key, result }) => rv.publish(&key, result),
+            Ok(FromAgent::RendezvousDone) => {
+                released = true;
+                rv.host_done(host);
+            }
+            Ok(FromAgent::PlayDone { stats, state }) => {
+                if !released {
+                    rv.host_done(host);
+                }
+                session.finish();
+                return Ok((stats, *state));
+            }
+            Ok(FromAgent::Hello { .. }) => {}
+            Ok(FromAgent::Error { msg }) => {
+                return Err(TransportError::Unreachable(format!(
+                    "the agent stopped: {msg}"
+                )))
+            }
+            // Releasing the rendezvous twice (here and on the error path) is harmless.
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The controller ↔ agent wire protocol: what crosses the SSH channel of a remote host.
+//!
+//! Both directions are JSON lines (one message per line), with one exception: a
+//! [`ToAgent::Bundle`] header is followed by exactly `len` raw bytes (the compressed bundle).
+//!
+//! A session, as the controller drives it:
+//!
+//! ```text
+//! controller                                   agent (`tend agent --cache DIR`)
+//!   [bundle {hash, len} + len bytes]   ──►      unpacks it into DIR/bundle-HASH (atomic)
+//!   run {program}                      ──►      runs the play
+//!                                      ◄──      event … (every Event of the run)
+//!                                      ◄──      run_once_ask {key}       (a run_once task)
+//!   run_once_answer {key, result}      ──►      null result: this host leads
+//!                                      ◄──      run_once_publish {key, result}
+//!                                      ◄──      rendezvous_done          (leads nothing more)
+//!                                      ◄──      play_done {stats, state}
+//!   [run {program} …]  or  EOF         ──►      EOF: the agent exits 0
+//! ```
+//!
+//! Any message the agent cannot act on ends the session with an `error` message and exit status 3.
+//! [`crate::PROTOCOL_VERSION`] is in every `run` (inside the program) and in the agent's `hello`;
+//! the agent refuses a program of another version.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, HostState, HostStats, Program, Value};
+
+/// Controller → agent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// The playbook tree follows as `len` raw bytes; the agent caches it by `hash`.
+    Bundle { hash: String, len: u64 },
+    /// Run one play. `bundle` names the bundle (already cached or just sent) whose files the
+    /// agent reads as the controller's.
+    Run {
+        program: Box<Program>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+    },
+    /// The answer to [`FromAgent::RunOnceAsk`]: another host's result, or `None`: lead it.
+    RunOnceAnswer { key: String, result: Option<Value> },
+}
+
+/// Agent → controller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum FromAgent {
+    /// First line of every session.
+    Hello {
+        version: u32,
+        /// The agent's build (`CARGO_PKG_VERSION`).
+        agent: String,
+        /// Login user and uid the agent runs as.
+        user: String,
+        uid: u32,
+    },
+    Event(Box<Event>),
+    RunOnceAsk {
+        key: String,
+    },
+    RunOncePublish {
+        key: String,
+        result: Value,
+    },
+    /// The host will lead no more `run_once` tasks in this play.
+    RendezvousDone,
+    PlayDone {
+        stats: HostStats,
+        state: Box<HostState>,
+    },
+    /// The agent cannot go on (bad message, bundle failure …); the session ends.
+    Error {
+        msg: String,
+    },
+}
+
+/// The first line the bootstrap script prints, before the agent starts:
+/// `tend-boot <os> <arch> agent=<0|1> bundle=<0|1>`.
+pub const BOOT_MARKER: &str = "tend-boot";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_json_lines() {
+        let m = ToAgent::RunOnceAnswer {
+            key: "k".into(),
+            result: None,
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(s, r#"{"t":"run_once_answer","key":"k","result":null}"#);
+        let back: FromAgent =
+            serde_json::from_str(r#"{"t":"play_done","stats":{"ok":1,"changed":0,"unreachable":0,"failed":0,"skipped":0,"rescued":0,"ignored":0},"state":{}}"#)
+                .unwrap();
+        assert!(matches!(back, FromAgent::PlayDone { stats, .. } if stats.ok == 1));
+    }
+}
