@@ -98,6 +98,58 @@ impl Prepared {
 pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
     let inventory = Inventory::load(&settings.inventories)?;
     let playbook = playbook::load(&settings.playbook)?;
+    prepare_with(settings, inventory, playbook)
+}
+
+/// One module on the hosts that match `pattern`, like `ansible PATTERN -m MODULE -a ARGS`:
+/// a one-task play without fact gathering, checked and run like any playbook.
+pub fn prepare_adhoc(
+    mut settings: Settings,
+    pattern: &str,
+    module: &str,
+    args: Vars,
+) -> Result<Prepared, EngineError> {
+    let inventory = Inventory::load(&settings.inventories)?;
+    let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let loc = tend_proto::Loc::new("<command line>", 0, 0);
+    let mut task = tend_proto::Task::new(
+        tend_proto::TaskKind::Module(tend_proto::Module {
+            name: module.to_string(),
+            args,
+            args_template: None,
+            loc: loc.clone(),
+        }),
+        loc.clone(),
+    );
+    task.name = Some(module.to_string());
+    let play = playbook::Play {
+        name: "Ansible Ad-Hoc".into(),
+        loc,
+        hosts: pattern.to_string(),
+        gather_facts: false,
+        vars: Vars::new(),
+        vars_files: Vec::new(),
+        dir: dir.clone(),
+        roles: Vec::new(),
+        tasks: vec![task],
+        handlers: Vec::new(),
+        force_handlers: false,
+        tags: Vec::new(),
+    };
+    settings.playbook = dir.join("<adhoc>");
+    let playbook = Playbook {
+        path: settings.playbook.clone(),
+        dir,
+        plays: vec![play],
+    };
+    prepare_with(settings, inventory, playbook)
+}
+
+fn prepare_with(
+    settings: Settings,
+    inventory: Inventory,
+    playbook: Playbook,
+) -> Result<Prepared, EngineError> {
     let playbook_vars = tend_lang::inventory::load_vars_dirs(&playbook.dir)?;
     let mut warnings: Vec<String> = inventory.warnings().to_vec();
     let limit = match &settings.limit {
