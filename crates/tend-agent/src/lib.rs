@@ -5,6 +5,7 @@
 //! handles block/rescue/always itself, so a host needs no round trip per task.
 
 mod builtin;
+pub mod bundle;
 mod loops;
 mod run;
 mod sync;

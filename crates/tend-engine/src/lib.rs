@@ -1,6 +1,7 @@
 //! The controller side of a run: load and check every input before anything runs, compile one
 //! [`Program`] per host and play, run the hosts (bounded by `forks`), and pass every event on.
 
+mod bundle;
 mod compile;
 mod extra_vars;
 
@@ -15,6 +16,7 @@ use tend_lang::playbook::{self, Playbook};
 use tend_lang::{Diag, Diags};
 use tend_proto::{Event, HostState, HostStats, RunOptions, Vars};
 
+pub use bundle::bundle_roots;
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
 

@@ -18,8 +18,26 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-/// Controller root → local directory, longest root first.
-type Map = Vec<(PathBuf, PathBuf)>;
+/// The installed view: controller root → local directory.
+struct Map {
+    /// Most specific root first, for matching.
+    by_depth: Vec<(PathBuf, PathBuf)>,
+    /// The roots in the order given (the playbook directory first), for messages.
+    roots: Vec<PathBuf>,
+}
+
+impl Map {
+    fn new(map: Vec<(PathBuf, PathBuf)>) -> Self {
+        let map: Vec<(PathBuf, PathBuf)> = map
+            .into_iter()
+            .map(|(root, dir)| (normalize(&root).unwrap_or(root), dir))
+            .collect();
+        let roots = map.iter().map(|(r, _)| r.clone()).collect();
+        let mut by_depth = map;
+        by_depth.sort_by_key(|(root, _)| std::cmp::Reverse(root.components().count()));
+        Map { by_depth, roots }
+    }
+}
 
 static VIEW: RwLock<Option<Arc<Map>>> = RwLock::new(None);
 
@@ -28,14 +46,10 @@ static VIEW: RwLock<Option<Arc<Map>>> = RwLock::new(None);
 const NOWHERE: &str = "/nonexistent/tend-not-shipped";
 
 /// Makes controller paths under each root read from its local copy, for the rest of the
-/// process (a later call replaces the map). Roots are made absolute and normal.
+/// process (a later call replaces the map). The first root is the playbook directory (messages
+/// tell users to move files there); when roots nest, the most specific one wins.
 pub fn install(map: Vec<(PathBuf, PathBuf)>) {
-    let mut map: Map = map
-        .into_iter()
-        .map(|(root, dir)| (normalize(&root).unwrap_or(root), dir))
-        .collect();
-    // The most specific root wins when roots nest.
-    map.sort_by_key(|(root, _)| std::cmp::Reverse(root.components().count()));
+    let map = Map::new(map);
     let mut view = VIEW.write().unwrap_or_else(|e| e.into_inner());
     *view = Some(Arc::new(map));
 }
@@ -53,9 +67,7 @@ pub fn is_remote() -> bool {
 
 /// The controller roots that were shipped (empty when nothing is installed).
 pub fn roots() -> Vec<PathBuf> {
-    view()
-        .map(|m| m.iter().map(|(r, _)| r.clone()).collect())
-        .unwrap_or_default()
+    view().map(|m| m.roots.clone()).unwrap_or_default()
 }
 
 fn view() -> Option<Arc<Map>> {
@@ -72,9 +84,8 @@ pub struct NotShipped {
 
 impl fmt::Display for NotShipped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut roots = self.roots.clone();
-        roots.sort_by_key(|r| r.components().count());
-        let first = roots
+        let first = self
+            .roots
             .first()
             .map(|r| r.display().to_string())
             .unwrap_or_else(|| "the playbook directory".into());
@@ -114,10 +125,10 @@ pub fn resolve(p: &Path) -> Result<PathBuf, NotShipped> {
 fn resolve_in(map: &Map, p: &Path) -> Result<PathBuf, NotShipped> {
     let not_shipped = || NotShipped {
         path: p.to_path_buf(),
-        roots: map.iter().map(|(r, _)| r.clone()).collect(),
+        roots: map.roots.clone(),
     };
     let norm = normalize(p).ok_or_else(not_shipped)?;
-    for (root, dir) in map.iter() {
+    for (root, dir) in &map.by_depth {
         if let Ok(rel) = norm.strip_prefix(root) {
             return Ok(if rel.as_os_str().is_empty() {
                 dir.clone()
@@ -261,16 +272,14 @@ mod tests {
     use super::*;
 
     fn map() -> Map {
-        let mut m = vec![
-            (PathBuf::from("/srv/play"), PathBuf::from("/cache/b/r0")),
+        Map::new(vec![
+            (PathBuf::from("/srv/play/"), PathBuf::from("/cache/b/r0")),
             (
                 PathBuf::from("/srv/play/roles/x"),
                 PathBuf::from("/cache/b/r1"),
             ),
-            (PathBuf::from("/opt/roles"), PathBuf::from("/cache/b/r2")),
-        ];
-        m.sort_by_key(|(root, _)| std::cmp::Reverse(root.components().count()));
-        m
+            (PathBuf::from("/opt"), PathBuf::from("/cache/b/r2")),
+        ])
     }
 
     #[test]
@@ -291,7 +300,7 @@ mod tests {
             Ok(PathBuf::from("/cache/b/r0/templates/a.j2"))
         );
         assert_eq!(
-            r("/opt/roles/y/files/f"),
+            r("/opt/y/files/f"),
             Ok(PathBuf::from("/cache/b/r2/y/files/f"))
         );
     }
