@@ -609,6 +609,8 @@ mod tests {
     #[test]
     fn unpacks_files_modes_and_empty_dirs_and_maps_roots() {
         let t = tree();
+        let deep = format!("{}/{}.txt", "d".repeat(90), "f".repeat(120));
+        write(t.path(), &deep, "long names survive\n");
         let other = tempfile::tempdir().unwrap();
         write(other.path(), "shared/tasks/main.yml", "- ping:\n");
         let roots = vec![t.path().to_path_buf(), other.path().to_path_buf()];
