@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tend_lang::ctlfs;
 use tend_lang::{Scope, Templar};
 use tend_proto::{Value, Vars};
 use tend_resources::{Args, ModuleOutput};
@@ -202,12 +203,9 @@ fn include_vars(a: &Args, search: &[PathBuf]) -> Result<Outcome, String> {
     let dir = a.str("dir").map_err(|e| e.0)?;
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = file {
-        files.push(
-            find_vars_path(&f, search).ok_or_else(|| format!("Could not find or access '{f}'"))?,
-        );
+        files.push(find_vars_path(&f, search).ok_or_else(|| not_found(&f))?);
     } else if let Some(d) = dir {
-        let root =
-            find_vars_path(&d, search).ok_or_else(|| format!("Could not find or access '{d}'"))?;
+        let root = find_vars_path(&d, search).ok_or_else(|| not_found(&d))?;
         let exts = a
             .list("extensions")
             .map_err(|e| e.0)?
@@ -255,15 +253,25 @@ fn include_vars(a: &Args, search: &[PathBuf]) -> Result<Outcome, String> {
     Ok(Outcome::IncludeVars(vars, out))
 }
 
+/// A vars file or directory on the controller: absolute, or in `vars/` of the search dirs.
 fn find_vars_path(name: &str, search: &[PathBuf]) -> Option<PathBuf> {
     let p = Path::new(name);
     if p.is_absolute() {
-        return p.exists().then(|| p.to_path_buf());
+        return ctlfs::exists(p).then(|| p.to_path_buf());
     }
     search
         .iter()
         .flat_map(|d| [d.join("vars").join(name), d.join(name)])
-        .find(|c| c.exists())
+        .find(|c| ctlfs::exists(c))
+}
+
+fn not_found(name: &str) -> String {
+    match ctlfs::not_shipped(Path::new(name)) {
+        Some(why) if Path::new(name).is_absolute() => {
+            format!("Could not find or access '{name}': {why}")
+        }
+        _ => format!("Could not find or access '{name}'"),
+    }
 }
 
 fn collect_dir(
@@ -275,17 +283,15 @@ fn collect_dir(
     ignore: &[String],
     out: &mut Vec<PathBuf>,
 ) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let Ok(entries) = ctlfs::read_dir(dir) else {
         return;
     };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
     for p in entries {
         let fname = p
             .file_name()
             .map(|f| f.to_string_lossy().to_string())
             .unwrap_or_default();
-        if p.is_dir() {
+        if ctlfs::is_dir(&p) {
             if max_depth == 0 || depth < max_depth {
                 collect_dir(&p, exts, max_depth, depth + 1, matching, ignore, out);
             }

@@ -5,7 +5,7 @@
 //! handles block/rescue/always itself, so a host needs no round trip per task.
 
 mod builtin;
-mod bundle_store;
+pub mod bundle;
 mod loops;
 mod run;
 pub mod serve;

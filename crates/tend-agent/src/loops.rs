@@ -60,10 +60,16 @@ pub(crate) fn expand(
                         .collect()
                 };
                 for c in candidates {
-                    let mut found: Vec<String> = glob::glob(&c)
-                        .map_err(|e| format!("bad glob pattern {p}: {e}"))?
-                        .filter_map(Result::ok)
-                        .filter(|p| p.is_file())
+                    // Controller paths: on a remote host, globbed in the shipped bundle.
+                    let mut found: Vec<String> = tend_lang::ctlfs::glob(&c)
+                        .map_err(|e| match e {
+                            tend_lang::ctlfs::GlobError::Pattern { msg, .. } => {
+                                format!("bad glob pattern {p}: {msg}")
+                            }
+                            other => other.to_string(),
+                        })?
+                        .into_iter()
+                        .filter(|p| tend_lang::ctlfs::is_file(p))
                         .map(|p| p.to_string_lossy().to_string())
                         .collect();
                     if !found.is_empty() {

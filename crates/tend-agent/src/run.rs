@@ -47,6 +47,8 @@ struct Inherited {
     environment: Vec<Value>,
     /// Inside a block that has a `rescue:` section.
     rescuable: bool,
+    /// Inside a block with `delegate_to`.
+    delegated: bool,
 }
 
 pub struct HostRun<'a> {
@@ -109,7 +111,14 @@ impl<'a> HostRun<'a> {
             run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
-            loader: Loader::new(Path::new(&program.play.playbook_dir)),
+            loader: if program.play.roles_paths.is_empty() {
+                Loader::new(Path::new(&program.play.playbook_dir))
+            } else {
+                Loader::with_roles_paths(
+                    Path::new(&program.play.playbook_dir),
+                    program.play.roles_paths.iter().map(PathBuf::from).collect(),
+                )
+            },
             role_layers: vec![None; program.roles.len()],
             roles,
             base,
@@ -137,11 +146,17 @@ impl<'a> HostRun<'a> {
         if let Some(f) = self.program.vars.host_state.facts.clone() {
             self.set_facts(f);
         }
-        if self.program.play.gather_facts {
-            self.gather_facts();
-        }
-        let tasks = &self.program.tasks;
-        let flow = self.run_list(tasks, &Inherited::default());
+        let flow = if self.program.play.connection.as_deref() == Some("local")
+            && tend_lang::ctlfs::is_remote()
+        {
+            self.refuse_play(&runs_on_controller("this play has `connection: local`"))
+        } else {
+            if self.program.play.gather_facts {
+                self.gather_facts();
+            }
+            let tasks = &self.program.tasks;
+            self.run_list(tasks, &Inherited::default())
+        };
         if flow == Flow::Failed && self.program.play.force_handlers {
             self.flush_handlers(&Inherited::default());
         }
@@ -157,6 +172,30 @@ impl<'a> HostRun<'a> {
             include_vars: self.include_vars.to_json(),
         };
         (stats, state)
+    }
+
+    /// Fails the whole play on this host before any task runs.
+    fn refuse_play(&mut self, msg: &str) -> Flow {
+        let host = self.host().to_string();
+        let loc = self.program.play.loc.clone();
+        self.emit(Event::TaskStart {
+            host: host.clone(),
+            name: "Loading play".into(),
+            loc: loc.clone(),
+            handler: false,
+        });
+        self.stats.failed += 1;
+        self.emit(Event::TaskResult(TaskResult {
+            host,
+            task: "Loading play".into(),
+            result: failed_result(&loc, msg),
+            loc,
+            status: ResultStatus::Failed,
+            ignored: false,
+            handler: false,
+            diffs: Vec::new(),
+        }));
+        Flow::Failed
     }
 
     fn gather_facts(&mut self) {
@@ -225,6 +264,7 @@ impl<'a> HostRun<'a> {
         if let Some(e) = &t.environment {
             i.environment.push(e.clone());
         }
+        i.delegated |= t.delegate_to.is_some();
         i
     }
 
@@ -248,6 +288,17 @@ impl<'a> HostRun<'a> {
                 self.run_module_task(t, inh, false)
             }
         }
+    }
+
+    /// A task delegated to localhost would run on this host if it is remote: refused.
+    fn refuse_delegated(&mut self, t: &Task, inh: &Inherited, handler: bool) -> Option<Flow> {
+        if !(t.delegate_to.is_some() || inh.delegated) || !tend_lang::ctlfs::is_remote() {
+            return None;
+        }
+        let msg = runs_on_controller(
+            "this task is delegated to localhost (`delegate_to: localhost` or `local_action`)",
+        );
+        Some(self.fail_task(t, inh, &msg, handler))
     }
 
     /// Tag selection and `--start-at-task`.
@@ -577,6 +628,9 @@ impl<'a> HostRun<'a> {
         let TaskKind::Module(m) = &t.kind else {
             return Flow::Continue;
         };
+        if let Some(refused) = self.refuse_delegated(t, inh, handler) {
+            return refused;
+        }
         let scope = self.scope(t, inh, None);
         let host = self.host().to_string();
         let name = self.render_name(t, &scope);
@@ -1132,6 +1186,9 @@ impl<'a> HostRun<'a> {
         if !self.selected(t, &i.tags) {
             return Flow::Continue;
         }
+        if let Some(refused) = self.refuse_delegated(t, inh, false) {
+            return refused;
+        }
         let scope = self.scope(t, inh, None);
         let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
         let host = self.host().to_string();
@@ -1373,6 +1430,11 @@ fn apply_keywords(apply: &Vars, child: &mut Inherited) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Why a task that Ansible runs on the controller is refused on a remote host.
+fn runs_on_controller(what: &str) -> String {
+    format!("{what}: Ansible runs it on the controller, but this host is reached over SSH and tend would run it on the host itself, so it refuses it (delegation arrives with a later issue); run such steps in a play for `localhost`")
 }
 
 fn shorten(s: &str) -> String {

@@ -13,6 +13,9 @@ use tend_proto::{Value, PROTOCOL_VERSION};
 
 use crate::{Rendezvous, RunOnce};
 
+/// Where bundles live under the agent's cache directory (the boot script checks it too).
+pub const BUNDLES_DIR: &str = "bundles";
+
 /// Exit status when the session ends on a protocol error.
 pub const EXIT_PROTOCOL: i32 = 3;
 
@@ -34,6 +37,7 @@ pub fn serve(
         uid: current_uid(),
     });
     let mut installed: Option<String> = None;
+    let bundles = crate::bundle::BundleCache::new(cache_dir.join(BUNDLES_DIR));
     loop {
         let msg = match wire.recv() {
             Ok(Some(m)) => m,
@@ -50,7 +54,7 @@ pub fn serve(
                 if read.ok().map(|n| n as u64) != Some(len) {
                     return wire.fail(&format!("bundle {hash}: the stream ended early"));
                 }
-                if let Err(e) = crate::bundle_store::store(cache_dir, &hash, &bytes) {
+                if let Err(e) = bundles.put(&hash, &bytes) {
                     return wire.fail(&format!("cannot unpack bundle {hash}: {e}"));
                 }
             }
@@ -63,8 +67,12 @@ pub fn serve(
                 }
                 if let Some(hash) = bundle {
                     if installed.as_deref() != Some(hash.as_str()) {
-                        if let Err(e) = crate::bundle_store::install(cache_dir, &hash) {
-                            return wire.fail(&format!("cannot use bundle {hash}: {e}"));
+                        match bundles.get(&hash) {
+                            Ok(Some(b)) => b.install(),
+                            Ok(None) => {
+                                return wire.fail(&format!("bundle {hash} was not sent"));
+                            }
+                            Err(e) => return wire.fail(&format!("cannot use bundle {hash}: {e}")),
                         }
                         installed = Some(hash);
                     }

@@ -243,8 +243,14 @@ pub fn compile(
             name: play.name.clone(),
             loc: play.loc.clone(),
             gather_facts: play.gather_facts,
+            roles_paths: tend_lang::playbook::Loader::new(&prep.playbook.dir)
+                .roles_paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
             playbook_dir: dir,
             force_handlers: play.force_handlers,
+            connection: play.connection.clone(),
             ..Default::default()
         },
         vars: ProgramVars {

@@ -1,6 +1,7 @@
 //! The controller side of a run: load and check every input before anything runs, compile one
 //! [`Program`] per host and play, run the hosts (bounded by `forks`), and pass every event on.
 
+mod bundle;
 mod compile;
 mod extra_vars;
 mod remote;
@@ -16,6 +17,7 @@ use tend_lang::playbook::{self, Playbook};
 use tend_lang::{Diag, Diags};
 use tend_proto::{Event, HostState, HostStats, RunOptions, Vars};
 
+pub use bundle::bundle_roots;
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
 pub use remote::RemoteSettings;
@@ -135,6 +137,7 @@ pub fn prepare_adhoc(
         handlers: Vec::new(),
         force_handlers: false,
         tags: Vec::new(),
+        connection: None,
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
@@ -275,7 +278,7 @@ impl Summary {
 
 /// Runs every play on its hosts. Events go to `tx`; compile errors of one host fail that host.
 pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
-    let remote = (!prep.ssh_targets.is_empty()).then(|| remote_context(prep));
+    let remote = (!prep.ssh_targets.is_empty()).then(|| remote_context(prep, tx));
     let summary = run_plays(prep, remote.as_ref(), tx);
     if let Some(Ok(r)) = &remote {
         let targets: Vec<_> = r.targets.values().cloned().collect();
@@ -285,7 +288,7 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
 }
 
 /// Everything SSH hosts share in a run: the agent to push, the sockets' directory, the bundle.
-fn remote_context(prep: &Prepared) -> Result<remote::Remote, String> {
+fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote, String> {
     let agent = match &prep.settings.remote.agent_binary {
         Some(p) => tend_transport::AgentBinary::from_path(p),
         None => tend_transport::AgentBinary::current(),
@@ -293,12 +296,21 @@ fn remote_context(prep: &Prepared) -> Result<remote::Remote, String> {
     .map_err(|e| format!("cannot read the tend binary to push to hosts: {e}"))?;
     let control = tend_transport::ControlDir::new()
         .map_err(|e| format!("cannot create a directory for SSH control sockets: {e}"))?;
+    // What the agents read as the controller's files: the playbook tree and its roles.
+    let bundle = tend_agent::bundle::Bundle::build(&bundle_roots(prep))
+        .map_err(|e| format!("cannot pack the playbook directory for the hosts: {e}"))?;
+    for w in bundle.warnings() {
+        let _ = tx.send(Event::Warning {
+            host: None,
+            msg: w.clone(),
+        });
+    }
     Ok(remote::Remote {
         agent,
         control,
         opts: prep.settings.remote.ssh_options(),
         targets: prep.ssh_targets.clone(),
-        bundle: None,
+        bundle: Some(bundle),
     })
 }
 
@@ -377,7 +389,9 @@ fn run_host(
     match compile(prep, play, host, play_hosts) {
         Ok(mut program) => {
             program.vars.host_state = state;
-            match (prep.ssh_targets.contains_key(host), remote) {
+            // `connection: local` on a play runs its tasks here, for every host (as Ansible).
+            let local_play = program.play.connection.as_deref() == Some("local");
+            match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
                 (false, _) => tend_agent::run(&program, &mut sink, Some(rv)),
                 (true, Some(Ok(r))) => remote::run_host(r, &program, rv, tx),
                 (true, _) => {

@@ -153,22 +153,7 @@ pub(crate) struct Remote {
     pub control: ControlDir,
     pub opts: SshOptions,
     pub targets: HashMap<String, SshTarget>,
-    pub bundle: Option<ShippedBundle>,
-}
-
-/// The playbook tree as it is shipped: content hash and compressed bytes.
-pub(crate) struct ShippedBundle {
-    pub hash: String,
-    pub bytes: Vec<u8>,
-}
-
-impl ShippedBundle {
-    fn hash(&self) -> &str {
-        &self.hash
-    }
-    fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
+    pub bundle: Option<tend_agent::bundle::Bundle>,
 }
 
 /// Runs one play on one SSH host. Every failure to reach or keep the host becomes an

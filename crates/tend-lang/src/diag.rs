@@ -31,7 +31,7 @@ impl Diag {
     pub fn render(&self) -> String {
         let mut out = format!("{}: {}", self.loc, self.msg);
         if self.loc.line > 0 {
-            if let Ok(text) = std::fs::read_to_string(&*self.loc.file) {
+            if let Ok(text) = crate::ctlfs::read_to_string(std::path::Path::new(&*self.loc.file)) {
                 if let Some(line) = text.lines().nth(self.loc.line as usize - 1) {
                     let num = self.loc.line.to_string();
                     let pad = " ".repeat(num.len());

@@ -1,5 +1,6 @@
 //! The Ansible dialect tend reads.
 
+pub mod ctlfs;
 pub mod diag;
 pub mod inventory;
 pub mod playbook;

@@ -67,6 +67,13 @@ pub struct PlayInfo {
     pub diff: Option<bool>,
     pub no_log: Option<bool>,
     pub environment: Option<Value>,
+    /// Where `include_role` looks for roles, as the controller computed it (empty: the agent
+    /// computes it from `playbook_dir`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles_paths: Vec<String>,
+    /// The play's `connection:` keyword (`local`: Ansible runs every task on the controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

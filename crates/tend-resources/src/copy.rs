@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use tend_lang::ctlfs;
 use tend_proto::{Value, Vars};
 
 use crate::content::{self, Entry};
@@ -51,6 +52,11 @@ pub fn not_found(src: &str, subdir: &str, ctx: &ModuleCtx) -> ModuleError {
     if subdir == "files" {
         msg.push_str("\nIf you are using a module and expect the file to exist on the remote, see the remote_src option");
     }
+    if Path::new(src).is_absolute() {
+        if let Some(why) = tend_lang::ctlfs::not_shipped(Path::new(src)) {
+            msg.push_str(&format!("\n{why}"));
+        }
+    }
     ModuleError::new(msg)
 }
 
@@ -68,22 +74,37 @@ pub fn file_dest(dest: &str, basename: &str) -> PathBuf {
     }
 }
 
-fn walk(src: &Path, dest: &Path, follow: bool, out: &mut Vec<Entry>) -> Result<(), ModuleError> {
-    let rd = fs::read_dir(src).map_err(|e| ModuleError::io("cannot list", src, e))?;
+/// Reads a source tree: `src` is a controller path (read through [`ctlfs`] unless
+/// `remote_src`), and errors name it.
+fn walk(
+    src: &Path,
+    dest: &Path,
+    follow: bool,
+    remote: bool,
+    out: &mut Vec<Entry>,
+) -> Result<(), ModuleError> {
+    let at = |p: &Path| {
+        if remote {
+            p.to_path_buf()
+        } else {
+            ctlfs::local(p)
+        }
+    };
+    let rd = fs::read_dir(at(src)).map_err(|e| ModuleError::io("cannot list", src, e))?;
     let mut names: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
     names.sort();
     for name in names {
         let s = src.join(&name);
         let d = dest.join(&name);
-        let info = fsutil::info(&s, follow)?;
+        let info = fsutil::info(&at(&s), follow).map_err(|e| e.naming(&at(&s), &s))?;
         match info.kind {
             Kind::Directory => {
                 out.push(Entry::Dir { path: d.clone() });
-                walk(&s, &d, follow, out)?;
+                walk(&s, &d, follow, remote, out)?;
             }
             Kind::File => {
-                let data =
-                    fsutil::read_file(&s).map_err(|e| ModuleError::io("cannot read", &s, e))?;
+                let data = fsutil::read_file(&at(&s))
+                    .map_err(|e| ModuleError::io("cannot read", &s, e))?;
                 out.push(Entry::File {
                     path: d,
                     data,
@@ -167,7 +188,13 @@ impl Resource for Copy {
                 .ok_or_else(|| not_found(&src, "files", ctx))?
         };
         d.src_label = Some(path.display().to_string());
-        if path.is_dir() {
+        // `path` is a controller path unless `remote_src`; `at` is where this host reads it.
+        let at = if remote {
+            path.clone()
+        } else {
+            ctlfs::local(&path)
+        };
+        if at.is_dir() {
             let base = if src.ends_with('/') {
                 PathBuf::from(&dest)
             } else {
@@ -175,10 +202,10 @@ impl Resource for Copy {
             };
             d.make_parents = true;
             d.entries.push(Entry::Dir { path: base.clone() });
-            walk(&path, &base, follow, &mut d.entries)?;
+            walk(&path, &base, follow, remote, &mut d.entries)?;
             return Ok(d);
         }
-        let data = fsutil::read_file(&path)
+        let data = fsutil::read_file(&at)
             .map_err(|_| ModuleError::new(format!("Source {src} not readable")))?;
         if let Some(want) = args.str("checksum")? {
             if fsutil::sha1_hex(&data) != want {
@@ -187,7 +214,9 @@ impl Resource for Copy {
                 ));
             }
         }
-        let src_mode = fsutil::info(&path, true)?.mode;
+        let src_mode = fsutil::info(&at, true)
+            .map_err(|e| e.naming(&at, &path))?
+            .mode;
         let basename = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

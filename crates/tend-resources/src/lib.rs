@@ -59,15 +59,18 @@ pub struct ModuleCtx<'a> {
 
 impl ModuleCtx<'_> {
     /// Finds a file given as `src` in `subdir` (`files`, `templates`) of the search dirs, then
-    /// in the search dirs themselves, the way Ansible searches.
+    /// in the search dirs themselves, the way Ansible searches. The answer is a controller
+    /// path (what messages show); read it through [`tend_lang::ctlfs`], which knows where a
+    /// remote host keeps the controller's files.
     pub fn find_file(&self, subdir: &str, name: &str) -> Option<PathBuf> {
+        use tend_lang::ctlfs;
         let p = std::path::Path::new(name);
         if p.is_absolute() {
-            return p.exists().then(|| p.to_path_buf());
+            return ctlfs::exists(p).then(|| p.to_path_buf());
         }
         for dir in self.search_dirs {
             for candidate in [dir.join(subdir).join(name), dir.join(name)] {
-                if candidate.exists() {
+                if ctlfs::exists(&candidate) {
                     return Some(candidate);
                 }
             }
@@ -130,6 +133,17 @@ impl ModuleError {
 
     pub fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Self {
         ModuleError::new(format!("{what} {}: {e}", path.display()))
+    }
+
+    /// The same error naming `shown` where it named `read` (a controller file's local copy
+    /// is named as the user wrote it).
+    pub fn naming(mut self, read: &std::path::Path, shown: &std::path::Path) -> Self {
+        if read != shown {
+            self.msg = self
+                .msg
+                .replace(&*read.to_string_lossy(), &shown.to_string_lossy());
+        }
+        self
     }
 }
 

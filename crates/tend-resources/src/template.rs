@@ -112,7 +112,9 @@ impl Resource for Template {
         let path = ctx
             .find_file("templates", &src)
             .ok_or_else(|| crate::copy::not_found(&src, "templates", ctx))?;
-        let raw = fsutil::read_file(&path).map_err(|e| ModuleError::io("cannot read", &path, e))?;
+        // A controller path: on a remote host the template is read from the shipped bundle.
+        let at = tend_lang::ctlfs::local(&path);
+        let raw = fsutil::read_file(&at).map_err(|e| ModuleError::io("cannot read", &path, e))?;
         let text = String::from_utf8(raw).map_err(|_| {
             ModuleError::new(format!("template {} is not valid UTF-8", path.display()))
         })?;
@@ -124,7 +126,7 @@ impl Resource for Template {
         let target = crate::copy::file_dest(&dest, &basename);
 
         // ansible-core's template variables.
-        let info = fsutil::info(&path, true)?;
+        let info = fsutil::info(&at, true).map_err(|e| e.naming(&at, &path))?;
         let (y, mo, d, h, mi, s) = fsutil::local_time(info.mtime.0);
         let mut tv = Vars::new();
         tv.insert("template_path".into(), src.clone().into());

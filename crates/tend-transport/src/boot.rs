@@ -20,7 +20,7 @@ if [ "$o" != "$(id -u)" ]; then echo "tend: $d belongs to uid $o, not to $(id -u
 chmod 700 "$d" || exit {EXIT_CACHE}
 a="$d/agent-{agent_hash}"
 ha=0; [ -x "$a" ] && ha=1
-hb=0; [ -d "$d/bundle-{bundle}" ] && hb=1
+hb=0; [ -f "$d/bundles/{bundle}/manifest.json" ] && hb=1
 echo "{marker} $(uname -s) $(uname -m) agent=$ha bundle=$hb"
 if [ $ha = 0 ]; then
 read n || exit {EXIT_NO_UPLOAD}

@@ -42,6 +42,8 @@ pub struct Play {
     pub handlers: Vec<Handler>,
     pub force_handlers: bool,
     pub tags: Vec<String>,
+    /// The play's `connection:` (only `local` is accepted).
+    pub connection: Option<String>,
 }
 
 /// Finds files and roles relative to a playbook.
@@ -75,9 +77,23 @@ impl Loader {
     pub fn new(playbook_dir: &Path) -> Self {
         let mut roles_paths = vec![playbook_dir.join("roles")];
         if let Ok(p) = std::env::var("ANSIBLE_ROLES_PATH") {
-            roles_paths.extend(p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+            // Absolute, so the same directories are meant wherever the program runs.
+            roles_paths.extend(
+                p.split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| std::path::absolute(s).unwrap_or_else(|_| PathBuf::from(s))),
+            );
         }
         roles_paths.push(playbook_dir.to_path_buf());
+        Loader {
+            playbook_dir: playbook_dir.to_path_buf(),
+            roles_paths,
+        }
+    }
+
+    /// A loader with the role search path the controller computed (a remote host's
+    /// environment has no say in where the controller's roles are).
+    pub fn with_roles_paths(playbook_dir: &Path, roles_paths: Vec<PathBuf>) -> Self {
         Loader {
             playbook_dir: playbook_dir.to_path_buf(),
             roles_paths,
@@ -91,7 +107,7 @@ impl Loader {
         role: Option<usize>,
         roles: &mut RoleScope,
     ) -> Result<Vec<Task>, Diags> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::ctlfs::read_to_string(path).map_err(|e| {
             Diag::new(
                 Loc::new(path.to_string_lossy().as_ref(), 0, 0),
                 format!("cannot read task file: {e}"),
@@ -138,7 +154,7 @@ pub fn load(path: &Path) -> Result<Playbook, Diags> {
 
 fn load_into(path: &Path, dir: &Path, plays: &mut Vec<Play>, errors: &mut Vec<Diag>, depth: usize) {
     let file = path.to_string_lossy().to_string();
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::ctlfs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             errors.push(
@@ -288,6 +304,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         handlers: Vec::new(),
         force_handlers: false,
         tags: Vec::new(),
+        connection: None,
     };
     let mut wrapper = Task::new(TaskKind::Meta(String::new()), node.loc.clone());
     wrapper.implicit = true;
@@ -377,6 +394,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
                         "only `connection: local` is supported for now",
                     ));
                 }
+                play.connection = Some("local".into());
             }
             other => {
                 return Err(Diag::new(k.loc.clone(), format!("`{other}` is not a valid play keyword"))
@@ -462,7 +480,7 @@ fn bool_of(v: &Node) -> Result<bool, Diag> {
 /// Reads a vars file (YAML or JSON) as a mapping.
 pub fn load_vars_file(path: &Path) -> Result<Vars, Diag> {
     let file = path.to_string_lossy().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::ctlfs::read_to_string(path).map_err(|e| {
         Diag::new(
             Loc::new(file.as_str(), 0, 0),
             format!("cannot read vars file: {e}"),

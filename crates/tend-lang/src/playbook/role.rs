@@ -6,6 +6,7 @@ use tend_proto::{Loc, RoleInfo, Task, TaskKind, Vars};
 
 use super::task::{self, TaskParser};
 use super::{load_vars_file, Loader, RoleScope};
+use crate::ctlfs;
 use crate::diag::Diag;
 use crate::yaml::{self, Node, NodeValue};
 
@@ -121,18 +122,16 @@ impl Loader {
     pub fn find_role(&self, name: &str) -> Option<PathBuf> {
         let p = Path::new(name);
         if p.is_absolute() {
-            return p.is_dir().then(|| p.to_path_buf());
+            return ctlfs::is_dir(p).then(|| p.to_path_buf());
         }
         let short = name.rsplit('.').next().unwrap_or(name);
         self.roles_paths
             .iter()
             .flat_map(|dir| [dir.join(name), dir.join(short)])
             .find(|c| {
-                c.join("tasks").is_dir()
-                    || c.join("meta").is_dir()
-                    || c.join("defaults").is_dir()
-                    || c.join("handlers").is_dir()
-                    || c.join("vars").is_dir()
+                ["tasks", "meta", "defaults", "handlers", "vars"]
+                    .iter()
+                    .any(|sub| ctlfs::is_dir(&c.join(sub)))
             })
     }
 
@@ -168,7 +167,7 @@ impl Loader {
 
         // Dependencies run first.
         if let Some(meta) = main_file(&dir.join("meta"), "main") {
-            let text = std::fs::read_to_string(&meta).map_err(|e| {
+            let text = ctlfs::read_to_string(&meta).map_err(|e| {
                 Diag::new(loc.clone(), format!("cannot read {}: {e}", meta.display()))
             })?;
             let node = yaml::parse(&meta.to_string_lossy(), &text)?;
@@ -197,7 +196,7 @@ impl Loader {
         let tasks_file = tasks_from.unwrap_or("main");
         match main_file(&tasks_dir, tasks_file) {
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
+                let text = ctlfs::read_to_string(&path).map_err(|e| {
                     Diag::new(loc.clone(), format!("cannot read {}: {e}", path.display()))
                 })?;
                 let node = yaml::parse(&path.to_string_lossy(), &text)?;
@@ -220,7 +219,7 @@ impl Loader {
             None => {}
         }
         if let Some(path) = main_file(&dir.join("handlers"), "main") {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let text = ctlfs::read_to_string(&path).map_err(|e| {
                 Diag::new(loc.clone(), format!("cannot read {}: {e}", path.display()))
             })?;
             let node = yaml::parse(&path.to_string_lossy(), &text)?;
@@ -242,14 +241,14 @@ impl Loader {
 /// `dir/name.yml`, `.yaml`, `.json` or `dir/name` itself.
 pub(super) fn main_file(dir: &Path, name: &str) -> Option<PathBuf> {
     let base = dir.join(name);
-    if Path::new(name).extension().is_some() && base.is_file() {
+    if Path::new(name).extension().is_some() && ctlfs::is_file(&base) {
         return Some(base);
     }
     ["yml", "yaml", "json"]
         .iter()
         .map(|ext| dir.join(format!("{name}.{ext}")))
         .chain(std::iter::once(base))
-        .find(|p| p.is_file())
+        .find(|p| ctlfs::is_file(p))
 }
 
 /// Vars of a role's `defaults/` or `vars/`: `main.yml`, or every file of a `main/` directory.
@@ -259,12 +258,9 @@ fn vars_dir(dir: &Path, name: &str) -> Result<Vars, Diag> {
     }
     let sub = dir.join(name);
     let mut out = Vars::new();
-    if sub.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&sub)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.sort();
-        for f in files.into_iter().filter(|f| f.is_file()) {
+    if ctlfs::is_dir(&sub) {
+        let files = ctlfs::read_dir(&sub).unwrap_or_default();
+        for f in files.into_iter().filter(|f| ctlfs::is_file(f)) {
             out.extend(load_vars_file(&f)?);
         }
     }

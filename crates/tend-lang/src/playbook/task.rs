@@ -396,7 +396,7 @@ impl TaskParser<'_> {
             ));
         }
         let path = self.base_dir.join(&file);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::ctlfs::read_to_string(&path).map_err(|e| {
             Diag::new(
                 mk.loc.clone(),
                 format!("cannot read {}: {e}", path.display()),

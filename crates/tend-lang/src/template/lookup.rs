@@ -13,6 +13,7 @@ use minijinja::{Environment, Error, ErrorKind, State, Value};
 
 use super::filters::fail;
 use super::pyrepr;
+use crate::ctlfs;
 
 /// The lookups tend knows, for error messages.
 const SUPPORTED: &str =
@@ -61,6 +62,14 @@ fn invoke(
         }
     }
     let name = name.strip_prefix("ansible.builtin.").unwrap_or(name);
+    if ctlfs::is_remote() {
+        // Refused whatever `errors=` says: ignoring it would hide a different answer.
+        if let Some(hint) = controller_only(name) {
+            return Err(fail(format!(
+                "lookup('{name}') runs on the controller in Ansible; tend renders templates on the host, so it refuses it for SSH hosts: {hint}"
+            )));
+        }
+    }
     let result = run(state, name, &terms, &kw).and_then(|r| {
         kw.finish()?;
         Ok(r)
@@ -146,6 +155,15 @@ fn run(state: &State, name: &str, terms: &[Value], kw: &Kw) -> Result<Vec<Value>
     }
 }
 
+/// Lookups whose answer on a host differs from the controller's, with what to do instead.
+fn controller_only(name: &str) -> Option<&'static str> {
+    match name {
+        "env" => Some("pass the value with `-e name=value` instead, or read the host's environment with `ansible_env` (facts)"),
+        "pipe" | "lines" => Some("pass the command's output with `-e name=value` instead, or run the command on the host with `command:` and `register:`"),
+        _ => None,
+    }
+}
+
 fn flatten_once(terms: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
     for t in terms {
@@ -202,19 +220,29 @@ fn search_dirs(state: &State, subdir: &str) -> Vec<PathBuf> {
     out
 }
 
+/// A controller file, by absolute path or in the search path (controller paths: on a remote
+/// host they are read from the shipped bundle).
 fn find_file(state: &State, subdir: &str, name: &str) -> Option<PathBuf> {
     let p = Path::new(name);
     if p.is_absolute() {
-        return p.exists().then(|| p.to_path_buf());
+        return ctlfs::exists(p).then(|| p.to_path_buf());
     }
     search_dirs(state, subdir)
         .into_iter()
         .map(|d| d.join(name))
-        .find(|c| c.exists())
+        .find(|c| ctlfs::exists(c))
+}
+
+/// `msg`, plus why an absolute `name` was not found on a remote host.
+fn not_found(msg: String, name: &str) -> Error {
+    match ctlfs::not_shipped(Path::new(name)) {
+        Some(why) if Path::new(name).is_absolute() => fail(format!("{msg}: {why}")),
+        _ => fail(msg),
+    }
 }
 
 fn read_text(path: &Path) -> Result<String, Error> {
-    let bytes = std::fs::read(path)
+    let bytes = ctlfs::read(path)
         .map_err(|e| fail(format!("could not read file '{}': {e}", path.display())))?;
     String::from_utf8(bytes)
         .map_err(|_| fail(format!("file '{}' is not valid UTF-8 text", path.display())))
@@ -226,11 +254,12 @@ fn file(state: &State, terms: &[Value], kw: &Kw) -> Result<Vec<Value>, Error> {
     let mut out = Vec::new();
     for term in string_terms(terms) {
         let path = find_file(state, "files", &term)
-            .filter(|p| p.is_file())
+            .filter(|p| ctlfs::is_file(p))
             .ok_or_else(|| {
-                fail(format!(
-                    "The 'file' lookup could not find the file '{term}'"
-                ))
+                not_found(
+                    format!("The 'file' lookup could not find the file '{term}'"),
+                    &term,
+                )
             })?;
         let mut text = read_text(&path)?;
         if rstrip {
@@ -285,11 +314,12 @@ fn template(state: &State, terms: &[Value], kw: &Kw) -> Result<Vec<Value>, Error
     let mut out = Vec::new();
     for term in string_terms(terms) {
         let path = find_file(state, "templates", &term)
-            .filter(|p| p.is_file())
+            .filter(|p| ctlfs::is_file(p))
             .ok_or_else(|| {
-                fail(format!(
-                    "The 'template' lookup could not find the template '{term}'"
-                ))
+                not_found(
+                    format!("The 'template' lookup could not find the template '{term}'"),
+                    &term,
+                )
             })?;
         let text = read_text(&path)?;
         let name = path.display().to_string();
@@ -337,18 +367,17 @@ fn fileglob(state: &State, terms: &[Value]) -> Result<Vec<Value>, Error> {
             search_dirs(state, "files")
                 .into_iter()
                 .map(|d| d.join(&dir))
-                .filter(|d| d.is_dir())
+                .filter(|d| ctlfs::is_dir(d))
                 .take(1)
                 .map(|d| d.join(&base))
                 .collect()
         };
         for pat in patterns {
             let pat = pat.to_string_lossy().into_owned();
-            let entries =
-                glob::glob(&pat).map_err(|e| fail(format!("invalid glob pattern '{pat}': {e}")))?;
+            let entries = ctlfs::glob(&pat).map_err(|e| fail(e.to_string()))?;
             let mut found: Vec<String> = entries
-                .flatten()
-                .filter(|f| f.is_file())
+                .into_iter()
+                .filter(|f| ctlfs::is_file(f))
                 .map(|f| f.to_string_lossy().into_owned())
                 .collect();
             found.sort();
@@ -413,7 +442,20 @@ fn first_found(state: &State, terms: &[Value], kw: &Kw) -> Result<Vec<Value>, Er
     if skip {
         return Ok(Vec::new());
     }
-    Err(fail("No file was found when using first_found."))
+    let not_shipped: Vec<String> = files
+        .iter()
+        .chain(&paths)
+        .filter(|f| Path::new(f).is_absolute() && ctlfs::not_shipped(Path::new(f)).is_some())
+        .cloned()
+        .collect();
+    if not_shipped.is_empty() {
+        Err(fail("No file was found when using first_found."))
+    } else {
+        Err(fail(format!(
+            "No file was found when using first_found. On SSH hosts tend reads controller files only from the playbook directory and its roles, and these are outside them: {}",
+            not_shipped.join(", ")
+        )))
+    }
 }
 
 /// `dir/name` without `.` components.

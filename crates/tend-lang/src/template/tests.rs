@@ -60,17 +60,20 @@ pub fn register(env: &mut Environment<'static>) {
     });
     env.add_test("abs", |v: Value| path_test(&v, |p| p.is_absolute()));
     env.add_test("is_abs", |v: Value| path_test(&v, |p| p.is_absolute()));
-    env.add_test("file", |v: Value| path_test(&v, Path::is_file));
-    env.add_test("is_file", |v: Value| path_test(&v, Path::is_file));
-    env.add_test("directory", |v: Value| path_test(&v, Path::is_dir));
-    env.add_test("is_dir", |v: Value| path_test(&v, Path::is_dir));
-    env.add_test("link", |v: Value| path_test(&v, Path::is_symlink));
-    env.add_test("is_link", |v: Value| path_test(&v, Path::is_symlink));
-    env.add_test("exists", |v: Value| path_test(&v, Path::exists));
+    // These look at the controller's files in Ansible.
+    env.add_test("file", |v: Value| fs_test("file", &v, Path::is_file));
+    env.add_test("is_file", |v: Value| fs_test("file", &v, Path::is_file));
+    env.add_test("directory", |v: Value| {
+        fs_test("directory", &v, Path::is_dir)
+    });
+    env.add_test("is_dir", |v: Value| fs_test("directory", &v, Path::is_dir));
+    env.add_test("link", |v: Value| fs_test("link", &v, Path::is_symlink));
+    env.add_test("is_link", |v: Value| fs_test("link", &v, Path::is_symlink));
+    env.add_test("exists", |v: Value| fs_test("exists", &v, Path::exists));
     env.add_test("same_file", same_file);
     env.add_test("is_same_file", same_file);
-    env.add_test("mount", |v: Value| path_test(&v, is_mount));
-    env.add_test("is_mount", |v: Value| path_test(&v, is_mount));
+    env.add_test("mount", |v: Value| fs_test("mount", &v, is_mount));
+    env.add_test("is_mount", |v: Value| fs_test("mount", &v, is_mount));
     env.add_test("nan", |v: Value| {
         Ok::<_, Error>(f64::try_from(v).is_ok_and(f64::is_nan))
     });
@@ -507,10 +510,32 @@ fn path_test(v: &Value, f: impl Fn(&Path) -> bool) -> Result<bool, Error> {
     Ok(f(Path::new(&p)))
 }
 
+/// A test of a controller path: on a remote host, of its shipped copy; a path that was not
+/// shipped is refused rather than answered from the host's files.
+fn fs_test(name: &str, v: &Value, f: impl Fn(&Path) -> bool) -> Result<bool, Error> {
+    if v.is_undefined() {
+        return Err(Error::from(ErrorKind::UndefinedError));
+    }
+    let p = pyrepr::to_text(v);
+    Ok(f(&controller_path(name, &p)?))
+}
+
+fn controller_path(test: &str, p: &str) -> Result<std::path::PathBuf, Error> {
+    crate::ctlfs::resolve(Path::new(p)).map_err(|e| {
+        fail(format!(
+            "the `{test}` test looks at the controller's files in Ansible, and SSH hosts have only the playbook directory and its roles: {e}"
+        ))
+    })
+}
+
 fn same_file(_state: &State, a: Value, b: Value) -> Result<bool, Error> {
     use std::os::unix::fs::MetadataExt;
     let (pa, pb) = (pyrepr::to_text(&a), pyrepr::to_text(&b));
-    match (std::fs::metadata(&pa), std::fs::metadata(&pb)) {
+    let (la, lb) = (
+        controller_path("same_file", &pa)?,
+        controller_path("same_file", &pb)?,
+    );
+    match (std::fs::metadata(la), std::fs::metadata(lb)) {
         (Ok(x), Ok(y)) => Ok(x.dev() == y.dev() && x.ino() == y.ino()),
         _ => Err(fail(format!("same_file: cannot stat '{pa}' or '{pb}'"))),
     }

@@ -1,0 +1,77 @@
+//! Which controller directories a remote host needs: what goes into its bundle
+//! (`tend_agent::bundle`).
+
+use std::path::{Component, Path, PathBuf};
+
+use tend_lang::playbook::Loader;
+
+use crate::Prepared;
+
+/// The directories to ship to remote hosts, the playbook directory first: the directory of
+/// every playbook file, every role the plays use, and the role search path (for
+/// `include_role` at run time) where it exists. Absolute, and none inside another.
+pub fn bundle_roots(prep: &Prepared) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = vec![prep.playbook.dir.clone()];
+    let mut search = Loader::new(&prep.playbook.dir).roles_paths;
+    for play in &prep.playbook.plays {
+        dirs.push(play.dir.clone());
+        dirs.extend(play.roles.iter().map(|r| PathBuf::from(&r.path)));
+        search.extend(Loader::new(&play.dir).roles_paths);
+    }
+    dirs.extend(search.into_iter().filter(|d| d.is_dir()));
+    outermost(dirs.iter().map(|d| absolute(d)).collect())
+}
+
+/// The paths not inside another one of them, first occurrence order kept.
+fn outermost(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for d in &dirs {
+        if dirs.iter().any(|o| o != d && d.starts_with(o)) || out.contains(d) {
+            continue;
+        }
+        out.push(d.clone());
+    }
+    out
+}
+
+/// Absolute, without `.` and `..` (lexically: the path the user means, which is also how a
+/// remote host's view of controller paths resolves them).
+fn absolute(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_and_repeated_roots_are_dropped_keeping_the_playbook_dir_first() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            outermost(vec![
+                p("/srv/play"),
+                p("/srv/play"),
+                p("/srv/play/roles/web"),
+                p("/opt/roles/db"),
+                p("/opt/roles"),
+                p("/srv/playground"),
+            ]),
+            vec![p("/srv/play"), p("/opt/roles"), p("/srv/playground")]
+        );
+        assert_eq!(
+            absolute(Path::new("/srv/play/roles/../x/.")),
+            p("/srv/play/x")
+        );
+    }
+}
