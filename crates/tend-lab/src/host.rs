@@ -29,7 +29,7 @@ set -e
 d=$1
 ip -batch - <<END
 link set lo up
-addr add $2 dev eth0
+addr replace $2 dev eth0
 link set eth0 up
 END
 mount -a -T "$d/fstab"

@@ -544,7 +544,6 @@ impl Lab {
             "`tend-lab status` lists labs; `tend-lab down --all` clears leftovers",
         )?;
 
-        let started = Instant::now();
         for h in &hosts {
             let child = host::boot(
                 &boot,
@@ -558,12 +557,14 @@ impl Lab {
                 .expect("lab lock")
                 .insert(h.name.clone(), child);
         }
-        self.wait_all_ready(started + timeout, timeout)
+        let hosts: Vec<&LabHost> = self.record.hosts.iter().collect();
+        self.wait_ready(&hosts, timeout)
     }
 
-    /// Wait for every host's sshd, failing early when a boot process dies.
-    fn wait_all_ready(&self, deadline: Instant, timeout: Duration) -> Result<()> {
-        let mut pending: Vec<&LabHost> = self.record.hosts.iter().collect();
+    /// Wait for `hosts`' sshd, failing early when a boot process dies.
+    fn wait_ready(&self, hosts: &[&LabHost], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<&LabHost> = hosts.to_vec();
         while !pending.is_empty() {
             let mut still = Vec::new();
             for h in pending {
