@@ -5,6 +5,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -563,43 +564,60 @@ impl Lab {
 
     /// Wait for `hosts`' sshd, failing early when a boot process dies.
     fn wait_ready(&self, hosts: &[&LabHost], timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut pending: Vec<&LabHost> = hosts.to_vec();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for h in pending {
-                if host::port_open(h.ip) {
-                    continue;
-                }
-                let exited = self
-                    .boots
-                    .lock()
-                    .expect("lab lock")
-                    .get_mut(&h.name)
-                    .and_then(|c| c.try_wait().ok().flatten());
-                if let Some(status) = exited {
-                    return Err(self.timeout_error(
-                        h,
-                        &format!("did not boot (boot process exited: {status}), so it was not up"),
-                        Duration::ZERO,
-                    ));
-                }
-                still.push(h);
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(self.timeout_error(
-                    pending[0],
-                    "did not accept ssh connections",
-                    timeout,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // One waiter per host: a host whose address is not up yet makes a connect wait for
+        // ARP, which must not hold up the others.
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let give_up = AtomicBool::new(false);
+        let errors: Vec<LabError> = std::thread::scope(|s| {
+            let waiters: Vec<_> = hosts
+                .iter()
+                .map(|h| {
+                    let give_up = &give_up;
+                    s.spawn(move || loop {
+                        if host::port_open(h.ip) {
+                            return None;
+                        }
+                        if give_up.load(Ordering::Relaxed) {
+                            return None;
+                        }
+                        let exited = self
+                            .boots
+                            .lock()
+                            .expect("lab lock")
+                            .get_mut(&h.name)
+                            .and_then(|c| c.try_wait().ok().flatten());
+                        if let Some(status) = exited {
+                            give_up.store(true, Ordering::Relaxed);
+                            return Some(self.timeout_error(
+                                h,
+                                &format!(
+                                    "stopped booting ({status}) before sshd accepted connections"
+                                ),
+                                started.elapsed(),
+                            ));
+                        }
+                        if Instant::now() >= deadline {
+                            give_up.store(true, Ordering::Relaxed);
+                            return Some(self.timeout_error(
+                                h,
+                                "did not accept ssh connections",
+                                timeout,
+                            ));
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    })
+                })
+                .collect();
+            waiters
+                .into_iter()
+                .filter_map(|w| w.join().expect("a readiness waiter panicked"))
+                .collect()
+        });
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -645,7 +663,10 @@ fn clean_stale(cg_root: &Path) -> Result<Vec<Record>> {
     for entry in registry::entries() {
         match entry.record {
             Ok(r) if r.stale() => {
-                let _ = teardown(&r, Some(&lock));
+                if teardown(&r, Some(&lock)).is_err() {
+                    // Something of it is still there: keep its slot and prefix taken.
+                    live.push(r);
+                }
             }
             Ok(r) => live.push(r),
             Err(_) => {

@@ -203,7 +203,15 @@ fn build(dir: &Path, tarball: &Path, mirror: &str, progress: &dyn Fn(&str)) -> R
     let log_err = log_file.try_clone().at(&log)?;
     // debootstrap mounts /proc and /sys inside the target: in a private mount namespace,
     // so no other namespace keeps copies of those mounts.
-    let status = tool::command("unshare")
+    let mut debootstrap = tool::command("unshare");
+    // debootstrap downloads with wget: keep the machine's proxy settings.
+    for (k, v) in std::env::vars_os() {
+        let k_str = k.to_string_lossy().to_ascii_lowercase();
+        if matches!(k_str.as_str(), "http_proxy" | "https_proxy" | "no_proxy") {
+            debootstrap.env(&k, v);
+        }
+    }
+    let status = debootstrap
         .args(["--mount", "--propagation", "private", "debootstrap"])
         .arg("--variant=minbase")
         .arg(format!("--include={}", PACKAGES.join(",")))
