@@ -13,7 +13,11 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends python3 python3-venv python3-pip
+# python3*: ansible-core's venv. The rest: the lab (crates/tend-lab) builds its hosts' rootfs
+# with debootstrap, caches it with zstd, and runs hosts with ip/nsenter/unshare/mount and
+# ssh-keygen.
+apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
+    debootstrap openssh-client zstd tar iproute2 util-linux
 
 # A venv made before python3-venv was installed has no pip: make it again.
 if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/pip" ]; then
@@ -30,3 +34,14 @@ fi
 version=$("$VENV/bin/ansible-playbook" --version)
 echo "${version%%$'\n'*}"
 echo "ansible-playbook: $VENV/bin/ansible-playbook"
+
+# The lab's hosts share one Debian rootfs: built once (debootstrap, 1-5 minutes), cached
+# under /var/cache/tend-lab, unpacked under /var/lib/tend-lab; later runs only check it.
+cd "$(dirname "$0")/.."
+if command -v cargo >/dev/null; then
+    start=$SECONDS
+    cargo run -q -p tend-lab -- rootfs
+    echo "tend-lab rootfs: ready in $((SECONDS - start)) s (building tend-lab included)"
+else
+    echo "note: cargo not found; the first lab a test starts builds the rootfs (1-5 minutes)"
+fi
