@@ -6,15 +6,18 @@
 
 mod builtin;
 mod loops;
+mod privilege;
 mod run;
 mod sync;
 mod vars;
+mod worker;
 
 use tend_proto::{Event, HostState, HostStats, Program};
 
 pub use builtin::BUILTIN_MODULES;
 pub use run::HostRun;
 pub use sync::{LocalRendezvous, Rendezvous, RunOnce};
+pub use worker::{worker_main, WORKER_PROTOCOL};
 
 /// Every module name this agent runs: the built-in ones and the resource registry's.
 pub fn supported_modules() -> Vec<&'static str> {

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use tend_lang::inventory::{parse_limit, Inventory, VarsDirs};
 use tend_lang::playbook::{self, Playbook};
 use tend_lang::{Diag, Diags};
-use tend_proto::{Event, HostState, HostStats, RunOptions, Vars};
+use tend_proto::{Event, HostState, HostStats, RunOptions, Secret, Vars};
 
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
@@ -29,6 +29,8 @@ pub struct Settings {
     pub forks: usize,
     /// `-c/--connection`: the connection for hosts that do not set `ansible_connection`.
     pub connection: Option<String>,
+    /// `-K/--ask-become-pass`: the password typed on the controller.
+    pub become_password: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         options,
         forks: 4,
         connection: None,
+        become_password: None,
     }
 }
 

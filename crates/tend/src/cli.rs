@@ -22,6 +22,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show an inventory (like ansible-inventory).
     Inventory(InventoryArgs),
+    /// The privileged worker an agent starts through sudo/su for `become` tasks: speaks the
+    /// worker protocol on stdin/stdout. Not for people.
+    #[command(name = "agent-worker", hide = true)]
+    AgentWorker,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +56,18 @@ pub struct ApplyArgs {
     /// Connection for hosts that set no `ansible_connection` (only `local` for now).
     #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
     pub connection: Option<String>,
+    /// Run tasks as another user (privilege escalation, like ansible-playbook -b).
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+    /// The user to become (default root); playbook keywords and variables override it.
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// How to become that user: sudo (default) or su.
+    #[arg(long = "become-method", value_name = "METHOD")]
+    pub become_method: Option<String>,
+    /// Ask for the privilege escalation password once, on the terminal.
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,
