@@ -114,7 +114,10 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!text.contains(secret), "the password showed in the output:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "the password showed in the output:\n{text}"
+        );
         Run {
             code: out.status.code(),
             text,
@@ -160,7 +163,10 @@ fn uid_of(user: &str) -> u32 {
 fn become_user_owns_what_its_tasks_create_and_facts_say_who_runs() {
     let Some(lab) = Lab::new() else { return };
     lab.write("inventory.ini", "localhost ansible_connection=local\n");
-    lab.write("templates/who.j2", "rendered as {{ ansible_user_id }} for {{ greeting }}\n");
+    lab.write(
+        "templates/who.j2",
+        "rendered as {{ ansible_user_id }} for {{ greeting }}\n",
+    );
     lab.write(
         "site.yml",
         r#"
@@ -198,7 +204,11 @@ fn become_user_owns_what_its_tasks_create_and_facts_say_who_runs() {
     assert_eq!(lab.owner("by-handler"), nobody);
     assert_eq!(lab.owner("rendered"), nobody);
     assert_eq!(lab.owner("by-root"), 0);
-    assert_eq!(lab.owner("by-block"), 0, "become_user on a block wins over the play's");
+    assert_eq!(
+        lab.owner("by-block"),
+        0,
+        "become_user on a block wins over the play's"
+    );
     assert_eq!(lab.read("report"), "nobody nobody");
     assert_eq!(lab.read("rendered"), "rendered as nobody for HELLO\n");
 }
