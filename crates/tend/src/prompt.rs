@@ -20,9 +20,15 @@ fn ask(prompt: &str) -> std::io::Result<Secret> {
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
     quiet.local_modes.insert(LocalModes::ECHONL);
-    (&tty).write_all(prompt.as_bytes())?;
-    (&tty).flush()?;
+    // Echo goes off before the prompt shows, so nothing typed after it is ever echoed.
     termios::tcsetattr(&tty, OptionalActions::Flush, &quiet)?;
+    let shown = (&tty)
+        .write_all(prompt.as_bytes())
+        .and_then(|()| (&tty).flush());
+    if let Err(e) = shown {
+        let _ = termios::tcsetattr(&tty, OptionalActions::Now, &saved);
+        return Err(e);
+    }
     let mut line = String::new();
     let read = BufReader::new(&tty).read_line(&mut line);
     // Echo comes back whatever happened.

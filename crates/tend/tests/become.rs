@@ -5,9 +5,10 @@
 //! `sudo` (tests/setup.sh installs it). The agent binary is copied to a directory every user
 //! can read, because the become user runs that same binary as its worker.
 
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -79,47 +80,109 @@ impl Lab {
     /// `tend apply PLAYBOOK -i INVENTORY`, as root or (with `as_user`) as that user; while it
     /// runs, every process's command line is checked for `secret`.
     fn apply(&self, playbook: &str, inventory: &str, as_user: Option<&str>, secret: &str) -> Run {
+        self.tend(&["apply", playbook, "-i", inventory], as_user, secret, None)
+    }
+
+    /// Runs `tend ARGS`. With `typed`, it runs on a terminal (`script`) and `typed` is typed
+    /// there once the become password prompt shows.
+    fn tend(&self, args: &[&str], as_user: Option<&str>, secret: &str, typed: Option<&str>) -> Run {
         let mut argv: Vec<String> = Vec::new();
         if let Some(u) = as_user {
             argv.extend(["runuser", "-u", u, "--"].map(String::from));
         }
         argv.push(self.tend.display().to_string());
-        argv.extend(["apply", playbook, "-i", inventory].map(String::from));
+        argv.extend(args.iter().map(|a| a.to_string()));
+        if typed.is_some() {
+            // Temporary paths and these arguments need no quoting.
+            argv = vec![
+                "script".into(),
+                "-qec".into(),
+                argv.join(" "),
+                "/dev/null".into(),
+            ];
+        }
         let started = Instant::now();
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+            .stdin(if typed.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start tend");
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut stdin = child.stdin.take();
+        let mut out = Vec::new();
         let mut leaked = Vec::new();
-        while child.try_wait().expect("wait").is_none() {
+        let mut held = None;
+        let status = loop {
+            while let Ok(chunk) = rx.try_recv() {
+                out.extend(chunk);
+            }
+            if let (Some(text), Some(_)) = (typed, &stdin) {
+                if String::from_utf8_lossy(&out).contains("BECOME password:") {
+                    let mut s = stdin.take().unwrap();
+                    writeln!(s, "{text}").unwrap();
+                    // The terminal's input stays open until tend ends.
+                    held = Some(s);
+                }
+            }
             leaked.extend(cmdlines_containing(secret));
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "tend hangs: {argv:?}"
+                "tend hangs: {argv:?}\n{}",
+                String::from_utf8_lossy(&out)
             );
             std::thread::sleep(Duration::from_millis(5));
+        };
+        drop(held);
+        for chunk in rx {
+            out.extend(chunk);
         }
-        let out: Output = child.wait_with_output().expect("tend output");
         assert!(
             leaked.is_empty(),
             "the password showed in a command line: {leaked:?}"
         );
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = String::from_utf8_lossy(&out).into_owned();
         assert!(
             !text.contains(secret),
             "the password showed in the output:\n{text}"
         );
         Run {
-            code: out.status.code(),
+            code: status.code(),
             text,
             took: started.elapsed(),
         }
@@ -260,7 +323,6 @@ impl Users {
                 .stdin(Stdio::piped())
                 .spawn()
                 .expect("chpasswd");
-            use std::io::Write;
             writeln!(c.stdin.take().unwrap(), "{name}:{password}").unwrap();
             assert!(c.wait().unwrap().success(), "chpasswd {name}");
         }
@@ -352,6 +414,21 @@ fn passwords_go_to_sudo_and_su_only_and_every_failure_is_clean_and_quick() {
     assert!(run.text.contains("Missing sudo password"), "{}", run.text);
     assert!(run.text.contains("ansible_become_password"), "{}", run.text);
     assert!(run.took < Duration::from_secs(15), "took {:?}", run.took);
+
+    // -K: asked once on the terminal, typed without echo, used for every prompt.
+    let run = lab.tend(
+        &["apply", "sudo.yml", "-i", "none.ini", "-K"],
+        Some(AGENT),
+        AGENT_PW,
+        Some(AGENT_PW),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.text);
+    assert_eq!(
+        run.text.matches("BECOME password:").count(),
+        1,
+        "{}",
+        run.text
+    );
 
     // su: the peer's password, and a wrong one.
     lab.write("peer.ini", &inventory(Some(PEER_PW)));

@@ -212,7 +212,6 @@ fn answer(req: Request, templar: &Templar) -> Response {
 
 /// `tend agent-worker`: serves requests on stdin/stdout until end of input.
 pub fn worker_main() -> std::io::Result<()> {
-    spawn::prepare_worker_stdin();
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     serve(&mut stdin.lock(), &mut stdout.lock())

@@ -441,10 +441,6 @@ fn read_chunks(err: impl Read + Send + 'static, tx: Sender<Msg>) {
     });
 }
 
-/// Nothing to prepare on the worker's side for pipes; kept as the one place the worker's
-/// stdin is set up.
-pub(crate) fn prepare_worker_stdin() {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
