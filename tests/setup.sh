@@ -17,7 +17,7 @@ apt-get update
 # with debootstrap, caches it with zstd, and runs hosts with ip/nsenter/unshare/mount and
 # ssh-keygen.
 apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
-    debootstrap openssh-client zstd tar iproute2 util-linux
+    debootstrap openssh-client zstd tar iproute2 util-linux sudo
 
 # A venv made before python3-venv was installed has no pip: make it again.
 if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/pip" ]; then

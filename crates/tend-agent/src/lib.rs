@@ -7,16 +7,19 @@
 mod builtin;
 pub mod bundle;
 mod loops;
+mod privilege;
 mod run;
 pub mod serve;
 mod sync;
 mod vars;
+mod worker;
 
 use tend_proto::{Event, HostState, HostStats, Program};
 
 pub use builtin::BUILTIN_MODULES;
 pub use run::HostRun;
 pub use sync::{LocalRendezvous, Rendezvous, RunOnce};
+pub use worker::{worker_main, WORKER_PROTOCOL};
 
 /// Every module name this agent runs: the built-in ones and the resource registry's.
 pub fn supported_modules() -> Vec<&'static str> {

@@ -8,15 +8,18 @@ use tend_lang::playbook::{role, Loader, RoleScope};
 use tend_lang::template::{to_jinja_ser, Layer, OMIT};
 use tend_lang::{Scope, Templar};
 use tend_proto::{
-    Event, Handler, HostState, HostStats, Program, ResultStatus, Task, TaskKind, TaskResult, Value,
-    Vars,
+    Become, Event, Handler, HostState, HostStats, Program, ResultStatus, Task, TaskKind,
+    TaskResult, Value, Vars,
 };
 use tend_resources::{Args, ModuleCtx, ModuleOutput};
 
 use crate::builtin;
 use crate::loops;
+use crate::privilege::{self, Escalation, Resolved};
 use crate::sync::{Rendezvous, RunOnce};
 use crate::vars::{layer, DynVars};
+use crate::worker::spawn::Worker;
+use crate::worker::{ModuleRequest, Request, Response, WireLayer};
 
 const NO_LOG_MSG: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
@@ -45,6 +48,7 @@ struct Inherited {
     diff: Option<Value>,
     no_log: Option<Value>,
     environment: Vec<Value>,
+    become_: Become,
     /// Inside a block that has a `rescue:` section.
     rescuable: bool,
     /// Inside a block with `delegate_to`.
@@ -70,6 +74,8 @@ pub struct HostRun<'a> {
     notified: Vec<bool>,
     stats: HostStats,
     started: bool,
+    /// Privileged workers started so far, one per way of becoming a user.
+    workers: std::collections::HashMap<Escalation, Worker>,
 }
 
 /// The program-wide layers, converted once.
@@ -130,6 +136,7 @@ impl<'a> HostRun<'a> {
             notified: vec![false; program.handlers.len()],
             stats: HostStats::default(),
             started: program.options.start_at_task.is_none(),
+            workers: Default::default(),
         }
     }
 
@@ -151,11 +158,14 @@ impl<'a> HostRun<'a> {
         {
             self.refuse_play(&runs_on_controller("this play has `connection: local`"))
         } else {
+            let mut flow = Flow::Continue;
             if self.program.play.gather_facts {
-                self.gather_facts();
+                flow = self.gather_facts();
             }
-            let tasks = &self.program.tasks;
-            self.run_list(tasks, &Inherited::default())
+            if flow == Flow::Continue {
+                flow = self.run_list(&self.program.tasks, &Inherited::default());
+            }
+            flow
         };
         if flow == Flow::Failed && self.program.play.force_handlers {
             self.flush_handlers(&Inherited::default());
@@ -165,6 +175,8 @@ impl<'a> HostRun<'a> {
         if let Some(rv) = self.rendezvous {
             rv.host_done(&host);
         }
+        // Workers end with the run (end of input, then a kill).
+        self.workers.clear();
         self.emit(Event::HostDone { host, stats });
         let state = HostState {
             facts: self.facts_json.take(),
@@ -198,7 +210,9 @@ impl<'a> HostRun<'a> {
         Flow::Failed
     }
 
-    fn gather_facts(&mut self) {
+    /// Facts are gathered as the play's become user (so `ansible_user_id` says who tasks run
+    /// as), in a privileged worker when that is another user.
+    fn gather_facts(&mut self) -> Flow {
         let host = self.host().to_string();
         self.emit(Event::TaskStart {
             host: host.clone(),
@@ -206,19 +220,115 @@ impl<'a> HostRun<'a> {
             loc: self.program.play.loc.clone(),
             handler: false,
         });
-        let facts = tend_resources::facts::gather(&[]);
-        self.set_facts(facts);
-        self.stats.ok += 1;
+        let play_inh = self.play_inherited();
+        let gathered = match self.play_wrapper() {
+            None => Ok(tend_resources::facts::gather(&[])),
+            Some(w) => {
+                let scope = self.scope(&w, &Inherited::default(), None);
+                match self.escalation(&w, &play_inh, &scope) {
+                    Err(e) => Err(e),
+                    Ok(None) => Ok(tend_resources::facts::gather(&[])),
+                    Ok(Some(r)) => {
+                        match self.escalated(r, &Request::Facts { subset: Vec::new() }) {
+                            Ok(Response::Facts(f)) => Ok(f),
+                            Ok(Response::Error(e)) => Err(e),
+                            Ok(Response::Output(_)) => {
+                                Err("the worker answered facts with a module result".into())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            }
+        };
+        let (status, result) = match gathered {
+            Ok(facts) => {
+                self.set_facts(facts);
+                self.stats.ok += 1;
+                (ResultStatus::Ok, json!({"changed": false}))
+            }
+            Err(msg) => {
+                self.stats.failed += 1;
+                (
+                    ResultStatus::Failed,
+                    json!({"changed": false, "failed": true, "msg": msg}),
+                )
+            }
+        };
         self.emit(Event::TaskResult(TaskResult {
             host,
             task: "Gathering Facts".into(),
             loc: self.program.play.loc.clone(),
-            status: ResultStatus::Ok,
+            status,
             ignored: false,
             handler: false,
-            result: json!({"changed": false}),
+            result,
             diffs: Vec::new(),
         }));
+        if status == ResultStatus::Failed {
+            Flow::Failed
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// The implicit block around the play's tasks, which carries the play's keywords.
+    fn play_wrapper(&self) -> Option<Task> {
+        self.program
+            .tasks
+            .first()
+            .filter(|t| t.implicit && matches!(t.kind, TaskKind::Block { .. }))
+            .map(|t| Task {
+                kind: TaskKind::Meta(String::new()),
+                ..t.clone()
+            })
+    }
+
+    /// What handlers and fact gathering inherit from the play: its `become` keywords.
+    fn play_inherited(&self) -> Inherited {
+        Inherited {
+            become_: self
+                .program
+                .tasks
+                .first()
+                .filter(|t| t.implicit)
+                .map(|t| t.become_.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    /// How this task's module escalates (`None`: in the agent itself).
+    fn escalation(
+        &self,
+        t: &Task,
+        inh: &Inherited,
+        scope: &Scope,
+    ) -> Result<Option<Resolved>, String> {
+        privilege::resolve(
+            &self.templar,
+            scope,
+            &t.become_.over(&inh.become_),
+            &self.program.options.become_,
+            self.program.become_password.as_ref(),
+        )
+    }
+
+    /// Sends a request to the worker for this escalation, starting it on first use. A worker
+    /// that failed is dropped, so a later task starts a fresh one.
+    fn escalated(&mut self, r: Resolved, req: &Request) -> Result<Response, String> {
+        let key = r.escalation;
+        let worker = match self.workers.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Worker::start(&key, r.password.as_ref())?)
+            }
+        };
+        let res = worker.call(req);
+        if res.is_err() {
+            self.workers.remove(&key);
+        }
+        res
     }
 
     /// Facts are visible as `ansible_facts.x` and, as Ansible injects them, `ansible_x`.
@@ -265,6 +375,7 @@ impl<'a> HostRun<'a> {
             i.environment.push(e.clone());
         }
         i.delegated |= t.delegate_to.is_some();
+        i.become_ = t.become_.over(&i.become_);
         i
     }
 
@@ -402,7 +513,8 @@ impl<'a> HostRun<'a> {
             if self.notified[i] {
                 self.notified[i] = false;
                 let h = self.handlers[i].task.clone();
-                let flow = self.run_module_task_or_other(&h, &Inherited::default(), true);
+                let inh = self.play_inherited();
+                let flow = self.run_module_task_or_other(&h, &inh, true);
                 if flow != Flow::Continue {
                     return flow;
                 }
@@ -957,48 +1069,57 @@ impl<'a> HostRun<'a> {
         };
         let search = self.search_dirs(t);
 
-        let out: Result<ModuleOutput, String> =
-            if builtin::BUILTIN_MODULES.contains(&m.name.as_str()) {
-                match builtin::run(
-                    &m.name,
-                    &args,
-                    scope,
-                    &self.templar,
-                    &search,
-                    self.program.options.verbosity,
-                ) {
-                    Ok(builtin::Outcome::Output(o)) => Ok(o),
-                    Ok(builtin::Outcome::SetFacts(vars, o)) => {
-                        self.host_facts.extend(vars);
-                        Ok(o)
-                    }
-                    Ok(builtin::Outcome::IncludeVars(vars, o)) => {
-                        self.include_vars.extend(vars);
-                        Ok(o)
-                    }
-                    Err(e) => Err(e),
+        let out: Result<ModuleOutput, String> = if builtin::BUILTIN_MODULES
+            .contains(&m.name.as_str())
+        {
+            match builtin::run(
+                &m.name,
+                &args,
+                scope,
+                &self.templar,
+                &search,
+                self.program.options.verbosity,
+            ) {
+                Ok(builtin::Outcome::Output(o)) => Ok(o),
+                Ok(builtin::Outcome::SetFacts(vars, o)) => {
+                    self.host_facts.extend(vars);
+                    Ok(o)
                 }
-            } else if let Some(entry) = tend_resources::lookup(&m.name) {
-                if check && !entry.check_mode {
-                    Ok(ModuleOutput {
-                        skipped: true,
-                        msg: Some("Command would have run if not in check mode".into()),
-                        ..Default::default()
-                    })
-                } else {
-                    let ctx = ModuleCtx {
-                        check,
-                        diff,
-                        templar: &self.templar,
-                        scope,
-                        search_dirs: &search,
-                        environment: &environment,
-                    };
-                    (entry.run)(&Args::new(args), &ctx).map_err(|e| e.msg)
+                Ok(builtin::Outcome::IncludeVars(vars, o)) => {
+                    self.include_vars.extend(vars);
+                    Ok(o)
                 }
+                Err(e) => Err(e),
+            }
+        } else if let Some(entry) = tend_resources::lookup(&m.name) {
+            if check && !entry.check_mode {
+                Ok(ModuleOutput {
+                    skipped: true,
+                    msg: Some("Command would have run if not in check mode".into()),
+                    ..Default::default()
+                })
             } else {
-                Err(format!("module `{}` is not supported by tend", m.name))
-            };
+                match self.escalation(t, inh, scope) {
+                    Err(e) => Err(e),
+                    Ok(Some(r)) => {
+                        self.module_in_worker(r, m, args, check, diff, environment, search, scope)
+                    }
+                    Ok(None) => {
+                        let ctx = ModuleCtx {
+                            check,
+                            diff,
+                            templar: &self.templar,
+                            scope,
+                            search_dirs: &search,
+                            environment: &environment,
+                        };
+                        (entry.run)(&Args::new(args), &ctx).map_err(|e| e.msg)
+                    }
+                }
+            }
+        } else {
+            Err(format!("module `{}` is not supported by tend", m.name))
+        };
 
         let (mut result, diffs) = match out {
             Ok(o) => {
@@ -1064,6 +1185,41 @@ impl<'a> HostRun<'a> {
             result.insert("failed".into(), Value::Bool(false));
         }
         (Value::Object(result), diffs)
+    }
+
+    /// Runs a module in the privileged worker of `r`.
+    #[allow(clippy::too_many_arguments)]
+    fn module_in_worker(
+        &mut self,
+        r: Resolved,
+        m: &tend_proto::Module,
+        args: Vars,
+        check: bool,
+        diff: bool,
+        environment: Vec<(String, String)>,
+        search_dirs: Vec<PathBuf>,
+        scope: &Scope,
+    ) -> Result<ModuleOutput, String> {
+        let scope = if tend_resources::renders_templates(&m.name) {
+            WireLayer::export(scope)?
+        } else {
+            Vec::new()
+        };
+        let req = Request::Module(ModuleRequest {
+            name: m.name.clone(),
+            args,
+            check,
+            diff,
+            environment,
+            search_dirs,
+            cwd: std::env::current_dir().ok(),
+            scope,
+        });
+        match self.escalated(r, &req)? {
+            Response::Output(o) => Ok(o.into()),
+            Response::Error(e) => Err(e),
+            Response::Facts(_) => Err("the worker answered a module call with facts".into()),
+        }
     }
 
     fn environment(
@@ -1426,6 +1582,11 @@ fn apply_keywords(apply: &Vars, child: &mut Inherited) -> Result<(), String> {
             "diff" => child.diff = Some(v.clone()),
             "no_log" => child.no_log = Some(v.clone()),
             "environment" => child.environment.push(v.clone()),
+            "become" => child.become_.enabled = Some(v.clone()),
+            "become_user" => child.become_.user = Some(v.clone()),
+            "become_method" => child.become_.method = Some(v.clone()),
+            "become_flags" => child.become_.flags = Some(v.clone()),
+            "become_exe" => child.become_.exe = Some(v.clone()),
             other => return Err(format!("`{other}` is not supported in apply")),
         }
     }

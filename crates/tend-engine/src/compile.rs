@@ -267,6 +267,7 @@ pub fn compile(
         tasks: play.tasks.clone(),
         handlers: play.handlers.clone(),
         options: prep.settings.options.clone(),
+        become_password: prep.settings.become_password.clone(),
     })
 }
 

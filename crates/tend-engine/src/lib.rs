@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use tend_lang::inventory::{parse_limit, Inventory, VarsDirs};
 use tend_lang::playbook::{self, Playbook};
 use tend_lang::{Diag, Diags};
-use tend_proto::{Event, HostState, HostStats, RunOptions, Vars};
+use tend_proto::{Event, HostState, HostStats, RunOptions, Secret, Vars};
 
 pub use bundle::bundle_roots;
 pub use compile::compile;
@@ -35,6 +35,8 @@ pub struct Settings {
     pub connection: Option<String>,
     /// How SSH hosts are reached.
     pub remote: RemoteSettings,
+    /// `-K/--ask-become-pass`: the password typed on the controller.
+    pub become_password: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]

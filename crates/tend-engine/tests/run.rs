@@ -24,6 +24,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         forks: 4,
         connection: None,
         remote: Default::default(),
+        become_password: None,
     }
 }
 

@@ -12,8 +12,8 @@ pub mod wire;
 pub use event::{Event, HostStats, ResultStatus, TaskResult};
 pub use loc::Loc;
 pub use program::{
-    Handler, HostState, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars, RoleInfo,
-    RunOptions, Task, TaskKind, PROTOCOL_VERSION,
+    Become, Handler, HostState, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars,
+    RoleInfo, RunOptions, Secret, Task, TaskKind, PROTOCOL_VERSION,
 };
 
 /// Data as tend moves it around: variables, module arguments, registered results.

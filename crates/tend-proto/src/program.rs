@@ -20,6 +20,68 @@ pub struct Program {
     pub tasks: Vec<Task>,
     pub handlers: Vec<Handler>,
     pub options: RunOptions,
+    /// The become password given on the controller (`-K`). `ansible_become_password` in the
+    /// variables takes precedence. Travels to the agent, never into an event or output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_password: Option<Secret>,
+}
+
+/// A value that must never be shown: `Debug` prints `<redacted>`, and there is no `Display`.
+/// It serialises as the plain string, because it has to reach the agent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that hands it on (a privilege-escalation prompt).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Privilege escalation keywords as written (`become`, `become_user`, `become_method`,
+/// `become_flags`, `become_exe`), each unrendered and unset unless given. On a task they are
+/// inherited like other keywords; in [`RunOptions`] they are the command line's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Become {
+    #[serde(default, rename = "become", skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<Value>,
+}
+
+impl Become {
+    pub fn is_empty(&self) -> bool {
+        *self == Become::default()
+    }
+
+    /// These keywords over `outer`: each one given here wins, the others are inherited.
+    pub fn over(&self, outer: &Become) -> Become {
+        let pick = |a: &Option<Value>, b: &Option<Value>| a.clone().or_else(|| b.clone());
+        Become {
+            enabled: pick(&self.enabled, &outer.enabled),
+            user: pick(&self.user, &outer.user),
+            method: pick(&self.method, &outer.method),
+            flags: pick(&self.flags, &outer.flags),
+            exe: pick(&self.exe, &outer.exe),
+        }
+    }
 }
 
 /// The play-wide variables of one host, one field per precedence level that the controller
@@ -94,6 +156,9 @@ pub struct RunOptions {
     pub skip_tags: Vec<String>,
     pub start_at_task: Option<String>,
     pub verbosity: u8,
+    /// `--become`, `--become-user`, `--become-method`: below every keyword and variable.
+    #[serde(default, rename = "become", skip_serializing_if = "Become::is_empty")]
+    pub become_: Become,
 }
 
 /// A task as written, with its templates unrendered.
@@ -141,6 +206,8 @@ pub struct Task {
     pub delegate_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_once: Option<Value>,
+    #[serde(default, rename = "become", skip_serializing_if = "Become::is_empty")]
+    pub become_: Become,
     /// Index into [`Program::roles`] of the role this task came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<usize>,
@@ -174,6 +241,7 @@ impl Task {
             environment: None,
             delegate_to: None,
             run_once: None,
+            become_: Become::default(),
             role: None,
             implicit: false,
         }
@@ -271,4 +339,40 @@ pub struct LoopControl {
 pub struct Handler {
     pub task: Task,
     pub listen: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        let mut p = RunOptions::default();
+        p.become_.enabled = Some(Value::Bool(true));
+        let s = Secret::new("hunter2");
+        let shown = format!("{:?} {:?}", s, Some(&s));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"hunter2\"");
+        assert_eq!(
+            serde_json::to_value(&p).unwrap()["become"],
+            serde_json::json!({"become": true})
+        );
+    }
+
+    #[test]
+    fn inner_become_keywords_win_field_by_field() {
+        let outer = Become {
+            enabled: Some(Value::Bool(true)),
+            user: Some("postgres".into()),
+            ..Default::default()
+        };
+        let inner = Become {
+            user: Some("nobody".into()),
+            ..Default::default()
+        };
+        let b = inner.over(&outer);
+        assert_eq!(b.enabled, Some(Value::Bool(true)));
+        assert_eq!(b.user, Some("nobody".into()));
+        assert_eq!(b.method, None);
+    }
 }

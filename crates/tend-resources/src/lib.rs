@@ -35,7 +35,7 @@ pub mod wait_for;
 
 pub use args::Args;
 pub use change::{Change, ChangeKind, FieldChange};
-pub use registry::{lookup, module_names, ModuleEntry};
+pub use registry::{lookup, module_names, renders_templates, ModuleEntry};
 
 use std::path::PathBuf;
 

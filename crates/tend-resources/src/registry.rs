@@ -65,3 +65,9 @@ pub fn lookup(name: &str) -> Option<&'static ModuleEntry> {
 pub fn module_names() -> impl Iterator<Item = &'static str> {
     MODULES.iter().map(|m| m.name)
 }
+
+/// Modules that render templates with the task's variables (`ModuleCtx::scope`). A module
+/// that runs in a privileged worker is sent the task's variables only when it is listed here.
+pub fn renders_templates(name: &str) -> bool {
+    matches!(name, "template")
+}

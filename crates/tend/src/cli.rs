@@ -25,6 +25,10 @@ pub enum Command {
     /// The agent on a host: speaks the wire protocol on stdin/stdout (started by tend itself).
     #[command(hide = true)]
     Agent(AgentArgs),
+    /// The privileged worker an agent starts through sudo/su for `become` tasks: speaks the
+    /// worker protocol on stdin/stdout. Not for people.
+    #[command(name = "agent-worker", hide = true)]
+    AgentWorker,
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +100,18 @@ pub struct ApplyArgs {
     pub connection: Option<String>,
     #[command(flatten)]
     pub conn: ConnectionArgs,
+    /// Run tasks as another user (privilege escalation, like ansible-playbook -b).
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+    /// The user to become (default root); playbook keywords and variables override it.
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// How to become that user: sudo (default) or su.
+    #[arg(long = "become-method", value_name = "METHOD")]
+    pub become_method: Option<String>,
+    /// Ask for the privilege escalation password once, on the terminal.
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,

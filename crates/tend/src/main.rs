@@ -2,6 +2,7 @@
 
 mod cli;
 mod printer;
+mod prompt;
 mod settings;
 
 use std::io::Write;
@@ -23,6 +24,19 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply(*args),
         Command::Inventory(args) => inventory(args),
         Command::Agent(args) => agent(args),
+        Command::AgentWorker => agent_worker(),
+    }
+}
+
+/// `tend agent-worker`: stdout belongs to the protocol; problems go to stderr, which the agent
+/// reads for its messages.
+fn agent_worker() -> ExitCode {
+    match tend_agent::worker_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "tend agent-worker: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

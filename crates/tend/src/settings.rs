@@ -2,7 +2,7 @@
 
 use tend_engine::{parse_extra_vars, EngineError, Prepared, Settings};
 use tend_lang::inventory::{load_vars_dirs, parse_limit, Inventory};
-use tend_proto::{RunOptions, Task, TaskKind, Vars};
+use tend_proto::{Become, RunOptions, Task, TaskKind, Value, Vars};
 
 use crate::cli::{ApplyArgs, InventoryArgs};
 
@@ -19,6 +19,27 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
     for e in &a.extra_vars {
         parse_extra_vars(e, &mut extra)?;
     }
+    if let Some(m) = &a.become_method {
+        if !tend_lang::playbook::BECOME_METHODS.contains(&m.as_str()) {
+            return Err(tend_lang::Diag::new(
+                tend_proto::Loc::new("<--become-method>", 0, 0),
+                format!("become method `{m}` is not supported by tend"),
+            )
+            .with_hint("use --become-method sudo or --become-method su")
+            .into());
+        }
+    }
+    let become_password = if a.ask_become_pass {
+        Some(crate::prompt::become_password().map_err(|e| {
+            tend_lang::Diag::new(
+                tend_proto::Loc::new("<--ask-become-pass>", 0, 0),
+                format!("cannot ask for the become password: {e}"),
+            )
+            .with_hint("run tend from a terminal, or set ansible_become_password (in a vault-encrypted vars file)")
+        })?)
+    } else {
+        None
+    };
     let inventories = if a.inventory.is_empty() {
         // Like ansible-playbook without -i and without a config: only the implicit localhost.
         Vec::new()
@@ -37,7 +58,14 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
             skip_tags: split_tags(&a.skip_tags),
             start_at_task: a.start_at_task.clone(),
             verbosity: a.verbose,
+            become_: Become {
+                enabled: a.become_.then_some(Value::Bool(true)),
+                user: a.become_user.clone().map(Value::String),
+                method: a.become_method.clone().map(Value::String),
+                ..Default::default()
+            },
         },
+        become_password,
         forks: a.forks.max(1),
         connection: a.connection.clone(),
         remote: remote_settings(&a.conn),

@@ -12,7 +12,9 @@ use crate::diag::{Diag, Diags};
 use crate::yaml::{self, Node, NodeValue};
 
 use task::TaskParser;
-pub use task::{canonical, LOOP_KEYWORDS, REFUSED as REFUSED_TASK_KEYWORDS, TASK_KEYWORDS};
+pub use task::{
+    canonical, BECOME_METHODS, LOOP_KEYWORDS, REFUSED as REFUSED_TASK_KEYWORDS, TASK_KEYWORDS,
+};
 
 /// A parsed playbook: its plays in order, `import_playbook` already expanded.
 #[derive(Clone, Debug)]
@@ -216,7 +218,7 @@ fn load_into(path: &Path, dir: &Path, plays: &mut Vec<Play>, errors: &mut Vec<Di
 }
 
 /// Play keywords tend refuses, with the reason.
-/// The play keywords tend reads (`become` only as `false`, `connection` only as `local`).
+/// The play keywords tend reads (`connection` only as `local`).
 /// Listed in docs/supported.md, checked by a test there.
 pub const PLAY_KEYWORDS: &[&str] = &[
     "name",
@@ -241,6 +243,10 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "ignore_errors",
     "ignore_unreachable",
     "become",
+    "become_user",
+    "become_method",
+    "become_flags",
+    "become_exe",
     "connection",
 ];
 
@@ -268,11 +274,6 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
         "tend runs every host at full speed; remove `strategy`",
     ),
     ("remote_user", "remote users arrive with SSH hosts"),
-    ("become_user", "privilege escalation arrives with SSH hosts"),
-    (
-        "become_method",
-        "privilege escalation arrives with SSH hosts",
-    ),
     ("module_defaults", "module_defaults is not supported yet"),
     (
         "collections",
@@ -376,17 +377,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             "no_log" => wrapper.no_log = Some(v.to_value()),
             "ignore_errors" => wrapper.ignore_errors = Some(v.to_value()),
             "ignore_unreachable" => {}
-            "become" => {
-                if !matches!(v.value, NodeValue::Bool(false)) {
-                    return Err(Diag::new(
-                        k.loc.clone(),
-                        "play keyword `become` is not supported yet",
-                    )
-                    .with_hint(
-                        "privilege escalation arrives with SSH hosts; remove it for local runs",
-                    ));
-                }
-            }
+            _ if task::become_keyword(&mut wrapper.become_, key, v)? => {}
             "connection" => {
                 if v.as_str() != Some("local") {
                     return Err(Diag::new(
@@ -398,7 +389,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             }
             other => {
                 return Err(Diag::new(k.loc.clone(), format!("`{other}` is not a valid play keyword"))
-                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers"));
+                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, become, become_user, become_method"));
             }
         }
     }

@@ -18,6 +18,10 @@ const ROLE_KEYWORDS: &[&str] = &[
     "tags",
     "vars",
     "become",
+    "become_user",
+    "become_method",
+    "become_flags",
+    "become_exe",
     "ignore_errors",
     "environment",
     "no_log",
@@ -76,13 +80,7 @@ fn role_entry(
                     "no_log" => wrapper.no_log = Some(v.to_value()),
                     "check_mode" => wrapper.check_mode = Some(v.to_value()),
                     "diff" => wrapper.diff = Some(v.to_value()),
-                    "become" => {
-                        return Err(Diag::new(
-                            k.loc.clone(),
-                            "`become` on a role is not supported yet",
-                        )
-                        .with_hint("privilege escalation arrives with SSH hosts"))
-                    }
+                    _ if task::become_keyword(&mut wrapper.become_, key, v)? => {}
                     _ => {
                         params.insert(key.to_string(), v.to_value());
                     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tend_proto::{Handler, LoopControl, LoopSpec, Module, Task, TaskKind, Value, Vars};
+use tend_proto::{Become, Handler, LoopControl, LoopSpec, Module, Task, TaskKind, Value, Vars};
 
 use super::{kv, Loader, RoleScope};
 use crate::diag::Diag;
@@ -12,8 +12,7 @@ use crate::yaml::{Node, NodeValue};
 const FREE_FORM: &[&str] = &["command", "shell", "raw", "script"];
 
 /// Keywords ansible-core knows that tend refuses rather than ignores, with the reason.
-/// The task keywords tend reads (besides the module call). `become` is accepted only as `false`,
-/// `delegate_to` only as localhost. Listed in docs/supported.md, checked by a test there.
+/// The task keywords tend reads (besides the module call). `delegate_to` only as localhost. Listed in docs/supported.md, checked by a test there.
 pub const TASK_KEYWORDS: &[&str] = &[
     "name",
     "when",
@@ -42,6 +41,10 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "rescue",
     "always",
     "become",
+    "become_user",
+    "become_method",
+    "become_flags",
+    "become_exe",
     "action",
     "local_action",
 ];
@@ -67,14 +70,6 @@ pub const REFUSED: &[(&str, &str)] = &[
     (
         "poll",
         "asynchronous tasks are not supported yet; run the task synchronously",
-    ),
-    (
-        "become_flags",
-        "privilege escalation flags are not supported yet",
-    ),
-    (
-        "become_exe",
-        "privilege escalation executables are not supported yet",
     ),
     (
         "connection",
@@ -205,18 +200,7 @@ impl TaskParser<'_> {
                 "block" => block = Some(v),
                 "rescue" => rescue = Some(v),
                 "always" => always = Some(v),
-                "become" | "become_user" | "become_method" => {
-                    if key == "become" && matches!(v.value, NodeValue::Bool(false)) {
-                        continue;
-                    }
-                    return Err(Diag::new(
-                        k.loc.clone(),
-                        format!("task keyword `{key}` is not supported yet"),
-                    )
-                    .with_hint(
-                        "privilege escalation arrives with SSH hosts; remove it for local runs",
-                    ));
-                }
+                _ if become_keyword(&mut task.become_, key, v)? => {}
                 "action" | "local_action" => {
                     if action.is_some() {
                         return Err(conflict(k, action));
@@ -757,6 +741,46 @@ fn loop_control(v: &Node) -> Result<LoopControl, Diag> {
         }
     }
     Ok(lc)
+}
+
+/// The privilege escalation methods tend runs.
+pub const BECOME_METHODS: &[&str] = &["sudo", "su"];
+
+/// Reads `become`, `become_user`, `become_method`, `become_flags` or `become_exe` into `b`;
+/// false if `key` is none of them. Values stay unrendered (templates are allowed), but a literal
+/// method tend does not run is refused here.
+pub(super) fn become_keyword(b: &mut Become, key: &str, v: &Node) -> Result<bool, Diag> {
+    let slot = match key {
+        "become" => &mut b.enabled,
+        "become_user" => &mut b.user,
+        "become_method" => {
+            if let Some(m) = v.as_str() {
+                let m = m.strip_prefix("ansible.builtin.").unwrap_or(m);
+                if !crate::Templar::is_template(m) && !BECOME_METHODS.contains(&m) {
+                    return Err(Diag::new(
+                        v.loc.clone(),
+                        format!("become_method `{m}` is not supported by tend"),
+                    )
+                    .with_hint("tend escalates with `sudo` or `su`"));
+                }
+            }
+            &mut b.method
+        }
+        "become_flags" => &mut b.flags,
+        "become_exe" => &mut b.exe,
+        _ => return Ok(false),
+    };
+    match &v.value {
+        NodeValue::Map(_) | NodeValue::Seq(_) => {
+            return Err(Diag::new(
+                v.loc.clone(),
+                format!("`{key}` must be a single value, not {}", v.kind()),
+            ))
+        }
+        NodeValue::Null => *slot = None,
+        _ => *slot = Some(v.to_value()),
+    }
+    Ok(true)
 }
 
 pub(super) fn scalar(v: &Node) -> Result<String, Diag> {

@@ -127,3 +127,69 @@ fn fqcn_and_free_form() {
         _ => panic!(),
     }
 }
+
+#[test]
+fn become_keywords_are_read_at_play_role_block_and_task_level() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "roles/db/tasks/main.yml", "- debug: msg=db\n");
+    write(
+        d.path(),
+        "site.yml",
+        r#"
+- hosts: all
+  become: yes
+  become_method: su
+  roles:
+    - role: db
+      become_user: postgres
+  tasks:
+    - block:
+        - command: id
+          become_user: "{{ who }}"
+          become_flags: -H -E
+          become_exe: /usr/bin/sudo
+      become: false
+"#,
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let play = &pb.plays[0];
+    let b = &play.tasks[0].become_;
+    assert_eq!(b.enabled, Some(Value::Bool(true)));
+    assert_eq!(b.method, Some(Value::String("su".into())));
+    let tasks = body(play);
+    let role = tasks
+        .iter()
+        .find(|t| t.become_.user.is_some() && matches!(t.kind, TaskKind::Block { .. }))
+        .expect("the role's block");
+    assert_eq!(role.become_.user, Some(Value::String("postgres".into())));
+    let block = tasks
+        .iter()
+        .find(|t| t.become_.enabled == Some(Value::Bool(false)))
+        .expect("the block");
+    let TaskKind::Block { block: inner, .. } = &block.kind else {
+        panic!("a block");
+    };
+    assert_eq!(
+        inner[0].become_.user,
+        Some(Value::String("{{ who }}".into()))
+    );
+    assert_eq!(inner[0].become_.flags, Some(Value::String("-H -E".into())));
+    assert_eq!(
+        inner[0].become_.exe,
+        Some(Value::String("/usr/bin/sudo".into()))
+    );
+}
+
+#[test]
+fn a_become_method_tend_does_not_run_is_refused_where_it_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - command: id\n      become: true\n      become_method: doas\n",
+    );
+    let e = load(&d.path().join("site.yml")).unwrap_err().0[0].render();
+    assert!(e.contains("site.yml:5:22"), "{e}");
+    assert!(e.contains("become_method `doas` is not supported"), "{e}");
+    assert!(e.contains("sudo"), "{e}");
+}
