@@ -30,6 +30,9 @@ pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT: u32 = 1;
 /// Above this much file content, [`Bundle::warnings`] says so.
 pub const WARN_BYTES: u64 = 50 << 20;
+/// Above this, the bundle is refused rather than built (it is held in memory and sent to
+/// every host).
+pub const MAX_BYTES: u64 = 512 << 20;
 /// Directories never shipped.
 const SKIPPED_DIRS: &[&str] = &[".git", ".tend"];
 
@@ -102,6 +105,17 @@ impl Bundle {
             match &e.source {
                 None => append(&mut tar, &e.name, tar::EntryType::Directory, 0o755, &[])?,
                 Some((path, mode)) => {
+                    let size = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                    if content_bytes + size > MAX_BYTES {
+                        return Err(invalid(format!(
+                            "the controller files to ship to SSH hosts exceed {} at {} ({}): tend \
+                             ships the playbook directory and the roles it uses; move large files \
+                             out of them or keep the playbook in a directory of its own",
+                            mib(MAX_BYTES),
+                            path.display(),
+                            mib(size)
+                        )));
+                    }
                     let data = match fs::read(path) {
                         Ok(d) => d,
                         Err(err) => {

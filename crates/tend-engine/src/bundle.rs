@@ -11,6 +11,10 @@ use crate::Prepared;
 /// every playbook file, every role the plays use, and the role search path (for
 /// `include_role` at run time) where it exists. Absolute, and none inside another.
 pub fn bundle_roots(prep: &Prepared) -> Vec<PathBuf> {
+    if prep.adhoc {
+        // `tend ping` and other one-module runs read no controller files.
+        return Vec::new();
+    }
     let mut dirs: Vec<PathBuf> = vec![prep.playbook.dir.clone()];
     let mut search = Loader::new(&prep.playbook.dir).roles_paths;
     for play in &prep.playbook.plays {

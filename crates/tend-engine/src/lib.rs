@@ -67,6 +67,8 @@ pub struct Prepared {
     /// For each play, the hosts it targets (pattern ∩ limit), in inventory order.
     pub play_hosts: Vec<Vec<String>>,
     pub warnings: Vec<String>,
+    /// A one-module run (`tend ping`), not a playbook: no files to ship.
+    pub adhoc: bool,
     /// Hosts reached over SSH, and how.
     ssh_targets: HashMap<String, tend_transport::SshTarget>,
     /// Every inventory host's variables, for `hostvars` (built on first use).
@@ -147,7 +149,9 @@ pub fn prepare_adhoc(
         dir,
         plays: vec![play],
     };
-    prepare_with(settings, inventory, playbook)
+    let mut prep = prepare_with(settings, inventory, playbook)?;
+    prep.adhoc = true;
+    Ok(prep)
 }
 
 fn prepare_with(
@@ -229,6 +233,7 @@ fn prepare_with(
         playbook_vars,
         play_hosts,
         warnings,
+        adhoc: false,
         ssh_targets,
         hostvars: Default::default(),
     })
@@ -299,20 +304,26 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
     let control = tend_transport::ControlDir::new()
         .map_err(|e| format!("cannot create a directory for SSH control sockets: {e}"))?;
     // What the agents read as the controller's files: the playbook tree and its roles.
-    let bundle = tend_agent::bundle::Bundle::build(&bundle_roots(prep))
-        .map_err(|e| format!("cannot pack the playbook directory for the hosts: {e}"))?;
-    for w in bundle.warnings() {
-        let _ = tx.send(Event::Warning {
-            host: None,
-            msg: w.clone(),
-        });
-    }
+    let roots = bundle_roots(prep);
+    let bundle = if roots.is_empty() {
+        None
+    } else {
+        let b = tend_agent::bundle::Bundle::build(&roots)
+            .map_err(|e| format!("cannot pack the playbook directory for the hosts: {e}"))?;
+        for w in b.warnings() {
+            let _ = tx.send(Event::Warning {
+                host: None,
+                msg: w.clone(),
+            });
+        }
+        Some(b)
+    };
     Ok(remote::Remote {
         agent,
         control,
         opts: prep.settings.remote.ssh_options(),
         targets: prep.ssh_targets.clone(),
-        bundle: Some(bundle),
+        bundle,
     })
 }
 

@@ -22,6 +22,8 @@ pub enum Command {
     Apply(Box<ApplyArgs>),
     /// Show an inventory (like ansible-inventory).
     Inventory(InventoryArgs),
+    /// Check that hosts are reachable and their agent runs (like `ansible -m ping`).
+    Ping(PingArgs),
     /// The agent on a host: speaks the wire protocol on stdin/stdout (started by tend itself).
     #[command(hide = true)]
     Agent(AgentArgs),
@@ -68,6 +70,27 @@ pub struct ConnectionArgs {
     /// changed is always refused.
     #[arg(long = "accept-new-host-keys")]
     pub accept_new_host_keys: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PingArgs {
+    /// Host pattern (like ansible's): `all`, a group, `web*:!web3` …
+    #[arg(default_value = "all")]
+    pub pattern: String,
+    /// Inventory file, directory or comma-separated host list (repeatable).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
+    /// Limit to hosts matching this pattern.
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Option<String>,
+    /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
+    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
+    pub connection: Option<String>,
+    /// How many hosts are contacted at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50)]
+    pub forks: usize,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 #[derive(Args, Debug)]

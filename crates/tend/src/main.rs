@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Apply(args) => apply(*args),
         Command::Inventory(args) => inventory(args),
+        Command::Ping(args) => ping(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),
     }
@@ -131,6 +132,60 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+/// `tend ping`: the `ping` module on every matching host; one line (or block) per host, as
+/// `ansible PATTERN -m ping` prints it. Exit status as ansible: 0, 2 failed, 4 unreachable.
+fn ping(args: cli::PingArgs) -> ExitCode {
+    let settings = tend_engine::Settings {
+        inventories: args.inventory.clone(),
+        limit: args.limit.clone(),
+        forks: args.forks.max(1),
+        connection: args.connection.clone(),
+        remote: settings::remote_settings(&args.conn),
+        ..Default::default()
+    };
+    let prep =
+        match tend_engine::prepare_adhoc(settings, &args.pattern, "ping", serde_json::Map::new()) {
+            Ok(p) => p,
+            Err(e) => {
+                report_error(&e);
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        };
+    if prep.play_hosts.iter().all(|h| h.is_empty()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "[WARNING]: no hosts matched `{}`",
+            args.pattern
+        );
+        return ExitCode::SUCCESS;
+    }
+    let (tx, rx) = mpsc::channel();
+    let summary = std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let tx = tx;
+            tend_engine::run(&prep, &tx)
+        });
+        let mut out = std::io::stdout().lock();
+        for e in rx {
+            match &e {
+                tend_proto::Event::TaskResult(r) => {
+                    let _ = writeln!(out, "{}", printer::adhoc_line(r));
+                    let _ = out.flush();
+                }
+                tend_proto::Event::Warning { msg, .. } => {
+                    let _ = writeln!(std::io::stderr(), "[WARNING]: {msg}");
+                }
+                _ => {}
+            }
+        }
+        handle.join()
+    });
+    match summary {
+        Ok(s) => ExitCode::from(s.exit_code() as u8),
+        Err(_) => ExitCode::from(250),
+    }
 }
 
 /// `tend agent`: serves one controller session on stdin/stdout.

@@ -1,7 +1,8 @@
 //! Consumers of the event stream: the human printer (ansible-playbook's look) and JSON lines.
 //! Nothing else in tend prints run output.
 
-use std::io::{self, Write};
+use std::collections::HashMap;
+use std::io::{self, IsTerminal, Write};
 
 use serde_json::{json, Value};
 use tend_proto::{Event, HostStats, ResultStatus, TaskResult};
@@ -17,6 +18,33 @@ pub struct Printer {
     last_header: Option<(String, bool)>,
     /// A closed pipe is not an error: stop writing, keep running.
     closed: bool,
+    /// Hosts of a play run at their own pace: with more than one, each host's lines are kept
+    /// and printed as one block when it finishes, so no two hosts' lines interleave.
+    grouped: bool,
+    held: HashMap<String, Vec<Event>>,
+    /// The live status line (stderr is a terminal, human output).
+    progress: Option<Progress>,
+}
+
+/// `hosts done / changed / failed` of the current play, redrawn in place on a terminal.
+#[derive(Default)]
+struct Progress {
+    play: String,
+    total: usize,
+    done: usize,
+    changed: usize,
+    failed: usize,
+    unreachable: usize,
+    shown: bool,
+}
+
+impl Progress {
+    fn line(&self) -> String {
+        format!(
+            "[{}] {}/{} hosts done · {} changed · {} failed · {} unreachable",
+            self.play, self.done, self.total, self.changed, self.failed, self.unreachable
+        )
+    }
 }
 
 impl Printer {
@@ -27,6 +55,27 @@ impl Printer {
             verbosity,
             last_header: None,
             closed: false,
+            grouped: false,
+            held: HashMap::new(),
+            progress: (format == OutputFormat::Human && io::stderr().is_terminal())
+                .then(Progress::default),
+        }
+    }
+
+    /// Clears the status line before normal output is written under it.
+    fn clear_progress(&mut self) {
+        if let Some(p) = self.progress.as_mut().filter(|p| p.shown) {
+            p.shown = false;
+            let _ = write!(io::stderr(), "\r\x1b[2K");
+        }
+    }
+
+    fn draw_progress(&mut self) {
+        self.flush();
+        if let Some(p) = self.progress.as_mut().filter(|p| p.total > 1) {
+            p.shown = true;
+            let _ = write!(io::stderr(), "\r\x1b[2K{}", p.line());
+            let _ = io::stderr().flush();
         }
     }
 
@@ -54,7 +103,65 @@ impl Printer {
                 self.write(&line);
                 self.write("\n");
             }
-            OutputFormat::Human => self.human(e),
+            OutputFormat::Human => self.grouping(e),
+        }
+    }
+
+    fn grouping(&mut self, e: &Event) {
+        match e {
+            Event::PlayStart { name, hosts } => {
+                self.flush_held();
+                self.grouped = hosts.len() > 1;
+                if let Some(p) = self.progress.as_mut() {
+                    *p = Progress {
+                        play: name.clone(),
+                        total: hosts.len(),
+                        ..Default::default()
+                    };
+                }
+                self.clear_progress();
+                self.human(e);
+            }
+            Event::HostDone { host, stats } => {
+                let lines = self.held.remove(host).unwrap_or_default();
+                self.clear_progress();
+                if !lines.is_empty() {
+                    self.last_header = None;
+                    for l in &lines {
+                        self.human(l);
+                    }
+                }
+                if let Some(p) = self.progress.as_mut() {
+                    p.done += 1;
+                    p.changed += usize::from(stats.changed > 0);
+                    p.failed += usize::from(stats.failed > 0);
+                    p.unreachable += usize::from(stats.unreachable > 0);
+                }
+                self.draw_progress();
+            }
+            Event::TaskStart { host, .. } | Event::ItemResult { host, .. } if self.grouped => {
+                self.held.entry(host.clone()).or_default().push(e.clone());
+            }
+            Event::TaskResult(r) if self.grouped => {
+                self.held.entry(r.host.clone()).or_default().push(e.clone());
+            }
+            _ => {
+                self.clear_progress();
+                self.human(e);
+            }
+        }
+    }
+
+    /// Whatever is held when a play ends without a host's HostDone (not expected) or before
+    /// the recap.
+    fn flush_held(&mut self) {
+        let mut held: Vec<(String, Vec<Event>)> = self.held.drain().collect();
+        held.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, lines) in held {
+            self.last_header = None;
+            for l in &lines {
+                self.human(l);
+            }
         }
     }
 
@@ -184,6 +291,8 @@ impl Printer {
     }
 
     pub fn recap(&mut self, stats: &[(String, HostStats)]) {
+        self.flush_held();
+        self.clear_progress();
         match self.format {
             OutputFormat::Json => {
                 let hosts: serde_json::Map<String, Value> =
@@ -298,6 +407,24 @@ fn sorted(v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
         other => other.clone(),
     }
+}
+
+/// One host's result of an ad-hoc command: `h1 | SUCCESS => {…}` (ansible's layout).
+pub fn adhoc_line(r: &TaskResult) -> String {
+    let word = match r.status {
+        ResultStatus::Ok => "SUCCESS",
+        ResultStatus::Changed => "CHANGED",
+        ResultStatus::Failed => "FAILED!",
+        ResultStatus::Skipped => "SKIPPED",
+        ResultStatus::Unreachable => "UNREACHABLE!",
+    };
+    let mut shown = clean(&r.result, false);
+    if let Some(o) = shown.as_object_mut() {
+        if o.get("failed") == Some(&Value::Bool(false)) {
+            o.remove("failed");
+        }
+    }
+    format!("{} | {word} => {}", r.host, pretty(&shown))
 }
 
 fn pretty(v: &Value) -> String {

@@ -1,0 +1,371 @@
+//! tend against real hosts over SSH: lab hosts (crates/tend-lab) with their own root
+//! filesystem, network namespace and sshd. Faults are real: sshd stopped, a host killed
+//! mid-run, host keys rotated or forgotten, a wrong sudo password.
+//!
+//! Needs root (as CI runs); each test starts and stops its own lab.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tend_lab::Lab;
+
+fn lab(n: usize) -> Lab {
+    Lab::start(n).expect("the lab starts (these tests need root and tests/setup.sh)")
+}
+
+fn tend(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tend"));
+    c.args(args).current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn recap_line<'a>(out: &'a str, host: &str) -> &'a str {
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with(host) && l.contains(" : ok="))
+        .unwrap_or("")
+}
+
+/// Waits for a child with a deadline: nothing in these tests may hang.
+fn wait(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("tend did not finish within {limit:?}:\n{}", text(&o));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every process's command line on this machine (lab hosts' processes included: they live in
+/// child PID namespaces, visible from here).
+fn command_lines() -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .collect()
+}
+
+/// Watches command lines while `child` runs; returns the output and every line that
+/// contained one of `secrets`.
+fn run_watching(child: Child, secrets: &[&str], limit: Duration) -> (Output, Vec<String>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::thread::scope(|s| {
+        let stop2 = stop.clone();
+        let watcher = s.spawn(move || {
+            let mut leaks = Vec::new();
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                for l in command_lines() {
+                    if secrets.iter().any(|x| l.contains(x)) {
+                        leaks.push(l);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            leaks
+        });
+        let out = wait(child, limit);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (out, watcher.join().unwrap())
+    });
+    seen
+}
+
+const CANARY: &str = "canary-payload-7f3a9c";
+
+/// One host's sshd is down before the run, another host dies mid-run: both UNREACHABLE with
+/// their reason, everyone else converges, and no payload ever shows in a command line.
+#[test]
+fn unreachable_hosts_are_reported_and_the_rest_converge() {
+    let lab = lab(5);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  vars:\n    token: {CANARY}\n  tasks:\n    - copy: content=\"{{{{ token }}}}\" dest=/root/token mode=0600\n    - copy: content=go dest=/root/started\n    - command: sleep 4\n      when: inventory_hostname == 'h05'\n    - template: src=motd.j2 dest=/etc/motd\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("motd.j2"),
+        "managed by tend on {{ inventory_hostname }}\n",
+    )
+    .unwrap();
+    lab.stop_sshd("h04").unwrap();
+    let inv = lab.inventory_path();
+    let child = tend(
+        dir.path(),
+        &["apply", "site.yml", "-i", inv.to_str().unwrap()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Kill h05 once it is inside its long task.
+    let killer = std::thread::spawn({
+        let prefix = lab.prefix().to_string();
+        move || {
+            let lab = Lab::attach(&prefix).unwrap();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                let started = lab
+                    .exec("h05", &["test", "-e", "/root/started"])
+                    .map(|o| o.status.success())
+                    .unwrap_or(false);
+                if started {
+                    std::thread::sleep(Duration::from_millis(300));
+                    lab.kill_host("h05").unwrap();
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        }
+    });
+    let (out, leaks) = run_watching(child, &[CANARY], Duration::from_secs(120));
+    assert!(killer.join().unwrap(), "h05 never started its play");
+    let t = text(&out);
+    assert!(
+        leaks.is_empty(),
+        "payload visible in a command line: {leaks:?}"
+    );
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("fatal: [h04]: UNREACHABLE!") && t.contains("port 22: Connection refused"),
+        "{t}"
+    );
+    assert!(t.contains("fatal: [h05]: UNREACHABLE!"), "{t}");
+    assert!(
+        recap_line(&t, "h04").contains("ok=0    changed=0    unreachable=1"),
+        "{t}"
+    );
+    assert!(recap_line(&t, "h05").contains("unreachable=1"), "{t}");
+    for h in ["h01", "h02", "h03"] {
+        assert!(
+            recap_line(&t, h)
+                .contains("ok=3    changed=3    unreachable=0    failed=0    skipped=1"),
+            "{t}"
+        );
+        assert_eq!(
+            lab.run(h, &["cat", "/etc/motd"]).unwrap(),
+            format!("managed by tend on {h}\n")
+        );
+        assert_eq!(lab.run(h, &["cat", "/root/token"]).unwrap(), CANARY);
+    }
+
+    // The converged hosts stay converged; `tend ping` tells who is reachable.
+    let again = tend(
+        dir.path(),
+        &[
+            "apply",
+            "site.yml",
+            "-i",
+            inv.to_str().unwrap(),
+            "-l",
+            "h01:h02:h03",
+        ],
+    )
+    .output()
+    .unwrap();
+    let t = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{t}");
+    assert!(recap_line(&t, "h01").contains("changed=0"), "{t}");
+    let ping = tend(dir.path(), &["ping", "-i", inv.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = text(&ping);
+    assert_eq!(ping.status.code(), Some(4), "{t}");
+    assert!(t.contains("h01 | SUCCESS => {"), "{t}");
+    assert!(t.contains("\"ping\": \"pong\""), "{t}");
+    assert!(t.contains("h04 | UNREACHABLE! => {"), "{t}");
+}
+
+/// A changed host key aborts that host; an unknown one is refused unless the user opts in,
+/// and then it is recorded; a changed key is refused even with the opt-in.
+#[test]
+fn host_keys_are_checked_strictly() {
+    let lab = lab(3);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - file: path=/root/touched state=touch\n",
+    )
+    .unwrap();
+    lab.rotate_host_key("h01").unwrap();
+    lab.forget_host_key("h02").unwrap();
+    let inv = lab.inventory_path();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["apply", "site.yml", "-i", inv.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let child = tend(dir.path(), &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait(child, Duration::from_secs(120))
+    };
+    let out = run(&[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("the host key of h01 has CHANGED"), "{t}");
+    assert!(t.contains("the host key of h02 is not known"), "{t}");
+    assert!(t.contains("--accept-new-host-keys"), "{t}");
+    assert!(
+        recap_line(&t, "h03").contains("changed=1    unreachable=0"),
+        "{t}"
+    );
+    for h in ["h01", "h02"] {
+        let touched = lab.exec(h, &["test", "-e", "/root/touched"]).unwrap();
+        assert!(
+            !touched.status.success(),
+            "{h} was changed despite its host key"
+        );
+    }
+
+    let out = run(&["--accept-new-host-keys"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("the host key of h01 has CHANGED"), "{t}");
+    assert!(
+        recap_line(&t, "h02").contains("changed=1    unreachable=0"),
+        "{t}"
+    );
+    assert!(
+        t.contains("h02: new host key accepted and recorded (--accept-new-host-keys)"),
+        "{t}"
+    );
+    // Recorded in the known_hosts file the host uses (names may be hashed: ask ssh-keygen).
+    let h02 = lab.host("h02").unwrap().ip.to_string();
+    let found = Command::new("ssh-keygen")
+        .args(["-F", &h02, "-f"])
+        .arg(lab.known_hosts_path())
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "the accepted key of h02 is recorded"
+    );
+
+    // Recorded: the next strict run trusts it.
+    let out = run(&[]);
+    let t = text(&out);
+    assert!(recap_line(&t, "h02").contains("unreachable=0"), "{t}");
+}
+
+/// Log in as an unprivileged user and become root with sudo: right password, wrong password
+/// (a clean, quick failure), a passwordless sudo rule; the password is never in a command line.
+#[test]
+fn become_over_ssh() {
+    let lab = lab(2);
+    let dir = tempfile::tempdir().unwrap();
+    let key = lab.key_path();
+    let known = lab.known_hosts_path();
+    let line = |h: &tend_lab::LabHost, user: &str, extra: &str| {
+        format!(
+            "{} ansible_host={} ansible_user={user} ansible_ssh_private_key_file={} ansible_ssh_common_args='-o UserKnownHostsFile={} -o IdentitiesOnly=yes'{extra}\n",
+            h.name,
+            h.ip,
+            key.display(),
+            known.display()
+        )
+    };
+    let hosts = lab.hosts();
+    let password = tend_lab::DEPLOY_PASSWORD;
+    std::fs::write(
+        dir.path().join("good.ini"),
+        format!(
+            "{}{}",
+            line(
+                &hosts[0],
+                tend_lab::DEPLOY_USER,
+                &format!(" ansible_become_password={password}")
+            ),
+            line(&hosts[1], tend_lab::NOPW_USER, "")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.ini"),
+        line(
+            &hosts[0],
+            tend_lab::DEPLOY_USER,
+            " ansible_become_password=not-the-password",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: whoami\n      register: plain\n    - command: whoami\n      register: root\n      become: true\n    - copy: content=\"{{ plain.stdout }} {{ root.stdout }}\" dest=/root/who\n      become: true\n",
+    )
+    .unwrap();
+    let child = tend(dir.path(), &["apply", "site.yml", "-i", "good.ini"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, leaks) = run_watching(child, &[password], Duration::from_secs(120));
+    let t = text(&out);
+    assert!(
+        leaks.is_empty(),
+        "password visible in a command line: {leaks:?}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(!t.contains(password), "{t}");
+    assert_eq!(
+        lab.run(&hosts[0].name, &["cat", "/root/who"]).unwrap(),
+        format!("{} root", tend_lab::DEPLOY_USER)
+    );
+    assert_eq!(
+        lab.run(&hosts[1].name, &["cat", "/root/who"]).unwrap(),
+        format!("{} root", tend_lab::NOPW_USER)
+    );
+
+    let started = Instant::now();
+    let child = tend(dir.path(), &["apply", "site.yml", "-i", "bad.ini"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, leaks) = run_watching(child, &["not-the-password"], Duration::from_secs(90));
+    let t = text(&out);
+    assert!(
+        leaks.is_empty(),
+        "password visible in a command line: {leaks:?}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("Incorrect sudo password"), "{t}");
+    assert!(!t.contains("not-the-password"), "{t}");
+    assert!(
+        recap_line(&t, &hosts[0].name).contains("ok=1    changed=1    unreachable=0    failed=1"),
+        "{t}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a wrong password must fail fast, took {:?}",
+        started.elapsed()
+    );
+}
