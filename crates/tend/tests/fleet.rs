@@ -369,3 +369,60 @@ fn become_over_ssh() {
         started.elapsed()
     );
 }
+
+/// A host that goes silent (its network cable pulled) is given up on by the keepalives, and a
+/// host that cannot be reached at all by the connect timeout: nothing waits forever.
+#[test]
+fn silent_hosts_time_out() {
+    let lab = lab(3);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - copy: content=go dest=/root/started\n    - command: sleep 60\n      when: inventory_hostname == 'h02'\n    - copy: content=done dest=/root/done\n",
+    )
+    .unwrap();
+    lab.unplug("h03").unwrap();
+    let inv = lab.inventory_path();
+    let started = Instant::now();
+    let child = tend(
+        dir.path(),
+        &["apply", "site.yml", "-i", inv.to_str().unwrap(), "-T", "3"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let prefix = lab.prefix().to_string();
+    let unplugger = std::thread::spawn(move || {
+        let lab = Lab::attach(&prefix).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if lab
+                .exec("h02", &["test", "-e", "/root/started"])
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+            {
+                lab.unplug("h02").unwrap();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    let out = wait(child, Duration::from_secs(90));
+    assert!(unplugger.join().unwrap(), "h02 never started");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("fatal: [h02]: UNREACHABLE!"), "{t}");
+    assert!(t.contains("fatal: [h03]: UNREACHABLE!"), "{t}");
+    assert!(
+        recap_line(&t, "h01").contains("ok=2    changed=2    unreachable=0"),
+        "{t}"
+    );
+    // Keepalives every 5 s, three missed: well before the 60 s task would have ended.
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "took {:?}",
+        started.elapsed()
+    );
+}
