@@ -426,3 +426,46 @@ fn silent_hosts_time_out() {
         started.elapsed()
     );
 }
+
+/// The user's ssh configuration is honoured: a host alias that exists only in an ssh config
+/// file, reached through a jump host (ProxyJump).
+#[test]
+fn ssh_config_and_proxyjump_are_honoured() {
+    let lab = lab(2);
+    let dir = tempfile::tempdir().unwrap();
+    let h02 = lab.host("h02").unwrap().ip;
+    let h01 = lab.host("h01").unwrap().ip;
+    let mut cfg = std::fs::read_to_string(lab.ssh_config_path()).unwrap();
+    cfg.push_str(&format!(
+        "\nHost behind-the-jump\n    HostName {h02}\n    User root\n    ProxyJump h01\n    IdentityFile {}\n    UserKnownHostsFile {}\n    IdentitiesOnly yes\n",
+        lab.key_path().display(),
+        lab.known_hosts_path().display()
+    ));
+    std::fs::write(dir.path().join("ssh_config"), cfg).unwrap();
+    std::fs::write(
+        dir.path().join("inv.ini"),
+        format!(
+            "web ansible_host=behind-the-jump ansible_ssh_common_args='-F {}'\n",
+            dir.path().join("ssh_config").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: printenv SSH_CONNECTION\n      register: conn\n    - copy: content=\"{{ conn.stdout.split()[0] }}\" dest=/root/came-from\n",
+    )
+    .unwrap();
+    let child = tend(dir.path(), &["apply", "site.yml", "-i", "inv.ini"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait(child, Duration::from_secs(120));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    // h02 saw the connection come from h01: the jump was taken.
+    assert_eq!(
+        lab.run("h02", &["cat", "/root/came-from"]).unwrap(),
+        h01.to_string()
+    );
+}
