@@ -469,3 +469,58 @@ fn ssh_config_and_proxyjump_are_honoured() {
         h01.to_string()
     );
 }
+
+/// Failures before the agent runs say what went wrong in the user's terms: a name that does
+/// not resolve, a key the host does not accept.
+#[test]
+fn dns_and_authentication_failures_are_unreachable_with_their_reason() {
+    let lab = lab(1);
+    let dir = tempfile::tempdir().unwrap();
+    let h = lab.host("h01").unwrap();
+    let wrong_key = dir.path().join("wrong_key");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong_key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let common = format!(
+        "ansible_ssh_common_args='-o UserKnownHostsFile={} -o IdentitiesOnly=yes'",
+        lab.known_hosts_path().display()
+    );
+    std::fs::write(
+        dir.path().join("inv.ini"),
+        format!(
+            "nowhere ansible_host=no-such-host.invalid {common}\nlocked ansible_host={} ansible_user=root ansible_ssh_private_key_file={} {common}\n",
+            h.ip,
+            wrong_key.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        "- hosts: all\n  tasks:\n    - debug: msg=hi\n",
+    )
+    .unwrap();
+    let child = tend(dir.path(), &["apply", "site.yml", "-i", "inv.ini"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait(child, Duration::from_secs(60));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("fatal: [nowhere]: UNREACHABLE!"), "{t}");
+    assert!(
+        t.contains("Could not resolve hostname no-such-host.invalid"),
+        "{t}"
+    );
+    assert!(t.contains("fatal: [locked]: UNREACHABLE!"), "{t}");
+    assert!(
+        t.contains("Failed to authenticate to the host via ssh"),
+        "{t}"
+    );
+    assert!(t.contains("Permission denied (publickey"), "{t}");
+    // Ansible names the task that could not run: here the implicit fact gathering.
+    assert!(t.contains("TASK [Gathering Facts]"), "{t}");
+}
