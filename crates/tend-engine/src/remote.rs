@@ -226,11 +226,21 @@ fn first_task_name(p: &Program) -> String {
     if p.play.gather_facts {
         "Gathering Facts".into()
     } else {
-        p.tasks
-            .first()
+        first_leaf(&p.tasks)
             .map(|t| t.display_name())
             .unwrap_or_else(|| "connect".into())
     }
+}
+
+/// The first task a user wrote (plays wrap their tasks in implicit blocks).
+fn first_leaf(tasks: &[tend_proto::Task]) -> Option<&tend_proto::Task> {
+    tasks.iter().find_map(|t| match &t.kind {
+        tend_proto::TaskKind::Block { block, .. } if t.name.is_none() || t.implicit => {
+            first_leaf(block)
+        }
+        _ if t.implicit => None,
+        _ => Some(t),
+    })
 }
 
 /// What the controller saw of a session, to report a connection lost mid-play.
