@@ -1,7 +1,7 @@
 //! Which controller directories a remote host needs: what goes into its bundle
 //! (`tend_agent::bundle`).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use tend_lang::playbook::Loader;
 
@@ -42,17 +42,7 @@ fn outermost(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
 /// remote host's view of controller paths resolves them).
 fn absolute(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
+    tend_lang::ctlfs::normalize(&abs).unwrap_or(abs)
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ pub fn not_shipped(p: &Path) -> Option<NotShipped> {
 
 /// An absolute path without `.` and `..` components (resolved lexically, as the bundle, which
 /// holds no symlinks, is laid out); `None` for a relative path.
-fn normalize(p: &Path) -> Option<PathBuf> {
+pub fn normalize(p: &Path) -> Option<PathBuf> {
     if !p.is_absolute() {
         return None;
     }
