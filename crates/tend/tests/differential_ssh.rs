@@ -29,7 +29,8 @@ fn differential_over_ssh_against_ansible_core() {
     let script = workspace.join("tests/differential/record.py");
     let output = Command::new("python3")
         .arg(&script)
-        .args(["--tool", "tend", "--bin", env!("CARGO_BIN_EXE_tend"), "--lab"])
+        .args(["--tool", "tend", "--bin", env!("CARGO_BIN_EXE_tend")])
+        .arg("--lab")
         .arg(lab.state_dir())
         .current_dir(&workspace)
         .output()
