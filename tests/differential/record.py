@@ -7,30 +7,43 @@ Record goldens (all cases, or the ones named):
 Judge tend against the goldens:
     python3 tests/differential/record.py --tool tend --bin PATH [CASE ...]
 
+Lab mode: the same cases over SSH on the hosts of a running tend-lab
+(`tend-lab up -n 5 --prefix P`), goldens in golden-ssh.json, known differences
+in xfail-ssh.txt:
+    python3 tests/differential/record.py --lab P [CASE ...]
+    python3 tests/differential/record.py --lab P --tool tend --bin PATH [CASE ...]
+
 Each case is a directory under tests/differential/cases/ holding site.yml and,
 optionally, `inventory` (default: localhost with a local connection), `args`
 (extra CLI arguments, one per line) and `setup.sh` (run with the fresh root as
 $1 before the first run).  The playbook is run twice against the same root
 (first run, then the idempotence re-run); after each run the exit code, the
-PLAY RECAP counts and the tree under the root are captured.
+PLAY RECAP counts and the tree under the root are captured (snapshot.py).
+
+In lab mode a case without an inventory runs on every lab host; a case's own
+inventory has each host mapped onto a lab host in order (localhost stays the
+controller); the root is one path on every host, the state one tree per host.
+The rules are spelled out at "lab mode" below.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from snapshot import snapshot  # noqa: E402  (one capture format, also run on lab hosts)
 
 ANSIBLE_CORE_VERSION = "2.19.14"
 HERE = Path(__file__).resolve().parent
@@ -39,10 +52,6 @@ DEFAULT_INVENTORY = "localhost ansible_connection=local\n"
 RUNS_PER_CASE = 2
 RUN_TIMEOUT_SECONDS = 300
 RECAP_FIELDS = ("ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored")
-ROOT_PLACEHOLDER = b"<root>"
-
-# Ansible's backup files: <name>.<pid>.<YYYY-MM-DD@HH:MM:SS>~
-BACKUP_NAME = re.compile(r"^(?P<name>.+)\.(?P<pid>\d+)\.(?P<when>\d{4}-\d{2}-\d{2}@\d{2}:\d{2}:\d{2})~$")
 RECAP_LINE = re.compile(
     r"^(?P<host>\S+)\s*:\s*"
     + r"\s+".join(rf"{name}=(?P<{name}>\d+)" for name in RECAP_FIELDS)
@@ -181,49 +190,17 @@ def read_recap_file(path: Path) -> dict | None:
     }
 
 
-def walk_order(name: str) -> tuple:
-    """Backups of one file in the order they were taken; others by name."""
-    match = BACKUP_NAME.match(name)
-    if match:
-        return (match["name"], 1, match["when"], int(match["pid"]))
-    return (name, 0, "", 0)
-
-
-def snapshot(root: Path) -> dict:
-    """Every path under root (relative) -> type, mode, link target, content hash."""
-    root_bytes = str(root).encode()
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames, key=walk_order):
-            full = Path(dirpath) / name
-            rel = full.relative_to(root)
-            match = BACKUP_NAME.match(rel.name)
-            if match:
-                # Several backups of one file (walked in the order they were
-                # taken) become <backup>, <backup-2>, ...
-                rel = rel.with_name(f"{match['name']}.<backup>~")
-                count = 2
-                while str(rel) in state:
-                    rel = rel.with_name(f"{match['name']}.<backup-{count}>~")
-                    count += 1
-            st = full.lstat()
-            entry: dict = {"mode": f"{stat.S_IMODE(st.st_mode):04o}"}
-            if stat.S_ISLNK(st.st_mode):
-                entry["type"] = "link"
-                entry["target"] = os.readlink(full).replace(str(root), "<root>")
-                del entry["mode"]  # symlink modes are meaningless on Linux
-            elif stat.S_ISDIR(st.st_mode):
-                entry["type"] = "dir"
-            elif stat.S_ISREG(st.st_mode):
-                entry["type"] = "file"
-                content = full.read_bytes().replace(root_bytes, ROOT_PLACEHOLDER)
-                entry["sha256"] = hashlib.sha256(content).hexdigest()
-                entry["size"] = len(content)
-            else:
-                entry["type"] = "other"
-            state[str(rel)] = dict(sorted(entry.items()))
-    return dict(sorted(state.items()))
+def run_tool(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """One ansible-playbook or tend run: exit code and combined output."""
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=RUN_TIMEOUT_SECONDS)
+        return proc.returncode, proc.stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired as exc:
+        return -1, (exc.stdout or b"").decode(errors="replace") + "\n[timed out]"
+    except OSError as exc:
+        return -1, f"[cannot run {argv[0]}: {exc}]"
 
 
 def run_case(case: Case, command_for, recap_from_file: bool, keep: bool = False,
@@ -246,16 +223,7 @@ def run_case(case: Case, command_for, recap_from_file: bool, keep: bool = False,
         for index in range(RUNS_PER_CASE):
             recap_file = workdir / f"recap-{index}.json"
             argv = command_for(case, inventory, root, recap_file)
-            try:
-                proc = subprocess.run(argv, cwd=case.path, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      timeout=RUN_TIMEOUT_SECONDS)
-                rc, output = proc.returncode, proc.stdout.decode(errors="replace")
-            except subprocess.TimeoutExpired as exc:
-                rc = -1
-                output = (exc.stdout or b"").decode(errors="replace") + "\n[timed out]"
-            except OSError as exc:
-                rc, output = -1, f"[cannot run {argv[0]}: {exc}]"
+            rc, output = run_tool(argv, case.path, env)
             # tend reports through --recap-file; ansible through its stdout.
             recap = read_recap_file(recap_file) if recap_from_file else parse_recap(output)
             results.append(RunResult(rc, recap, snapshot(root), output))
@@ -281,6 +249,281 @@ def tend_command(binary: str):
     return build
 
 
+# -------------------------------------------------------------------- lab mode
+#
+# With --lab, every case runs against the hosts of a running tend-lab over SSH
+# (both tools use the lab's inventory variables: address, root login, key,
+# strict known_hosts, /usr/bin/python3) and is judged against golden-ssh.json.
+#
+# Hosts.  A case without an inventory runs on every lab host (group `lab`:
+# h01..h05), so `hosts: all` means the fleet.  A case's own INI inventory is
+# copied and each of its hosts, in order of first appearance, is mapped onto a
+# lab host (h01, h02, ... wrapping around if there are more hosts than lab
+# hosts): the host line keeps its variables, loses `ansible_connection=local`
+# and gains the lab host's connection variables plus `ansible_connection=ssh`.
+# `localhost` (and 127.0.0.1, ::1) is not mapped: in both tools it is the
+# controller, as it is for Ansible's implicit localhost, so a play or a task
+# delegated to it means "on the machine running the tool".
+#
+# Root.  One path, the same on every machine: /srv/tdiff/<case>-<tool>-<pid>,
+# passed as `-e root=...`.  It is made fresh (and setup.sh run in it, with the
+# root as $1) on each lab host the case uses, and on the controller too when
+# the inventory lists localhost (otherwise the controller gets an empty root,
+# so delegated writes have somewhere to land and show up as a difference).
+#
+# End state.  After each run, snapshot.py runs on each used lab host over ssh
+# (same format as local runs) with the host's addresses and the lab's state
+# dir replaced by placeholders (<ip:h01>, <ip:controller>, <lab>), so goldens
+# do not depend on which lab slot recorded them.  The state is per machine:
+# {"h01": {path: entry}, ..., "controller": {...}}; the controller's tree is
+# kept only when the inventory lists localhost or something was written there.
+# Recap: per inventory host, as in local mode.
+#
+# Cases whose meaning depends on the controller (delegate_to: localhost, the
+# env/pipe/lines lookups, connection: local plays) are refused by tend on SSH
+# hosts; they are listed in xfail-ssh.txt with the message tend prints, and the
+# judge checks that run 1 printed it.
+
+LAB_ROOT_BASE = "/srv/tdiff"
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+CONTROLLER = "controller"
+GOLDEN_SSH = "golden-ssh.json"
+ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass
+class LabHost:
+    name: str
+    ip: str
+    vars: str  # the connection variables, as written in the lab's inventory.ini
+
+
+class Lab:
+    """A running tend-lab, seen through the client files in its state dir."""
+
+    def __init__(self, where: str):
+        state_dir = Path(where)
+        if not state_dir.is_dir() and "/" not in where:
+            state_dir = Path("/run/tend-lab") / where  # a prefix
+        inventory = state_dir / "inventory.ini"
+        if not inventory.is_file():
+            sys.exit(f"error: {inventory} does not exist: --lab takes a running lab's state dir "
+                     f"or prefix\nhint: start one with `tend-lab up -n 5 --prefix P`")
+        self.state_dir = state_dir
+        self.ssh_config = state_dir / "ssh_config"
+        self.hosts: list[LabHost] = []
+        for line in inventory.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith(("#", "[")):
+                continue
+            name, _, rest = line.partition(" ")
+            address = re.search(r"(?:^|\s)ansible_host=(\S+)", rest)
+            if not address:
+                sys.exit(f"error: {inventory}: host {name} has no ansible_host")
+            self.hosts.append(LabHost(name, address[1], rest.strip()))
+        if not self.hosts:
+            sys.exit(f"error: {inventory} lists no hosts")
+        # The controller is the lab bridge's .1 address (tend-lab's subnet rule).
+        self.bridge_ip = self.hosts[0].ip.rsplit(".", 1)[0] + ".1"
+        self.inventory_text = inventory.read_text()
+        # The harness's own ssh calls share one master connection per host.
+        self.control_dir = Path(tempfile.mkdtemp(prefix="tdiff-cm-"))
+
+    def by_name(self, name: str) -> LabHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    def replacements(self) -> list:
+        """Host-specific text in captured files -> placeholders (see snapshot.py)."""
+        out = [[str(self.state_dir), "<lab>", False], [self.bridge_ip, "<ip:controller>", True]]
+        out += [[h.ip, f"<ip:{h.name}>", True] for h in self.hosts]
+        return out
+
+    def ssh(self, host: str, command: str, stdin: bytes = b"",
+            timeout: int = RUN_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+        argv = ["ssh", "-F", str(self.ssh_config), "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={self.control_dir}/%C", "-o", "ControlPersist=120",
+                host, "--", command]
+        proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"lab host {host}: `{command[:120]}` exited with {proc.returncode}: "
+                               f"{proc.stderr.decode(errors='replace').strip()}\n"
+                               f"hint: is the lab still up? `tend-lab status`; "
+                               f"`ssh -F {self.ssh_config} {host}` to look")
+        return proc
+
+    def close(self) -> None:
+        for h in self.hosts:
+            subprocess.run(["ssh", "-F", str(self.ssh_config), "-o",
+                            f"ControlPath={self.control_dir}/%C", "-O", "exit", h.name],
+                           capture_output=True, timeout=30)
+        shutil.rmtree(self.control_dir, ignore_errors=True)
+
+
+def expand_host_pattern(pattern: str) -> list[str]:
+    """Ansible's INI host ranges: web[1:3], db[01:10:2], rack[a:c]."""
+    match = re.match(r"^(?P<head>[^\[]*)\[(?P<range>[^\]]+)\](?P<tail>.*)$", pattern)
+    if not match:
+        return [pattern]
+    parts = match["range"].split(":")
+    if len(parts) not in (2, 3):
+        return [pattern]
+    begin, end = parts[0], parts[1]
+    step = int(parts[2]) if len(parts) == 3 and parts[2] else 1
+    if begin.isdigit() and end.isdigit():
+        width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
+        values = [str(n).zfill(width) for n in range(int(begin), int(end) + 1, step)]
+    elif begin in ALPHABET and end in ALPHABET and len(begin) == len(end) == 1:
+        values = list(ALPHABET[ALPHABET.index(begin):ALPHABET.index(end) + 1:step])
+    else:
+        return [pattern]
+    return [match["head"] + value + rest
+            for value in values
+            for rest in expand_host_pattern(match["tail"])]
+
+
+class LabInventory:
+    """A case's INI inventory with its hosts mapped onto lab hosts (see above)."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.mapping: dict[str, str] = {}  # inventory host -> lab host or CONTROLLER
+
+    def assign(self, name: str) -> str:
+        if name not in self.mapping:
+            if name in LOCAL_NAMES:
+                self.mapping[name] = CONTROLLER
+            else:
+                used = sum(1 for m in self.mapping.values() if m != CONTROLLER)
+                self.mapping[name] = self.lab.hosts[used % len(self.lab.hosts)].name
+        return self.mapping[name]
+
+    def rewrite(self, text: str, source: Path) -> str:
+        hosts_section = True  # lines before any [section] are ungrouped hosts
+        out = []
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith(("#", ";")):
+                out.append(line)
+                continue
+            if stripped.startswith("["):
+                section = stripped[1:].split("]", 1)[0]
+                hosts_section = section.partition(":")[2] not in ("vars", "children")
+                out.append(line)
+                continue
+            if not hosts_section:
+                out.append(line)
+                continue
+            pattern, _, rest = stripped.partition(" ")
+            for name in expand_host_pattern(pattern):
+                first = name not in self.mapping
+                target = self.assign(name)
+                if target == CONTROLLER:
+                    out.append(f"{name} {rest}".rstrip())
+                    continue
+                kept = re.sub(r"(?:^|\s)ansible_connection=local(?=\s|$)", "", rest).strip()
+                # Connection variables once per host (at its first line); host
+                # variables merge over all of a host's lines.
+                connection = f"{self.lab.by_name(target).vars} ansible_connection=ssh" if first else ""
+                out.append(" ".join(w for w in (name, kept, connection) if w))
+        return "\n".join(out) + "\n"
+
+    def rewrite_path(self, path: Path) -> None:
+        """An inventory file, or each host file of an inventory directory, in place."""
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file())
+        else:
+            files = [path]
+        for file in files:
+            if file.suffix in (".yml", ".yaml", ".json"):
+                raise RuntimeError(f"{file}: lab mode maps INI inventories only; "
+                                   f"write this case's inventory as INI")
+            file.write_text(self.rewrite(file.read_text(), file))
+
+
+def run_on_machines(lab: Lab, machines: list[str], action) -> dict:
+    """action(machine) for each machine at once; results by machine."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(machines) or 1) as pool:
+        return dict(zip(machines, pool.map(action, machines)))
+
+
+def run_case_lab(case: Case, lab: Lab, tool: str, command_for, recap_from_file: bool,
+                 keep: bool = False, extra_env: dict[str, str] | None = None
+                 ) -> tuple[dict[str, str], list[RunResult]]:
+    """Run the case RUNS_PER_CASE times on lab hosts; the mapping and the results."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"tend-diff-ssh-{case.name[:20]}-"))
+    # A copy of the case, so the rewritten inventory keeps its place beside
+    # group_vars/ and host_vars/ (both tools load those relative to it).
+    copy = workdir / "case"
+    shutil.copytree(case.path, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("expected.json", GOLDEN_SSH))
+    root = Path(LAB_ROOT_BASE) / f"{case.name}-{tool}-{os.getpid()}"
+    mapper = LabInventory(lab)
+    if case.inventory is not None:
+        inventory = copy / "inventory"
+        mapper.rewrite_path(inventory)
+    else:
+        inventory = workdir / "inventory"
+        inventory.write_text(lab.inventory_text)
+        for h in lab.hosts:
+            mapper.assign(h.name)
+    mapping = mapper.mapping
+    used = [h.name for h in lab.hosts if h.name in mapping.values()]
+    controller_used = CONTROLLER in mapping.values()
+    env = run_environment(workdir)
+    env.update(extra_env or {})
+    # Strict host keys: the lab's known_hosts (ansible would otherwise add
+    # StrictHostKeyChecking=no before the inventory's common args, and ssh
+    # keeps the first value it sees).
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "1"
+    setup = case.setup_script.read_bytes() if case.setup_script else None
+    quoted = shlex.quote(str(root))
+    replacements = lab.replacements()
+    snapshot_source = (HERE / "snapshot.py").read_bytes()
+
+    def prepare(host: str) -> None:
+        command = f"rm -rf {quoted} && mkdir -p {quoted}"
+        if setup is not None:
+            command += f" && cd {quoted} && bash -s -- {quoted}"
+        lab.ssh(host, command, setup or b"")
+
+    def capture(host: str) -> dict:
+        command = f"python3 - {quoted} {shlex.quote(json.dumps(replacements))}"
+        return json.loads(lab.ssh(host, command, snapshot_source).stdout)
+
+    def clean(host: str) -> None:
+        lab.ssh(host, f"rm -rf {quoted}")
+
+    results = []
+    try:
+        run_on_machines(lab, used, prepare)
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        if setup is not None and controller_used:
+            subprocess.run(["bash", "-s", "--", str(root)], input=setup, cwd=root, env=env,
+                           check=True, timeout=RUN_TIMEOUT_SECONDS)
+        for index in range(RUNS_PER_CASE):
+            recap_file = workdir / f"recap-{index}.json"
+            argv = command_for(case, inventory, root, recap_file)
+            rc, output = run_tool(argv, copy, env)
+            recap = read_recap_file(recap_file) if recap_from_file else parse_recap(output)
+            state = run_on_machines(lab, used, capture)
+            on_controller = snapshot(root, replacements)
+            if controller_used or on_controller:
+                state[CONTROLLER] = on_controller
+            results.append(RunResult(rc, recap, state, output))
+    finally:
+        if not keep:
+            try:
+                run_on_machines(lab, used, clean)
+            except RuntimeError as exc:
+                print(f"[{case.name}] warning: {exc}", file=sys.stderr)
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"[{case.name}] kept {workdir} and {root} on {', '.join(used)}", file=sys.stderr)
+    return mapping, results
+
+
 # ---------------------------------------------------------------------- compare
 
 
@@ -293,7 +536,24 @@ def recap_text(recap: dict | None) -> str:
     ) or "(empty recap)"
 
 
-def compare_run(expected: dict, actual: RunResult) -> list[str]:
+def compare_tree(exp_state: dict, act_state: dict, prefix: str = "") -> list[str]:
+    problems = []
+    for path in sorted(set(exp_state) | set(act_state)):
+        e, a = exp_state.get(path), act_state.get(path)
+        if e == a:
+            continue
+        if a is None:
+            problems.append(f"state: {prefix}{path}: missing (expected {e['type']})")
+        elif e is None:
+            problems.append(f"state: {prefix}{path}: unexpected {a['type']}")
+        else:
+            for key in sorted(set(e) | set(a)):
+                if e.get(key) != a.get(key):
+                    problems.append(f"state: {prefix}{path}: {key}: expected {e.get(key)!r}, got {a.get(key)!r}")
+    return problems
+
+
+def compare_run(expected: dict, actual: RunResult, per_machine: bool = False) -> list[str]:
     problems = []
     if expected["rc"] != actual.rc:
         problems.append(f"exit code: expected {expected['rc']}, got {actual.rc}")
@@ -312,49 +572,71 @@ def compare_run(expected: dict, actual: RunResult) -> list[str]:
                         e, a = exp_recap[host].get(name), act_recap[host].get(name)
                         if e != a:
                             problems.append(f"recap: {host} {name}: expected {e}, got {a}")
+    if not per_machine:
+        return problems + compare_tree(expected["state"], actual.state)
+    # Lab mode: one tree per machine (lab host, or the controller).
     exp_state, act_state = expected["state"], actual.state
-    for path in sorted(set(exp_state) | set(act_state)):
-        e, a = exp_state.get(path), act_state.get(path)
-        if e == a:
-            continue
-        if a is None:
-            problems.append(f"state: {path}: missing (expected {e['type']})")
-        elif e is None:
-            problems.append(f"state: {path}: unexpected {a['type']}")
+    for machine in sorted(set(exp_state) | set(act_state)):
+        if machine not in act_state:
+            problems.append(f"state: {machine}: no tree captured (expected {len(exp_state[machine])} paths)")
+        elif machine not in exp_state:
+            problems.append(f"state: {machine}: unexpected tree of {len(act_state[machine])} paths")
         else:
-            for key in sorted(set(e) | set(a)):
-                if e.get(key) != a.get(key):
-                    problems.append(f"state: {path}: {key}: expected {e.get(key)!r}, got {a.get(key)!r}")
+            problems += compare_tree(exp_state[machine], act_state[machine], f"{machine}:")
     return problems
 
 
 # ------------------------------------------------------------------------- main
 
 
-def record(cases: list[Case], jobs: int, keep: bool) -> int:
+def golden_file(case: Case, lab: Lab | None) -> Path:
+    return case.path / GOLDEN_SSH if lab else case.expected_file
+
+
+def record(cases: list[Case], jobs: int, keep: bool, lab: Lab | None = None) -> int:
     playbook = find_ansible_playbook()
     version = subprocess.run([playbook, "--version"], capture_output=True, text=True).stdout
     if f"core {ANSIBLE_CORE_VERSION}" not in version:
         sys.exit(f"error: {playbook} is not ansible-core {ANSIBLE_CORE_VERSION}:\n{version}")
     # Modules run with the interpreter ansible itself runs on; interpreter
-    # discovery can pick a broken shim (pyenv) on developer machines.
+    # discovery can pick a broken shim (pyenv) on developer machines.  Lab
+    # hosts set ansible_python_interpreter in the inventory, which wins.
     python = re.search(r"python version = .*\((?P<path>/[^)]+)\)\s*$", version, re.M)
     extra_env = {"ANSIBLE_PYTHON_INTERPRETER": python["path"] if python else "auto_silent"}
-    print(f"recording {len(cases)} case(s) with {playbook} (modules on {extra_env['ANSIBLE_PYTHON_INTERPRETER']})")
+    where = f"over SSH on {len(lab.hosts)} lab hosts of {lab.state_dir}, " if lab else ""
+    print(f"recording {len(cases)} case(s) with {playbook} ({where}modules on {extra_env['ANSIBLE_PYTHON_INTERPRETER']})")
     build = ansible_command(playbook)
     failures = 0
 
     def one(case: Case):
         started = time.monotonic()
-        return case, run_case(case, build, False, keep, extra_env), time.monotonic() - started
+        mapping = None
+        if lab:
+            mapping, results = run_case_lab(case, lab, "ansible", build, False, keep, extra_env)
+        else:
+            results = run_case(case, build, False, keep, extra_env)
+        return case, mapping, results, time.monotonic() - started
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for case, results, seconds in pool.map(one, cases):
-            golden = {"ansible_core": ANSIBLE_CORE_VERSION,
-                      "runs": [r.golden() for r in results]}
-            case.expected_file.write_text(json.dumps(golden, indent=2) + "\n")
+        for case, mapping, results, seconds in pool.map(one, cases):
+            broken = [i + 1 for i, r in enumerate(results) if r.rc == -1]
+            if broken:
+                # A timed-out (or unstartable) run is not what ansible does: keep the old golden.
+                failures += 1
+                print(f"{case.name:32} {seconds:5.1f}s  run {broken} timed out or did not start: "
+                      f"golden not written (--timeout, a less loaded machine); output tail:")
+                print("    " + "\n    ".join(results[broken[0] - 1].output.splitlines()[-15:]))
+                continue
+            golden: dict = {"ansible_core": ANSIBLE_CORE_VERSION}
+            if lab:
+                golden["transport"] = "ssh"
+                golden["hosts"] = mapping
+            golden["runs"] = [r.golden() for r in results]
+            golden_file(case, lab).write_text(json.dumps(golden, indent=2) + "\n")
             summary = " | ".join(f"rc={r.rc} {recap_text(r.recap)}" for r in results)
-            print(f"{case.name:32} {seconds:5.1f}s  {summary}  files={len(results[-1].state)}")
+            files = (sum(len(t) for t in results[-1].state.values()) if lab
+                     else len(results[-1].state))
+            print(f"{case.name:32} {seconds:5.1f}s  {summary}  files={files}")
             for index, r in enumerate(results):
                 if r.recap is None:
                     failures += 1
@@ -363,46 +645,91 @@ def record(cases: list[Case], jobs: int, keep: bool) -> int:
     return 1 if failures else 0
 
 
-XFAIL_FILE = Path(__file__).resolve().parent / "xfail.txt"
+XFAIL_FILE = HERE / "xfail.txt"
+XFAIL_SSH_FILE = HERE / "xfail-ssh.txt"
 
 
-def load_xfail() -> dict[str, str]:
-    """Cases known to differ, each with the reason (`NAME  reason` per line, `#` comments)."""
-    known: dict[str, str] = {}
-    if XFAIL_FILE.is_file():
-        for line in XFAIL_FILE.read_text().splitlines():
+@dataclass
+class Known:
+    """A known difference: why, and optionally what tend must print (`"..."` first)."""
+    reason: str
+    says: str | None = None
+
+    def __str__(self) -> str:
+        return f'tend says "{self.says}": {self.reason}' if self.says else self.reason
+
+
+def load_xfail(path: Path = XFAIL_FILE) -> dict[str, Known]:
+    """Cases known to differ: `NAME  reason` per line, `#` comments.
+
+    A reason that starts with a double-quoted text names what tend prints on run 1
+    (a refusal); the judge checks it is there, so a different failure is not
+    mistaken for the known one.
+    """
+    known: dict[str, Known] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
                 name, _, reason = line.partition(" ")
-                known[name] = reason.strip()
+                reason = reason.strip()
+                said = re.match(r'^"(?P<says>[^"]+)"\s*(?P<rest>.*)$', reason)
+                known[name] = Known(said["rest"], said["says"]) if said else Known(reason)
     return known
 
 
-def judge(cases: list[Case], binary: str, jobs: int, keep: bool, report: Path | None) -> int:
+def judge(cases: list[Case], binary: str, jobs: int, keep: bool, report: Path | None,
+          lab: Lab | None = None) -> int:
     build = tend_command(binary)
     outcome: dict[str, dict] = {}
-    xfail = load_xfail()
+    xfail_file = XFAIL_SSH_FILE if lab else XFAIL_FILE
+    xfail = load_xfail(xfail_file)
 
     def one(case: Case):
-        if not case.expected_file.is_file():
-            return case, None, [f"no expected.json (record it with ansible first)"]
-        expected = json.loads(case.expected_file.read_text())
-        results = run_case(case, build, True, keep)
+        golden = golden_file(case, lab)
+        if not golden.is_file():
+            how = f"record.py --lab {lab.state_dir} {case.name}" if lab else f"record.py {case.name}"
+            return case, None, [f"no {golden.name} (record it with ansible first: {how})"]
+        expected = json.loads(golden.read_text())
+        if lab:
+            mapping, results = run_case_lab(case, lab, "tend", build, True, keep)
+            if mapping != expected.get("hosts"):
+                return case, results, [f"hosts mapped as {mapping}, the golden has "
+                                       f"{expected.get('hosts')}: re-record it"]
+        else:
+            results = run_case(case, build, True, keep)
         problems = []
         for index, (exp, act) in enumerate(zip(expected["runs"], results)):
-            problems += [f"run {index + 1}: {p}" for p in compare_run(exp, act)]
+            problems += [f"run {index + 1}: {p}"
+                         for p in compare_run(exp, act, per_machine=lab is not None)]
         return case, results, problems
+
+    def show(results) -> None:
+        for index, r in enumerate(results or []):
+            tail = r.output.splitlines()[-12:]
+            if tail:
+                print(f"    --- run {index + 1} output (tail) ---")
+                print("      " + "\n      ".join(tail))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         for case, results, problems in pool.map(one, cases):
             known = xfail.get(case.name)
             if known is not None:
+                if problems and known.says and results and known.says not in results[0].output:
+                    problems.append(f'listed in {xfail_file.name} as refused with "{known.says}", '
+                                    f"which tend did not print")
+                    outcome[case.name] = {"pass": False, "xfail": str(known), "problems": problems}
+                    print(f"FAIL {case.name}")
+                    for problem in problems:
+                        print(f"    {problem}")
+                    show(results)
+                    continue
                 # A known difference must still differ: a case that starts passing is news.
-                outcome[case.name] = {"pass": bool(problems), "xfail": known, "problems": problems}
+                outcome[case.name] = {"pass": bool(problems), "xfail": str(known), "problems": problems}
                 if problems:
                     print(f"XFAIL {case.name} ({known})")
                 else:
-                    print(f"XPASS {case.name}: remove it from {XFAIL_FILE.name}")
+                    print(f"XPASS {case.name}: remove it from {xfail_file.name}")
                 continue
             outcome[case.name] = {"pass": not problems, "problems": problems}
             if not problems:
@@ -411,41 +738,51 @@ def judge(cases: list[Case], binary: str, jobs: int, keep: bool, report: Path | 
             print(f"FAIL {case.name}")
             for problem in problems:
                 print(f"    {problem}")
-            for index, r in enumerate(results or []):
-                tail = r.output.splitlines()[-12:]
-                if tail:
-                    print(f"    --- run {index + 1} output (tail) ---")
-                    print("      " + "\n      ".join(tail))
+            show(results)
 
     passed = sum(1 for o in outcome.values() if o["pass"])
     known = sum(1 for o in outcome.values() if "xfail" in o and o["pass"])
-    print(f"\n{passed}/{len(outcome)} cases pass ({known} of them known differences listed in {XFAIL_FILE.name})")
+    print(f"\n{passed}/{len(outcome)} cases pass ({known} of them known differences listed in {xfail_file.name})")
     if report:
-        report.write_text(json.dumps({"tool": "tend", "passed": passed, "total": len(outcome),
+        report.write_text(json.dumps({"tool": "tend", "transport": "ssh" if lab else "local",
+                                      "passed": passed, "total": len(outcome),
                                       "cases": outcome}, indent=2) + "\n")
     return 0 if passed == len(outcome) else 1
 
 
 def main() -> int:
+    global RUN_TIMEOUT_SECONDS
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cases", nargs="*", help="case names (default: all)")
     parser.add_argument("--tool", choices=["ansible", "tend"], default="ansible",
                         help="ansible records expected.json; tend is compared against it")
     parser.add_argument("--bin", help="path to the tend binary (with --tool tend)")
+    parser.add_argument("--lab", metavar="STATE_DIR|PREFIX",
+                        help="run on the hosts of a running tend-lab over SSH "
+                             "(goldens: golden-ssh.json, known differences: xfail-ssh.txt)")
     parser.add_argument("--jobs", "-j", type=int, default=max(2, os.cpu_count() or 2),
                         help="cases run in parallel")
     parser.add_argument("--json-report", type=Path, help="write per-case pass/fail as JSON")
     parser.add_argument("--keep", action="store_true", help="keep temp roots for inspection")
+    parser.add_argument("--timeout", type=int, default=RUN_TIMEOUT_SECONDS,
+                        help=f"seconds one run may take (default {RUN_TIMEOUT_SECONDS})")
     opts = parser.parse_args()
+    RUN_TIMEOUT_SECONDS = opts.timeout
     sys.stdout.reconfigure(line_buffering=True)
     os.umask(0o022)
     cases = discover_cases(opts.cases)
-    if opts.tool == "tend":
-        if not opts.bin:
-            parser.error("--tool tend needs --bin PATH")
-        return judge(cases, str(Path(opts.bin).resolve()), opts.jobs, opts.keep, opts.json_report)
-    return record(cases, opts.jobs, opts.keep)
+    lab = Lab(opts.lab) if opts.lab else None
+    try:
+        if opts.tool == "tend":
+            if not opts.bin:
+                parser.error("--tool tend needs --bin PATH")
+            return judge(cases, str(Path(opts.bin).resolve()), opts.jobs, opts.keep,
+                         opts.json_report, lab)
+        return record(cases, opts.jobs, opts.keep, lab)
+    finally:
+        if lab:
+            lab.close()
 
 
 if __name__ == "__main__":
