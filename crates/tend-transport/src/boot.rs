@@ -1,5 +1,9 @@
 //! The one command tend runs on a host: check the cache, receive the agent if it is missing,
 //! and exec it. POSIX sh only; nothing secret in it (it is visible in `ps`).
+//!
+//! The cache is written under `umask 077`, but the agent runs with the login's own umask (as
+//! ansible-core's modules do): files that commands and modules create without an explicit mode
+//! get the same mode under both.
 
 /// Exit statuses of the script, so the controller can tell what went wrong.
 pub const EXIT_CACHE: i32 = 90;
@@ -12,7 +16,8 @@ pub fn script(agent_hash: &str, bundle_hash: Option<&str>) -> String {
     debug_assert!(agent_hash.bytes().all(|b| b.is_ascii_hexdigit()));
     let bundle = bundle_hash.unwrap_or("none");
     format!(
-        r#"umask 077
+        r#"u=$(umask)
+umask 077
 d="${{XDG_CACHE_HOME:-$HOME/.cache}}/tend"
 mkdir -p "$d" || exit {EXIT_CACHE}
 o=$(stat -c %u "$d") || exit {EXIT_CACHE}
@@ -28,6 +33,7 @@ t="$d/.agent-{agent_hash}.$$"
 head -c "$n" | gzip -dc > "$t" || {{ rm -f "$t"; exit {EXIT_UPLOAD}; }}
 chmod 700 "$t" && mv -f "$t" "$a" || exit {EXIT_UPLOAD}
 fi
+umask "$u"
 exec "$a" agent --cache "$d""#,
         marker = tend_proto::wire::BOOT_MARKER,
     )
@@ -89,15 +95,16 @@ mod tests {
         use std::io::Write;
         use std::process::{Command, Stdio};
         let home = tempfile::tempdir().unwrap();
-        // A fake "agent": a shell script that prints its arguments.
-        let agent = b"#!/bin/sh\necho started \"$@\"\n";
+        // A fake "agent": a shell script that prints its arguments and its umask.
+        let agent = b"#!/bin/sh\necho started \"$@\"\necho umask $(umask)\n";
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(agent).unwrap();
         let gz = gz.finish().unwrap();
         let run = |upload: bool| {
             let mut child = Command::new("/bin/sh")
                 .arg("-c")
-                .arg(script("00ff", None))
+                // The login's umask (sshd's is usually 022; 027 here to tell it from the default).
+                .arg(format!("umask 027\n{}", script("00ff", None)))
                 .env("HOME", home.path())
                 .env_remove("XDG_CACHE_HOME")
                 .stdin(Stdio::piped())
@@ -116,6 +123,9 @@ mod tests {
         let first = run(true);
         assert!(first.contains("agent=0 bundle=0"), "{first}");
         assert!(first.contains("started agent --cache"), "{first}");
+        // The cache is private, but the agent gets the login's umask back: modules and commands
+        // create files with the modes ansible-core's would have.
+        assert!(first.contains("umask 0027"), "{first}");
         let second = run(false);
         assert!(second.contains("agent=1"), "{second}");
         assert!(second.contains("started agent"), "{second}");
