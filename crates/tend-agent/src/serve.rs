@@ -33,8 +33,8 @@ pub fn serve(
     wire.send(&FromAgent::Hello {
         version: PROTOCOL_VERSION,
         agent: env!("CARGO_PKG_VERSION").to_string(),
-        user: current_user(),
-        uid: current_uid(),
+        user: tend_resources::fsutil::user_name(crate::privilege::own_uid()),
+        uid: crate::privilege::own_uid(),
     });
     let mut installed: Option<String> = None;
     let bundles = crate::bundle::BundleCache::new(cache_dir.join(BUNDLES_DIR));
@@ -160,33 +160,6 @@ impl Rendezvous for Wire {
     fn host_done(&self, _host: &str) {
         self.send(&FromAgent::RendezvousDone);
     }
-}
-
-fn current_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|r| r.split_whitespace().next().map(str::to_string))
-        })
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-fn current_user() -> String {
-    let uid = current_uid();
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id: u32 = f.nth(1)?.parse().ok()?;
-                (id == uid).then(|| name.to_string())
-            })
-        })
-        .unwrap_or_else(|| uid.to_string())
 }
 
 /// The directory where `tend agent` keeps its cache when none is given.

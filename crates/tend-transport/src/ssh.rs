@@ -260,14 +260,11 @@ impl Session {
                 )));
             }
             let gz = agent.gzipped().map_err(TransportError::Unreachable)?;
-            let sent = self.stdin.as_mut().map(|w| {
-                w.write_all(format!("{}\n", gz.len()).as_bytes())
-                    .and_then(|_| w.write_all(gz))
-                    .and_then(|_| w.flush())
-            });
-            if !matches!(sent, Some(Ok(()))) {
-                return Err(self.failure(Some("the connection closed while the agent was sent")));
-            }
+            let size = format!("{}\n", gz.len());
+            self.write(
+                &[size.as_bytes(), gz],
+                "the connection closed while the agent was sent",
+            )?;
         }
         self.has_bundle = b.has_bundle;
         match self.read_line()? {
@@ -302,14 +299,21 @@ impl Session {
         let mut line = serde_json::to_vec(m)
             .map_err(|e| TransportError::Unreachable(format!("cannot encode a message: {e}")))?;
         line.push(b'\n');
-        let ok = self
-            .stdin
-            .as_mut()
-            .map(|w| w.write_all(&line).and_then(|_| w.flush()));
+        self.write(&[&line], "the connection closed")
+    }
+
+    /// Writes `parts` to the agent's input and flushes; a closed pipe becomes ssh's reason.
+    fn write(&mut self, parts: &[&[u8]], context: &str) -> Result<(), TransportError> {
+        let ok = self.stdin.as_mut().map(|w| {
+            parts
+                .iter()
+                .try_for_each(|p| w.write_all(p))
+                .and_then(|_| w.flush())
+        });
         if matches!(ok, Some(Ok(()))) {
             Ok(())
         } else {
-            Err(self.failure(Some("the connection closed")))
+            Err(self.failure(Some(context)))
         }
     }
 
@@ -321,17 +325,12 @@ impl Session {
         })
         .map_err(|e| TransportError::Unreachable(e.to_string()))?;
         head.push(b'\n');
-        let ok = self.stdin.as_mut().map(|w| {
-            w.write_all(&head)
-                .and_then(|_| w.write_all(bytes))
-                .and_then(|_| w.flush())
-        });
-        if matches!(ok, Some(Ok(()))) {
-            self.has_bundle = true;
-            Ok(())
-        } else {
-            Err(self.failure(Some("the connection closed while the bundle was sent")))
-        }
+        self.write(
+            &[&head, bytes],
+            "the connection closed while the bundle was sent",
+        )?;
+        self.has_bundle = true;
+        Ok(())
     }
 
     /// The next message from the agent. The connection ending before the play is done is an

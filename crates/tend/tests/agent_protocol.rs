@@ -6,6 +6,8 @@
 //! script and its cache, the event stream, `run_once` across agents, and how a failed or dropped
 //! session becomes UNREACHABLE.
 
+mod common;
+use common::{recap_line, text};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -59,22 +61,6 @@ impl Fixture {
         }
         c.output().unwrap()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n{}\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn recap_line<'a>(out: &'a str, host: &str) -> &'a str {
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with(host) && l.contains(" : ok="))
-        .unwrap_or("")
 }
 
 #[test]

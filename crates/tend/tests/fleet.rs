@@ -4,6 +4,8 @@
 //!
 //! Needs root (as CI runs); each test starts and stops its own lab.
 
+mod common;
+use common::{recap_line, text};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,20 +22,40 @@ fn tend(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// Starts `tend ARGS` in `dir` with its output captured.
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    tend(dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
-fn recap_line<'a>(out: &'a str, host: &str) -> &'a str {
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with(host) && l.contains(" : ok="))
-        .unwrap_or("")
+/// In the background: once `host` of the lab `prefix` has the file `marker` (the play got
+/// there), runs `fault` on it. The handle says whether the marker ever appeared (within 60 s).
+fn on_marker(
+    prefix: &str,
+    host: &'static str,
+    marker: &'static str,
+    fault: fn(&Lab, &str) -> tend_lab::Result<()>,
+) -> std::thread::JoinHandle<bool> {
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        let lab = Lab::attach(&prefix).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            let there = lab
+                .exec(host, &["test", "-e", marker])
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if there {
+                fault(&lab, host).unwrap();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    })
 }
 
 /// Waits for a child with a deadline: nothing in these tests may hang.
@@ -117,34 +139,14 @@ fn unreachable_hosts_are_reported_and_the_rest_converge() {
     .unwrap();
     lab.stop_sshd("h04").unwrap();
     let inv = lab.inventory_path();
-    let child = tend(
+    let child = spawn(
         dir.path(),
         &["apply", "site.yml", "-i", inv.to_str().unwrap()],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    );
     // Kill h05 once it is inside its long task.
-    let killer = std::thread::spawn({
-        let prefix = lab.prefix().to_string();
-        move || {
-            let lab = Lab::attach(&prefix).unwrap();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(60) {
-                let started = lab
-                    .exec("h05", &["test", "-e", "/root/started"])
-                    .map(|o| o.status.success())
-                    .unwrap_or(false);
-                if started {
-                    std::thread::sleep(Duration::from_millis(300));
-                    lab.kill_host("h05").unwrap();
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            false
-        }
+    let killer = on_marker(lab.prefix(), "h05", "/root/started", |lab, h| {
+        std::thread::sleep(Duration::from_millis(300));
+        lab.kill_host(h)
     });
     let (out, leaks) = run_watching(child, &[CANARY], Duration::from_secs(120));
     assert!(killer.join().unwrap(), "h05 never started its play");
@@ -221,11 +223,7 @@ fn host_keys_are_checked_strictly() {
     let run = |extra: &[&str]| {
         let mut args = vec!["apply", "site.yml", "-i", inv.to_str().unwrap()];
         args.extend_from_slice(extra);
-        let child = tend(dir.path(), &args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn(dir.path(), &args);
         wait(child, Duration::from_secs(120))
     };
     let out = run(&[]);
@@ -322,11 +320,7 @@ fn become_over_ssh() {
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: whoami\n      register: plain\n    - command: whoami\n      register: root\n      become: true\n    - copy: content=\"{{ plain.stdout }} {{ root.stdout }}\" dest=/root/who\n      become: true\n",
     )
     .unwrap();
-    let child = tend(dir.path(), &["apply", "site.yml", "-i", "good.ini"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(dir.path(), &["apply", "site.yml", "-i", "good.ini"]);
     let (out, leaks) = run_watching(child, &[password], Duration::from_secs(120));
     let t = text(&out);
     assert!(
@@ -345,11 +339,7 @@ fn become_over_ssh() {
     );
 
     let started = Instant::now();
-    let child = tend(dir.path(), &["apply", "site.yml", "-i", "bad.ini"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(dir.path(), &["apply", "site.yml", "-i", "bad.ini"]);
     let (out, leaks) = run_watching(child, &["not-the-password"], Duration::from_secs(90));
     let t = text(&out);
     assert!(
@@ -384,31 +374,11 @@ fn silent_hosts_time_out() {
     lab.unplug("h03").unwrap();
     let inv = lab.inventory_path();
     let started = Instant::now();
-    let child = tend(
+    let child = spawn(
         dir.path(),
         &["apply", "site.yml", "-i", inv.to_str().unwrap(), "-T", "3"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let prefix = lab.prefix().to_string();
-    let unplugger = std::thread::spawn(move || {
-        let lab = Lab::attach(&prefix).unwrap();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if lab
-                .exec("h02", &["test", "-e", "/root/started"])
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-            {
-                lab.unplug("h02").unwrap();
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    });
+    );
+    let unplugger = on_marker(lab.prefix(), "h02", "/root/started", |lab, h| lab.unplug(h));
     let out = wait(child, Duration::from_secs(90));
     assert!(unplugger.join().unwrap(), "h02 never started");
     let t = text(&out);
@@ -455,11 +425,7 @@ fn ssh_config_and_proxyjump_are_honoured() {
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: printenv SSH_CONNECTION\n      register: conn\n    - copy: content=\"{{ conn.stdout.split()[0] }}\" dest=/root/came-from\n",
     )
     .unwrap();
-    let child = tend(dir.path(), &["apply", "site.yml", "-i", "inv.ini"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(dir.path(), &["apply", "site.yml", "-i", "inv.ini"]);
     let out = wait(child, Duration::from_secs(120));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
@@ -502,11 +468,7 @@ fn dns_and_authentication_failures_are_unreachable_with_their_reason() {
         "- hosts: all\n  tasks:\n    - debug: msg=hi\n",
     )
     .unwrap();
-    let child = tend(dir.path(), &["apply", "site.yml", "-i", "inv.ini"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(dir.path(), &["apply", "site.yml", "-i", "inv.ini"]);
     let out = wait(child, Duration::from_secs(60));
     let t = text(&out);
     assert_eq!(out.status.code(), Some(4), "{t}");
