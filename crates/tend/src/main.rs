@@ -83,18 +83,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
     }
 
     let mut printer = Printer::new(args.output, args.verbose);
-    let (tx, rx) = mpsc::channel();
-    let summary = std::thread::scope(|s| {
-        let handle = s.spawn(|| {
-            let tx = tx;
-            tend_engine::run(&prep, &tx)
-        });
-        for e in rx {
-            printer.event(&e);
-        }
-        handle.join()
-    });
-    let Ok(summary) = summary else {
+    let Some(summary) = run_streaming(&prep, |e| printer.event(e)) else {
         return ExitCode::from(250);
     };
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
@@ -161,31 +150,40 @@ fn ping(args: cli::PingArgs) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let (tx, rx) = mpsc::channel();
-    let summary = std::thread::scope(|s| {
-        let handle = s.spawn(|| {
-            let tx = tx;
-            tend_engine::run(&prep, &tx)
-        });
-        let mut out = std::io::stdout().lock();
-        for e in rx {
-            match &e {
-                tend_proto::Event::TaskResult(r) => {
-                    let _ = writeln!(out, "{}", printer::adhoc_line(r));
-                    let _ = out.flush();
-                }
-                tend_proto::Event::Warning { msg, .. } => {
-                    let _ = writeln!(std::io::stderr(), "[WARNING]: {msg}");
-                }
-                _ => {}
-            }
+    let mut out = std::io::stdout().lock();
+    let summary = run_streaming(&prep, |e| match e {
+        tend_proto::Event::TaskResult(r) => {
+            let _ = writeln!(out, "{}", printer::adhoc_line(r));
+            let _ = out.flush();
         }
-        handle.join()
+        tend_proto::Event::Warning { msg, .. } => {
+            let _ = writeln!(std::io::stderr(), "[WARNING]: {msg}");
+        }
+        _ => {}
     });
     match summary {
-        Ok(s) => ExitCode::from(s.exit_code() as u8),
-        Err(_) => ExitCode::from(250),
+        Some(s) => ExitCode::from(s.exit_code() as u8),
+        None => ExitCode::from(250),
     }
+}
+
+/// Runs the prepared hosts on a thread of their own and hands every event to `on_event` as it
+/// arrives; `None` if the run itself panicked.
+fn run_streaming(
+    prep: &tend_engine::Prepared,
+    mut on_event: impl FnMut(&tend_proto::Event),
+) -> Option<tend_engine::Summary> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let tx = tx;
+            tend_engine::run(prep, &tx)
+        });
+        for e in rx {
+            on_event(&e);
+        }
+        handle.join().ok()
+    })
 }
 
 /// `tend agent`: serves one controller session on stdin/stdout.
