@@ -14,17 +14,20 @@
 //! return a [`ModuleOutput`]. Cross-cutting behaviour (loops, retries, `changed_when`, `no_log`,
 //! check mode for actions that do not support it) lives in the agent.
 
+pub mod apt;
 pub mod args;
 pub mod blockinfile;
 pub mod change;
 pub mod command;
 pub mod content;
 pub mod copy;
+pub mod dpkg;
 pub mod facts;
 pub mod file;
 pub mod find;
 pub mod fsutil;
 pub mod lineinfile;
+pub mod process;
 mod registry;
 pub mod replace;
 pub mod slurp;

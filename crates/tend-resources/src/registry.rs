@@ -54,6 +54,8 @@ modules! {
     action "slurp" => crate::slurp::Slurp,
     action "tempfile" => crate::tempfile::TempFile,
     action "wait_for" => crate::wait_for::WaitFor,
+    action "apt" => crate::apt::Apt,
+    action "package" => crate::apt::Package,
 }
 
 /// Finds a module by its short name.
