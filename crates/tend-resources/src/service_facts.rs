@@ -127,7 +127,7 @@ impl Action for ServiceFacts {
         if let (Some(service), None, None) = (process::find_bin("service"), &chkconfig, &rc_status)
         {
             let r = process::run(&[service, "--status-all".into()], &env)?;
-            if !(r.rc == 4 && !Path::new("/etc/init.d").exists()) {
+            if r.rc != 4 || Path::new("/etc/init.d").exists() {
                 parse_status_all(&r.stdout, &mut services);
             }
         }

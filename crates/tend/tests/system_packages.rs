@@ -103,9 +103,16 @@ fn apt_list_in_one_transaction_check_mode_predicts_and_rerun_changes_nothing() {
     assert!(out.status.success(), "{t}");
     assert!(recap_line(&t, "h01").contains("changed=1 "), "{t}");
     let state = dpkg(&lab, &["hello", "tree", "tend-demo"]);
-    assert!(state.iter().all(|s| s.ends_with("install ok installed")), "{state:?}");
+    assert!(
+        state.iter().all(|s| s.ends_with("install ok installed")),
+        "{state:?}"
+    );
     assert!(state[2].starts_with("1.0 "), "{state:?}");
-    assert_eq!(install_transactions(&lab), before + 1, "one apt-get for the list");
+    assert_eq!(
+        install_transactions(&lab),
+        before + 1,
+        "one apt-get for the list"
+    );
 
     let (out, t) = apply(&lab, dir.path(), &[]);
     assert!(out.status.success(), "{t}");
@@ -222,7 +229,10 @@ fn a_handler_restarts_nginx_only_when_its_config_changed() {
     let (out, t) = apply(&lab, dir.path(), &[]);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("RUNNING HANDLER [restart nginx]"), "{t}");
-    assert_eq!(unit_state(&lab, "nginx"), ("active".into(), "enabled".into()));
+    assert_eq!(
+        unit_state(&lab, "nginx"),
+        ("active".into(), "enabled".into())
+    );
     let pid = main_pid(&lab);
     assert_ne!(pid, "0");
 
@@ -263,7 +273,10 @@ fn services_stop_disable_mask_and_a_missing_unit_fails_clearly() {
     let (out, t) = apply(&lab, dir.path(), &[]);
     assert!(out.status.success(), "{t}");
     assert!(recap_line(&t, "h01").contains("ignored=1"), "{t}");
-    assert_eq!(unit_state(&lab, "cron"), ("inactive".into(), "masked".into()));
+    assert_eq!(
+        unit_state(&lab, "cron"),
+        ("inactive".into(), "masked".into())
+    );
     assert_eq!(
         lab.run("h01", &["cat", "/root/missing"]).unwrap(),
         "Could not find the requested service tend-no-such-unit: host"
