@@ -54,6 +54,7 @@ modules! {
     action "slurp" => crate::slurp::Slurp,
     action "tempfile" => crate::tempfile::TempFile,
     action "wait_for" => crate::wait_for::WaitFor,
+    action "git" => crate::git::Git,
 }
 
 /// Finds a module by its short name.
