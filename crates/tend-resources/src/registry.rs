@@ -55,6 +55,7 @@ modules! {
     action "tempfile" => crate::tempfile::TempFile,
     action "wait_for" => crate::wait_for::WaitFor,
     action "git" => crate::git::Git,
+    action "get_url" => crate::get_url::GetUrl,
 }
 
 /// Finds a module by its short name.
