@@ -492,9 +492,12 @@ pub(crate) mod testserver {
 
     pub type Handler = dyn Fn(&str, &[(String, String)]) -> Vec<u8> + Send + Sync;
 
+    /// A request as the server saw it: its first line and its headers.
+    pub type Seen = (String, Vec<(String, String)>);
+
     pub struct Server {
         pub base: String,
-        pub requests: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+        pub requests: Arc<Mutex<Vec<Seen>>>,
     }
 
     /// Starts a server whose `handler(request line, headers)` returns the whole raw response.

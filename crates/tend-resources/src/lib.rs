@@ -35,6 +35,7 @@ pub mod slurp;
 pub mod stat;
 pub mod tempfile;
 pub mod template;
+pub mod unarchive;
 pub mod wait_for;
 
 pub use args::Args;

@@ -56,6 +56,7 @@ modules! {
     action "wait_for" => crate::wait_for::WaitFor,
     action "git" => crate::git::Git,
     action "get_url" => crate::get_url::GetUrl,
+    action "unarchive" => crate::unarchive::Unarchive,
 }
 
 /// Finds a module by its short name.
