@@ -1,7 +1,7 @@
-//! Running a host program for a module (`git`, `tar`, `unzip`, `sysctl`, `hostnamectl`): an
-//! argument vector, never a shell string; no standard input (nothing may wait for a prompt);
-//! the C locale, so the output the module reads is the same everywhere; the task's
-//! `environment:` on top.
+//! Running a system tool (apt-get, dpkg, systemctl …) for a module: an argument vector, never a
+//! shell string; the task's `environment:` first, then the module's own variables on top.
+//! [`Runner`] is the same for modules that read a tool's output (`git`, `tar`, `unzip`): the C
+//! locale, and [`Output`] keeps the argv for `cmd` result fields.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,6 +9,94 @@ use std::process::{Command, Stdio};
 use tend_proto::Vars;
 
 use crate::{ModuleCtx, ModuleError};
+
+/// What a finished tool printed and returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// The exit code; a tool killed by a signal reports `-signal`.
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn ok(&self) -> bool {
+        self.rc == 0
+    }
+}
+
+/// Runs `argv` to the end with stdin closed. `env` is applied in order (later wins). A tool
+/// that cannot be started is an error naming it.
+pub fn run(argv: &[String], env: &[(String, String)]) -> Result<Ran, ModuleError> {
+    run_in(argv, env, None)
+}
+
+/// [`run`] in the directory `cwd` (the agent's own when `None`).
+pub fn run_in(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+) -> Result<Ran, ModuleError> {
+    let (prog, rest) = argv
+        .split_first()
+        .ok_or_else(|| ModuleError::new("no command given"))?;
+    let mut c = Command::new(prog);
+    c.args(rest)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let out = c
+        .output()
+        .map_err(|e| ModuleError::new(format!("cannot run {prog}: {e}")))?;
+    let rc = match out.status.code() {
+        Some(c) => c,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            -out.status.signal().unwrap_or(0)
+        }
+    };
+    Ok(Ran {
+        rc,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `argv` as one line for messages (ansible-core shows the command it ran).
+pub fn display(argv: &[String]) -> String {
+    argv.join(" ")
+}
+
+/// The first of `names` found in the usual system directories (ansible-core's
+/// `get_bin_path`), as an absolute path.
+pub fn find_bin(name: &str) -> Option<String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| crate::fsutil::access(p, libc::X_OK) && p.is_file());
+    found.map(|p| p.display().to_string())
+}
+
+/// Strings to an argv.
+pub fn argv<I, S>(items: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    items.into_iter().map(Into::into).collect()
+}
 
 /// What a program did.
 #[derive(Clone, Debug, Default)]
@@ -67,42 +155,25 @@ impl Runner {
         self
     }
 
-    /// Runs `argv` in `cwd` (the agent's directory if `None`) and waits for it.
+    /// Runs `argv` in `cwd` (the agent's directory if `None`) with the C locale and this
+    /// runner's environment, and waits for it.
     pub fn run<S: AsRef<str>>(
         &self,
         argv: &[S],
         cwd: Option<&Path>,
     ) -> Result<Output, ModuleError> {
         let argv: Vec<String> = argv.iter().map(|s| s.as_ref().to_string()).collect();
-        let Some((prog, rest)) = argv.split_first() else {
-            return Err(ModuleError::new("no command given"));
-        };
-        let mut c = Command::new(prog);
-        c.args(rest)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for k in ["LANG", "LC_ALL", "LC_MESSAGES", "LC_CTYPE", "LANGUAGE"] {
-            c.env(k, "C");
-        }
-        c.envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some(d) = cwd {
-            c.current_dir(d);
-        }
-        let out = c.output().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ModuleError::new(format!(
-                    "Failed to find required executable \"{prog}\" in paths: {}",
-                    std::env::var("PATH").unwrap_or_default()
-                ))
-            } else {
-                ModuleError::new(format!("cannot run {prog}: {e}"))
-            }
-        })?;
+        let mut env: Vec<(String, String)> =
+            ["LANG", "LC_ALL", "LC_MESSAGES", "LC_CTYPE", "LANGUAGE"]
+                .iter()
+                .map(|k| (k.to_string(), "C".to_string()))
+                .collect();
+        env.extend(self.env.iter().cloned());
+        let r = run_in(&argv, &env, cwd)?;
         Ok(Output {
-            rc: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            rc: r.rc,
+            stdout: r.stdout,
+            stderr: r.stderr,
             argv,
         })
     }
@@ -119,5 +190,28 @@ impl Runner {
         } else {
             Err(o.failure())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_argv_with_env() {
+        let r = run(
+            &argv(["/bin/sh", "-c", "echo \"$A\"; echo e >&2; exit 3"]),
+            &[("A".into(), "x y".into())],
+        )
+        .unwrap();
+        assert_eq!(r.rc, 3);
+        assert_eq!(r.stdout, "x y\n");
+        assert_eq!(r.stderr, "e\n");
+        assert!(run(&argv(["/no/such/tool"]), &[])
+            .unwrap_err()
+            .msg
+            .starts_with("cannot run /no/such/tool"));
+        assert!(find_bin("sh").is_some());
+        assert!(find_bin("no-such-tool-here").is_none());
     }
 }
