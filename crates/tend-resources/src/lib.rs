@@ -28,6 +28,7 @@ pub mod find;
 pub mod fsutil;
 pub mod get_url;
 pub mod git;
+pub mod hostname;
 pub mod http;
 pub mod lineinfile;
 pub mod package_facts;

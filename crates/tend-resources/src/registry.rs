@@ -65,6 +65,7 @@ modules! {
     action "git" => crate::git::Git,
     action "get_url" => crate::get_url::GetUrl,
     action "unarchive" => crate::unarchive::Unarchive,
+    action "hostname" => crate::hostname::Hostname,
 }
 
 /// Finds a module by its short name.

@@ -243,4 +243,34 @@ fn git_get_url_unarchive_converge_over_ssh() {
         recap_line(&t, "h01").contains("failed=0") && recap_line(&t, "h01").contains("ignored=1"),
         "{t}"
     );
+
+    // hostname on a host without systemd: /etc/hostname, as ansible-core's Debian strategy.
+    std::fs::write(
+        dir.path().join("name.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - hostname: name=web01.example.com\n",
+    )
+    .unwrap();
+    let o = tend(dir.path(), &["apply", "name.yml", "-i", inv, "--check"]);
+    assert!(
+        recap_line(&text(&o), "h01").contains("changed=1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(lab.run("h01", &["cat", "/etc/hostname"]).unwrap(), "h01\n");
+    let o = tend(dir.path(), &["apply", "name.yml", "-i", inv]);
+    assert!(
+        recap_line(&text(&o), "h01").contains("changed=1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        lab.run("h01", &["cat", "/etc/hostname"]).unwrap(),
+        "web01.example.com\n"
+    );
+    let o = tend(dir.path(), &["apply", "name.yml", "-i", inv]);
+    assert!(
+        recap_line(&text(&o), "h01").contains("changed=0"),
+        "{}",
+        text(&o)
+    );
 }
