@@ -26,6 +26,10 @@ pub mod facts;
 pub mod file;
 pub mod find;
 pub mod fsutil;
+pub mod get_url;
+pub mod git;
+pub mod hostname;
+pub mod http;
 pub mod lineinfile;
 pub mod package_facts;
 pub mod process;
@@ -37,6 +41,7 @@ pub mod slurp;
 pub mod stat;
 pub mod tempfile;
 pub mod template;
+pub mod unarchive;
 pub mod wait_for;
 
 pub use args::Args;
