@@ -67,7 +67,13 @@ fn system_differential_against_ansible_core() {
             .unwrap_or_else(|e| panic!("{}: starting its lab: {e}", case.name));
         let output = Command::new("python3")
             .arg(&script)
-            .args(["--system", "--tool", "tend", "--bin", env!("CARGO_BIN_EXE_tend")])
+            .args([
+                "--system",
+                "--tool",
+                "tend",
+                "--bin",
+                env!("CARGO_BIN_EXE_tend"),
+            ])
             .arg("--lab")
             .arg(lab.state_dir())
             .arg(&case.name)
