@@ -14,16 +14,20 @@
 //! return a [`ModuleOutput`]. Cross-cutting behaviour (loops, retries, `changed_when`, `no_log`,
 //! check mode for actions that do not support it) lives in the agent.
 
+pub mod accounts;
 pub mod args;
+pub mod authorized_key;
 pub mod blockinfile;
 pub mod change;
 pub mod command;
 pub mod content;
 pub mod copy;
+pub mod cron;
 pub mod facts;
 pub mod file;
 pub mod find;
 pub mod fsutil;
+pub mod group;
 pub mod lineinfile;
 mod registry;
 pub mod replace;
@@ -31,6 +35,7 @@ pub mod slurp;
 pub mod stat;
 pub mod tempfile;
 pub mod template;
+pub mod user;
 pub mod wait_for;
 
 pub use args::Args;
