@@ -15,6 +15,7 @@
 //! check mode for actions that do not support it) lives in the agent.
 
 pub mod accounts;
+pub mod apt;
 pub mod args;
 pub mod authorized_key;
 pub mod blockinfile;
@@ -23,14 +24,19 @@ pub mod command;
 pub mod content;
 pub mod copy;
 pub mod cron;
+pub mod dpkg;
 pub mod facts;
 pub mod file;
 pub mod find;
 pub mod fsutil;
 pub mod group;
 pub mod lineinfile;
+pub mod package_facts;
+pub mod process;
 mod registry;
 pub mod replace;
+pub mod service;
+pub mod service_facts;
 pub mod slurp;
 pub mod stat;
 pub mod tempfile;
