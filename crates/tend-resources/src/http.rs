@@ -157,6 +157,43 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Which redirects to follow (ansible-core's `follow_redirects`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Follow {
+    /// `none`/`no`: a redirect is the answer.
+    None,
+    /// `safe` (the default): only for GET and HEAD.
+    #[default]
+    Safe,
+    /// `all`/`yes`: for every method.
+    All,
+    /// `urllib2`: Python's own rules (GET and HEAD; POST after 301/302/303, as a GET).
+    Urllib2,
+}
+
+impl Follow {
+    /// ansible-core's choices for `follow_redirects`.
+    pub fn parse(s: &str) -> Option<Follow> {
+        Some(match s {
+            "none" | "no" => Follow::None,
+            "safe" => Follow::Safe,
+            "all" | "yes" => Follow::All,
+            "urllib2" => Follow::Urllib2,
+            _ => return None,
+        })
+    }
+
+    fn follows(self, status: u16, method: &str) -> bool {
+        let safe = method == "GET" || method == "HEAD";
+        match self {
+            Follow::None => false,
+            Follow::Safe => safe,
+            Follow::All => true,
+            Follow::Urllib2 => safe || (method == "POST" && matches!(status, 301..=303)),
+        }
+    }
+}
+
 /// One request.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -164,13 +201,14 @@ pub struct Request {
     pub url: String,
     /// Extra headers, sent as given (they override tend's defaults of the same name).
     pub headers: Vec<(String, String)>,
+    /// Header names (any case) sent on the first request only, not after a redirect.
+    pub unredirected_headers: Vec<String>,
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
     /// Basic authentication (`url_username`/`url_password`); the password is never shown.
     pub auth: Option<(String, String)>,
     pub force_basic_auth: bool,
-    /// Follow redirects (urllib's "safe": only for GET and HEAD).
-    pub follow_redirects: bool,
+    pub follow_redirects: Follow,
 }
 
 impl Request {
@@ -179,11 +217,12 @@ impl Request {
             method: "GET".into(),
             url: url.into(),
             headers: Vec::new(),
+            unredirected_headers: Vec::new(),
             body: None,
             timeout,
             auth: None,
             force_basic_auth: false,
-            follow_redirects: true,
+            follow_redirects: Follow::Safe,
         }
     }
 }
@@ -197,6 +236,11 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The URL that answered (after redirects).
     pub url: String,
+    /// How many redirects were followed to get here.
+    pub redirects: usize,
+    /// Every `Set-Cookie` header of the exchange (redirects included), each with the path of
+    /// the request it answered (a cookie's default path).
+    pub set_cookies: Vec<(String, String)>,
 }
 
 impl Response {
@@ -221,27 +265,29 @@ pub enum HttpError {
 
 const MAX_REDIRECTS: usize = 10;
 
-/// Sends `req`; the body of the final response is written to `sink` (not for HEAD, 204, 304,
-/// nor for error statuses when `body_on_error` is false).
+/// Sends `req`; the body of the final response is written to `sink` (not for HEAD, 204 or
+/// 304). Redirects are followed as `req.follow_redirects` says, the way ansible-core's
+/// redirect handler does: 307/308 keep the method and the body, the others drop the body
+/// (301 after a POST, 302 and 303 become a GET); cookies set on the way are sent on.
 pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> {
     let mut url = Url::parse(&req.url).map_err(HttpError::Url)?;
     let mut method = req.method.clone();
     let mut body = req.body.clone();
+    let mut headers = req.headers.clone();
     let auth = req.auth.clone().or_else(|| url.userinfo.clone());
     let mut send_auth = req.force_basic_auth;
     let mut redirects = 0;
+    let mut set_cookies: Vec<(String, String)> = Vec::new();
     loop {
         let mut stream = connect(&url, req.timeout)?;
         let mut head = format!("{method} {} HTTP/1.1\r\n", url.target);
-        let mut names: Vec<String> = Vec::new();
-        let mut push = |head: &mut String, k: &str, v: &str| {
-            names.push(k.to_ascii_lowercase());
+        let push = |head: &mut String, k: &str, v: &str| {
             head.push_str(&format!("{k}: {v}\r\n"));
         };
-        for (k, v) in &req.headers {
+        for (k, v) in &headers {
             push(&mut head, k, v);
         }
-        let given = |n: &str| req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        let given = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
         if !given("host") {
             push(&mut head, "Host", &url.host_header());
         }
@@ -257,6 +303,12 @@ pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> 
                 push(&mut head, "Authorization", &format!("Basic {token}"));
             }
         }
+        if !given("cookie") && !set_cookies.is_empty() {
+            let jar = cookie_jar(&set_cookies);
+            if !jar.is_empty() {
+                push(&mut head, "Cookie", &cookie_string(&jar));
+            }
+        }
         if let Some(b) = &body {
             if !given("content-length") {
                 push(&mut head, "Content-Length", &b.len().to_string());
@@ -270,8 +322,11 @@ pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> 
         }
         stream.flush().map_err(io_err)?;
         let mut r = BufReader::new(stream);
-        let mut resp = read_head(&mut r)?;
+        let (mut resp, cookies) = read_head(&mut r)?;
+        let path = url.target.split('?').next().unwrap_or("/").to_string();
+        set_cookies.extend(cookies.into_iter().map(|c| (path.clone(), c)));
         resp.url = url.as_string();
+        resp.redirects = redirects;
         // Answer a Basic challenge once.
         if resp.status == 401 && !send_auth && auth.is_some() {
             let challenge = resp.header("www-authenticate").unwrap_or("");
@@ -281,7 +336,7 @@ pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> 
             }
         }
         let redirect = matches!(resp.status, 301 | 302 | 303 | 307 | 308);
-        if redirect && req.follow_redirects && (method == "GET" || method == "HEAD") {
+        if redirect && req.follow_redirects.follows(resp.status, &method) {
             if let Some(loc) = resp.header("location") {
                 redirects += 1;
                 if redirects > MAX_REDIRECTS {
@@ -291,10 +346,26 @@ pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> 
                         resp.status
                     )));
                 }
-                url = url.join(loc).map_err(HttpError::Url)?;
-                if resp.status == 303 {
-                    method = "GET".into();
+                url = url.join(&loc.replace(' ', "%20")).map_err(HttpError::Url)?;
+                headers.retain(|(k, _)| {
+                    !req.unredirected_headers
+                        .iter()
+                        .any(|u| u.eq_ignore_ascii_case(k))
+                });
+                if !matches!(resp.status, 307 | 308) {
                     body = None;
+                    headers.retain(|(k, _)| {
+                        !["content-length", "content-type", "transfer-encoding"]
+                            .iter()
+                            .any(|n| k.eq_ignore_ascii_case(n))
+                    });
+                    let becomes_get = match resp.status {
+                        302 | 303 => method != "HEAD",
+                        _ => method == "POST",
+                    };
+                    if becomes_get {
+                        method = "GET".into();
+                    }
                 }
                 continue;
             }
@@ -303,8 +374,56 @@ pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> 
         if !no_body {
             read_body(&mut r, &resp, sink)?;
         }
+        resp.set_cookies = set_cookies;
         return Ok(resp);
     }
+}
+
+/// The cookies a cookie jar keeps from `Set-Cookie` headers (each with its request's path),
+/// in the order Python's `CookieJar` lists them (by path, then name): `(name, value)`. A
+/// cookie set again replaces the earlier one; one that expires now (`Max-Age` 0 or less) is
+/// dropped.
+pub fn cookie_jar(set_cookies: &[(String, String)]) -> Vec<(String, String)> {
+    let mut jar: std::collections::BTreeMap<(String, String), String> = Default::default();
+    for (req_path, raw) in set_cookies {
+        let mut parts = raw.split(';');
+        let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_string(), value.trim().to_string());
+        if name.is_empty() {
+            continue;
+        }
+        let mut path = None;
+        let mut expired = false;
+        for attr in parts {
+            let (k, v) = attr.split_once('=').unwrap_or((attr, ""));
+            match k.trim().to_ascii_lowercase().as_str() {
+                "path" if v.trim().starts_with('/') => path = Some(v.trim().to_string()),
+                "max-age" => expired = v.trim().parse::<i64>().is_ok_and(|n| n <= 0),
+                _ => {}
+            }
+        }
+        // RFC 2965's default path: the request path up to its last slash.
+        let path = path.unwrap_or_else(|| match req_path.rfind('/') {
+            Some(0) | None => "/".to_string(),
+            Some(i) => req_path[..i].to_string(),
+        });
+        if expired {
+            jar.remove(&(path, name));
+        } else {
+            jar.insert((path, name), value);
+        }
+    }
+    jar.into_iter().map(|((_, n), v)| (n, v)).collect()
+}
+
+/// `name=value; name2=value2`, as a `Cookie` header (and ansible-core's `cookies_string`).
+pub fn cookie_string(jar: &[(String, String)]) -> String {
+    jar.iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn connection_msg(e: &io::Error) -> String {
@@ -360,7 +479,9 @@ fn read_line(r: &mut impl BufRead) -> Result<String, HttpError> {
     Ok(s.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_head(r: &mut impl BufRead) -> Result<Response, HttpError> {
+/// The status line and headers, and the raw `Set-Cookie` values (kept apart: their dates
+/// have commas, so they cannot be joined like other repeated headers).
+fn read_head(r: &mut impl BufRead) -> Result<(Response, Vec<String>), HttpError> {
     let status_line = read_line(r)?;
     if status_line.is_empty() {
         return Err(HttpError::Connection(
@@ -382,19 +503,24 @@ fn read_head(r: &mut impl BufRead) -> Result<Response, HttpError> {
     }
     let reason = parts.next().unwrap_or("").to_string();
     let mut headers: Vec<(String, String)> = Vec::new();
+    let mut cookies = Vec::new();
     for _ in 0..1000 {
         let line = read_line(r)?;
         if line.is_empty() {
-            return Ok(Response {
+            let resp = Response {
                 status,
                 reason,
                 headers,
-                url: String::new(),
-            });
+                ..Default::default()
+            };
+            return Ok((resp, cookies));
         }
         if let Some((k, v)) = line.split_once(':') {
             let k = k.trim().to_ascii_lowercase();
             let v = v.trim().to_string();
+            if k == "set-cookie" {
+                cookies.push(v.clone());
+            }
             match headers.iter_mut().find(|(n, _)| *n == k) {
                 Some((_, old)) => {
                     old.push_str(", ");

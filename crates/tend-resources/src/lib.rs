@@ -43,9 +43,11 @@ pub mod service;
 pub mod service_facts;
 pub mod slurp;
 pub mod stat;
+pub mod sysctl;
 pub mod tempfile;
 pub mod template;
 pub mod unarchive;
+pub mod uri;
 pub mod user;
 pub mod wait_for;
 

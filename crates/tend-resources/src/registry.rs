@@ -70,6 +70,8 @@ modules! {
     action "get_url" => crate::get_url::GetUrl,
     action "unarchive" => crate::unarchive::Unarchive,
     action "hostname" => crate::hostname::Hostname,
+    action "sysctl" => crate::sysctl::Sysctl,
+    action "uri" => crate::uri::Uri,
 }
 
 /// Finds a module by its short name.

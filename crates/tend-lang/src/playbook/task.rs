@@ -665,11 +665,11 @@ const RAW_MODULE_OPTIONS: &[&str] = &[
 ];
 
 /// `ansible.builtin.copy` and `ansible.legacy.copy` are `copy`, and the few collection
-/// modules tend provides are their short names (`ansible.posix.authorized_key`); other FQCNs
-/// stay as written.
+/// modules tend provides are their short names (`ansible.posix.authorized_key`,
+/// `ansible.posix.sysctl`); other FQCNs stay as written.
 pub fn canonical(name: &str) -> String {
-    if name == "ansible.posix.authorized_key" {
-        return "authorized_key".into();
+    if let Some(short @ ("authorized_key" | "sysctl")) = name.strip_prefix("ansible.posix.") {
+        return short.into();
     }
     name.strip_prefix("ansible.builtin.")
         .or_else(|| name.strip_prefix("ansible.legacy."))
