@@ -523,9 +523,14 @@ fn finish(mut fields: Vars, p: &Params, failed_msg: Option<String>) -> ModuleRes
                 Some(s) => m.replace(s.as_str(), "********"),
                 None => m,
             };
-            let mut e = ModuleError::new(m);
-            e.fields = fields;
-            Err(e)
+            // A failed output rather than an error: the result fields are registered with
+            // the failure (`status`, `content` …), as ansible-core's `fail_json(**resp)`.
+            Ok(ModuleOutput {
+                failed: true,
+                msg: Some(m),
+                fields,
+                ..Default::default()
+            })
         }
         None => {
             let mut out = ModuleOutput::ok();
@@ -875,17 +880,12 @@ mod tests {
     #[test]
     fn wrong_status_fails_with_ansibles_message() {
         let srv = server();
-        let e = run_with("uri", json!({"url": format!("{}/nope", srv.base)}), &opts()).unwrap_err();
+        let e = failure(json!({"url": format!("{}/nope", srv.base)}));
         assert_eq!(
             e,
             "Status code was 404 and not [200]: HTTP Error 404: Not Found"
         );
-        let e = run_with(
-            "uri",
-            json!({"url": format!("{}/page", srv.base), "status_code": [201, 202]}),
-            &opts(),
-        )
-        .unwrap_err();
+        let e = failure(json!({"url": format!("{}/page", srv.base), "status_code": [201, 202]}));
         assert_eq!(e, "Status code was 200 and not [201, 202]: OK (12 bytes)");
         // An expected error status is a success, with the body ansible keeps.
         let o = run_with(
@@ -898,12 +898,7 @@ mod tests {
         assert_eq!(o.fields["body"], json!("nothing here"));
         assert_eq!(o.msg.as_deref(), Some("HTTP Error 404: Not Found"));
         // POST is not redirected by default: the 302 is the answer.
-        let e = run_with(
-            "uri",
-            json!({"url": format!("{}/old", srv.base), "method": "post", "body": "x"}),
-            &opts(),
-        )
-        .unwrap_err();
+        let e = failure(json!({"url": format!("{}/old", srv.base), "method": "post", "body": "x"}));
         assert_eq!(
             e,
             "Status code was 302 and not [200]: HTTP Error 302: Found"
@@ -912,12 +907,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let e = run_with(
-            "uri",
-            json!({"url": format!("http://127.0.0.1:{port}/")}),
-            &opts(),
-        )
-        .unwrap_err();
+        let e = failure(json!({"url": format!("http://127.0.0.1:{port}/")}));
         assert_eq!(
             e,
             "Status code was -1 and not [200]: Request failed: <urlopen error [Errno 111] Connection refused>"
@@ -1058,6 +1048,18 @@ mod tests {
     #[test]
     fn not_run_in_check_mode() {
         assert!(!crate::lookup("uri").unwrap().check_mode);
+    }
+
+    /// The message of a run that fails, and (for a failed output) its status field.
+    fn failure(args: Value) -> String {
+        match run_with("uri", args.clone(), &opts()) {
+            Err(e) => e,
+            Ok(o) if o.failed => {
+                assert!(o.fields.contains_key("status"), "{o:?}");
+                o.msg.unwrap_or_default()
+            }
+            Ok(o) => panic!("uri {args} should fail, got {o:?}"),
+        }
     }
 
     fn opts() -> Opts {
