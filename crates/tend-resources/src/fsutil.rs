@@ -830,7 +830,7 @@ pub fn create_temp_in(dir: &Path, hint: &str) -> Result<(PathBuf, File), ModuleE
 }
 
 /// Removes a temporary file when dropped unless disarmed.
-struct TempGuard(Option<PathBuf>);
+pub struct TempGuard(pub Option<PathBuf>);
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
@@ -865,23 +865,45 @@ pub fn atomic_write(
         .map_err(|e| ModuleError::io("cannot write", &tmp, e))?;
     f.sync_all()
         .map_err(|e| ModuleError::io("cannot fsync", &tmp, e))?;
+    drop(f);
+    commit_temp(&tmp, path, attrs, src_mode, validate)?;
+    guard.0 = None;
+    Ok(())
+}
+
+/// Puts a written temporary file (in `path`'s directory) in place of `path`: it gets the
+/// existing file's owner, group and mode (or `attrs`), is checked with `validate`, renamed
+/// over `path` (through a final link, as ansible-core does), and the directory is fsynced.
+/// The temporary file is removed if anything fails.
+pub fn commit_temp(
+    tmp: &Path,
+    path: &Path,
+    attrs: &Attrs,
+    src_mode: Option<u32>,
+    validate: Option<Validator>,
+) -> Result<(), ModuleError> {
+    let mut guard = TempGuard(Some(tmp.to_path_buf()));
     let existing = info(path, true)?;
     if existing.kind == Kind::File {
-        let _ = std::os::unix::fs::fchown(&f, Some(existing.uid), Some(existing.gid));
-        f.set_permissions(fs::Permissions::from_mode(existing.mode))
-            .map_err(|e| ModuleError::io("chmod failed:", &tmp, e))?;
+        let _ = std::os::unix::fs::chown(tmp, Some(existing.uid), Some(existing.gid));
+        fs::set_permissions(tmp, fs::Permissions::from_mode(existing.mode))
+            .map_err(|e| ModuleError::io("chmod failed:", tmp, e))?;
     }
-    drop(f);
-    attrs.apply(&tmp, true, src_mode)?;
+    attrs.apply(tmp, true, src_mode)?;
     if let Some(v) = validate {
-        v(&tmp)?;
+        v(tmp)?;
     }
-    // Write through a link to its target, as ansible-core does.
     let target = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    fs::rename(&tmp, &target).map_err(|e| ModuleError::io("cannot replace", path, e))?;
+    fs::rename(tmp, &target).map_err(|e| ModuleError::io("cannot replace", path, e))?;
     guard.0 = None;
-    if let Ok(d) = File::open(target.parent().unwrap_or(&dir)) {
-        let _ = d.sync_all();
+    if let Some(d) = target.parent() {
+        if let Ok(d) = File::open(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }

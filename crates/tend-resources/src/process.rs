@@ -1,9 +1,14 @@
 //! Running a system tool (apt-get, dpkg, systemctl …) for a module: an argument vector, never a
 //! shell string; the task's `environment:` first, then the module's own variables on top.
+//! [`Runner`] is the same for modules that read a tool's output (`git`, `tar`, `unzip`): the C
+//! locale, and [`Output`] keeps the argv for `cmd` result fields.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::ModuleError;
+use tend_proto::Vars;
+
+use crate::{ModuleCtx, ModuleError};
 
 /// What a finished tool printed and returned.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,13 +28,26 @@ impl Ran {
 /// Runs `argv` to the end with stdin closed. `env` is applied in order (later wins). A tool
 /// that cannot be started is an error naming it.
 pub fn run(argv: &[String], env: &[(String, String)]) -> Result<Ran, ModuleError> {
+    run_in(argv, env, None)
+}
+
+/// [`run`] in the directory `cwd` (the agent's own when `None`).
+pub fn run_in(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+) -> Result<Ran, ModuleError> {
     let (prog, rest) = argv
         .split_first()
         .ok_or_else(|| ModuleError::new("no command given"))?;
-    let out = Command::new(prog)
-        .args(rest)
+    let mut c = Command::new(prog);
+    c.args(rest)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let out = c
         .output()
         .map_err(|e| ModuleError::new(format!("cannot run {prog}: {e}")))?;
     let rc = match out.status.code() {
@@ -78,6 +96,101 @@ where
     S: Into<String>,
 {
     items.into_iter().map(Into::into).collect()
+}
+
+/// What a program did.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The argument vector, for result fields (`cmd`).
+    pub argv: Vec<String>,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.rc == 0
+    }
+
+    /// ansible-core's `run_command(..., check_rc=True)` failure: the message is stderr, and
+    /// `cmd`, `rc`, `stdout`, `stderr` are result fields.
+    pub fn failure(&self) -> ModuleError {
+        self.failure_with(self.stderr.trim_end().to_string())
+    }
+
+    /// A failure with the given message and the command's fields.
+    pub fn failure_with(&self, msg: impl Into<String>) -> ModuleError {
+        let mut e = ModuleError::new(msg);
+        e.fields = self.fields();
+        e
+    }
+
+    pub fn fields(&self) -> Vars {
+        let mut v = Vars::new();
+        v.insert("cmd".into(), self.argv.join(" ").into());
+        v.insert("rc".into(), self.rc.into());
+        v.insert("stdout".into(), self.stdout.clone().into());
+        v.insert("stderr".into(), self.stderr.clone().into());
+        v
+    }
+}
+
+/// How to run programs for one module call.
+#[derive(Clone, Debug, Default)]
+pub struct Runner {
+    /// Extra environment (the task's `environment:`, then the module's own).
+    pub env: Vec<(String, String)>,
+}
+
+impl Runner {
+    pub fn new(ctx: &ModuleCtx) -> Self {
+        Runner {
+            env: ctx.environment.to_vec(),
+        }
+    }
+
+    pub fn with_env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Runs `argv` in `cwd` (the agent's directory if `None`) with the C locale and this
+    /// runner's environment, and waits for it.
+    pub fn run<S: AsRef<str>>(
+        &self,
+        argv: &[S],
+        cwd: Option<&Path>,
+    ) -> Result<Output, ModuleError> {
+        let argv: Vec<String> = argv.iter().map(|s| s.as_ref().to_string()).collect();
+        let mut env: Vec<(String, String)> =
+            ["LANG", "LC_ALL", "LC_MESSAGES", "LC_CTYPE", "LANGUAGE"]
+                .iter()
+                .map(|k| (k.to_string(), "C".to_string()))
+                .collect();
+        env.extend(self.env.iter().cloned());
+        let r = run_in(&argv, &env, cwd)?;
+        Ok(Output {
+            rc: r.rc,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            argv,
+        })
+    }
+
+    /// Runs `argv`; a non-zero exit is the module's failure (stderr as the message).
+    pub fn check<S: AsRef<str>>(
+        &self,
+        argv: &[S],
+        cwd: Option<&Path>,
+    ) -> Result<Output, ModuleError> {
+        let o = self.run(argv, cwd)?;
+        if o.ok() {
+            Ok(o)
+        } else {
+            Err(o.failure())
+        }
+    }
 }
 
 #[cfg(test)]

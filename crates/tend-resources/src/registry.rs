@@ -66,6 +66,10 @@ modules! {
     action "systemd" => crate::service::Systemd,
     action "sysvinit" => crate::service::SysvInit,
     action "service_facts" => crate::service_facts::ServiceFacts,
+    action "git" => crate::git::Git,
+    action "get_url" => crate::get_url::GetUrl,
+    action "unarchive" => crate::unarchive::Unarchive,
+    action "hostname" => crate::hostname::Hostname,
 }
 
 /// Finds a module by its short name.

@@ -2,69 +2,115 @@
 
 use tend_proto::{Value, Vars};
 
-/// Splits like a shell would for the purpose of `k=v` parsing: whitespace separates, quotes
-/// group, and `{{ … }}` / `{% … %}` are kept whole.
+/// Splits an argument string the way ansible-core does before it looks for `k=v` pairs:
+/// lines on `\n`, words on single spaces, with quoted strings and `{{ … }}` / `{% … %}` /
+/// `{# … #}` put back together. Nothing is lost: runs of spaces stay on the word before them
+/// and every line break stays on the last word of its line, so [`join_args`] gives back the
+/// text of a free-form command exactly (a multi-line `shell: |` keeps its lines).
 pub fn split_args(s: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
+    let mut out: Vec<String> = Vec::new();
     let mut quote: Option<char> = None;
-    let mut depth = 0usize;
-    let mut chars = s.chars().peekable();
-    let mut started = false;
-    while let Some(c) = chars.next() {
-        if depth > 0 {
-            cur.push(c);
-            if (c == '}' || c == '%') && chars.peek() == Some(&'}') {
-                cur.push(chars.next().unwrap_or('}'));
-                depth -= 1;
+    // Open `{{`, `{%` and `{#` blocks.
+    let mut depth = [0usize; 3];
+    let lines: Vec<&str> = s.split('\n').collect();
+    for (li, line) in lines.iter().enumerate() {
+        let mut continued = false;
+        for (wi, word) in line.split(' ').enumerate() {
+            if word.is_empty() && wi != 0 {
+                // A second space in a row belongs to the previous word.
+                match out.last_mut() {
+                    Some(last) => last.push(' '),
+                    None => out.push(" ".into()),
+                }
+                continue;
             }
-            continue;
-        }
-        if c == '{' && matches!(chars.peek(), Some('{') | Some('%') | Some('#')) {
-            cur.push(c);
-            cur.push(chars.next().unwrap_or('{'));
-            depth += 1;
-            started = true;
-            continue;
-        }
-        match quote {
-            Some(q) => {
-                if c == '\\' && chars.peek() == Some(&q) {
-                    cur.push(c);
-                    cur.push(chars.next().unwrap_or(q));
-                } else {
-                    cur.push(c);
-                    if c == q {
-                        quote = None;
+            if word == "\\" && quote.is_none() {
+                continued = true;
+                continue;
+            }
+            let was_quoted = quote.is_some();
+            quote = quote_state(word, quote);
+            let in_block = depth.iter().any(|d| *d > 0);
+            let mut placed = false;
+            if quote.is_some() && !was_quoted && !in_block {
+                out.push(word.to_string());
+                placed = true;
+            } else if in_block || quote.is_some() || was_quoted {
+                match out.last_mut() {
+                    Some(last) => {
+                        if wi > 0 {
+                            last.push(' ');
+                        }
+                        last.push_str(word);
                     }
+                    None => out.push(word.to_string()),
+                }
+                placed = true;
+            }
+            for (d, (open, close)) in
+                depth
+                    .iter_mut()
+                    .zip([("{{", "}}"), ("{%", "%}"), ("{#", "#}")])
+            {
+                let before = *d;
+                let opened = word.matches(open).count();
+                let closed = word.matches(close).count();
+                if opened != closed {
+                    *d = (*d + opened).saturating_sub(closed);
+                }
+                if *d != before && !placed {
+                    out.push(word.to_string());
+                    placed = true;
                 }
             }
-            None => {
-                if c.is_whitespace() {
-                    if started {
-                        out.push(std::mem::take(&mut cur));
-                        started = false;
-                    }
-                } else {
-                    if c == '"' || c == '\'' {
-                        quote = Some(c);
-                    }
-                    cur.push(c);
-                    started = true;
-                }
+            if !placed && quote.is_none() && depth.iter().all(|d| *d == 0) && !word.is_empty() {
+                out.push(word.to_string());
+            }
+        }
+        if lines.len() > 1 && li != lines.len() - 1 && !continued {
+            match out.last_mut() {
+                Some(last) => last.push('\n'),
+                None => out.push("\n".into()),
             }
         }
     }
     if quote.is_some() {
         return Err(format!("unbalanced quotes in: {s}"));
     }
-    if depth > 0 {
+    if depth.iter().any(|d| *d > 0) {
         return Err(format!("unbalanced template braces in: {s}"));
     }
-    if started {
-        out.push(cur);
-    }
     Ok(out)
+}
+
+/// Whether a quoted string is still open after `word` (an unescaped quote opens one; only the
+/// same quote closes it).
+fn quote_state(word: &str, mut quote: Option<char>) -> Option<char> {
+    let mut prev = None;
+    for c in word.chars() {
+        if (c == '"' || c == '\'') && prev != Some('\\') {
+            match quote {
+                Some(q) if q == c => quote = None,
+                Some(_) => {}
+                None => quote = Some(c),
+            }
+        }
+        prev = Some(c);
+    }
+    quote
+}
+
+/// Puts words from [`split_args`] back together: one space between words, none after a line
+/// break.
+pub fn join_args(words: &[String]) -> String {
+    let mut out = String::new();
+    for w in words {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 fn unquote(s: &str) -> String {
@@ -93,7 +139,7 @@ pub fn parse_kv(s: &str, free_form: bool) -> Result<Vars, String> {
         if is_kv {
             let i = word.find('=').unwrap_or(0);
             let k = &word[..i];
-            let v = unquote(&word[i + 1..]);
+            let v = unquote(word[i + 1..].trim());
             if free_form && !FREE_FORM_OPTIONS.contains(&k) {
                 raw.push(word);
                 continue;
@@ -109,7 +155,7 @@ pub fn parse_kv(s: &str, free_form: bool) -> Result<Vars, String> {
         }
     }
     if free_form && !raw.is_empty() {
-        vars.insert("_raw_params".into(), Value::String(raw.join(" ")));
+        vars.insert("_raw_params".into(), Value::String(join_args(&raw)));
     }
     Ok(vars)
 }
@@ -150,6 +196,32 @@ mod tests {
         let v = parse_kv("echo a=b hello chdir=/tmp", true).unwrap();
         assert_eq!(v["_raw_params"], "echo a=b hello");
         assert_eq!(v["chdir"], "/tmp");
+    }
+
+    #[test]
+    fn free_form_commands_keep_lines_and_spaces_as_ansible_does() {
+        // Expected values are what ansible-core 2.19's parse_kv(check_raw=True) returns.
+        for (input, raw) in [
+            (
+                "set -e\necho one\necho two > /tmp/out\n",
+                "set -e\necho one\necho two > /tmp/out\n",
+            ),
+            ("a\n\nb", "a\n\nb"),
+            ("echo \"x\ny\" z\nw", "echo \"x\ny\" z\nw"),
+            ("echo a    b\tc", "echo a    b\tc"),
+            ("\necho", "\necho"),
+            ("echo {{ a\n }} b\nc", "echo {{ a\n }} b\nc"),
+        ] {
+            let v = parse_kv(input, true).unwrap();
+            assert_eq!(v["_raw_params"], raw, "{input:?}");
+        }
+        let v = parse_kv("creates=/x\necho hi", true).unwrap();
+        assert_eq!(v["creates"], "/x");
+        assert_eq!(v["_raw_params"], "echo hi");
+        assert_eq!(
+            split_args("set -e\necho one\n").unwrap(),
+            ["set", "-e\n", "echo", "one\n"]
+        );
     }
 
     #[test]

@@ -1,0 +1,641 @@
+//! A small HTTP/1.1 client over `std::net::TcpStream` for `get_url`, `unarchive` (a URL `src`)
+//! and `uri`: one request per connection (`Connection: close`), `Content-Length`, chunked
+//! and read-to-close bodies streamed to a writer, redirects followed as urllib does, Basic
+//! authentication answered when the server asks (or sent at once with `force_basic_auth`),
+//! connect and read timeouts.
+//!
+//! Why not a crate: the agent is pushed to every host, and an HTTP crate with its
+//! dependencies (URL parsing, IDNA tables, an async runtime or a TLS stack) costs more than
+//! these few hundred lines. `https://` needs a TLS stack and is refused with that reason.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use base64::Engine;
+
+/// A parsed `http://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub target: String,
+    /// `user:password@` in the URL.
+    pub userinfo: Option<(String, String)>,
+}
+
+impl Url {
+    pub fn parse(url: &str) -> Result<Url, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("unknown url type: '{url}'"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme == "https" {
+            return Err(format!(
+                "tend cannot fetch {url}: https:// needs a TLS stack, which tend's agent does \
+                 not carry yet; use an http:// URL (with a checksum), or download it with \
+                 another tool"
+            ));
+        }
+        if scheme != "http" {
+            return Err(format!("unknown url type: '{scheme}'"));
+        }
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let tail = tail.split('#').next().unwrap_or("");
+        let target = if tail.is_empty() {
+            "/".to_string()
+        } else if tail.starts_with('?') {
+            format!("/{tail}")
+        } else {
+            tail.to_string()
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => {
+                let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+                (
+                    Some((percent_decode(user), percent_decode(pass))),
+                    h.to_string(),
+                )
+            }
+            None => (None, authority.to_string()),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, p) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("invalid URL {url}: bad IPv6 address"))?;
+            (h.to_string(), p.strip_prefix(':').unwrap_or(""))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p),
+                None => (hostport.clone(), ""),
+            }
+        };
+        let port = if port.is_empty() {
+            80
+        } else {
+            port.parse()
+                .map_err(|_| format!("invalid URL {url}: bad port '{port}'"))?
+        };
+        if host.is_empty() {
+            return Err(format!("invalid URL {url}: no host given"));
+        }
+        Ok(Url {
+            scheme,
+            host,
+            port,
+            target,
+            userinfo,
+        })
+    }
+
+    /// The URL a `Location` header points to, relative to this one.
+    pub fn join(&self, location: &str) -> Result<Url, String> {
+        if location.contains("://") {
+            return Url::parse(location);
+        }
+        let mut u = self.clone();
+        u.userinfo = None;
+        if let Some(rest) = location.strip_prefix("//") {
+            return Url::parse(&format!("{}://{rest}", self.scheme));
+        }
+        u.target = if location.starts_with('/') {
+            location.to_string()
+        } else {
+            let path = self.target.split('?').next().unwrap_or("/");
+            let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
+            format!("{dir}{location}")
+        };
+        Ok(u)
+    }
+
+    fn host_header(&self) -> String {
+        let h = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            h
+        } else {
+            format!("{h}:{}", self.port)
+        }
+    }
+
+    pub fn as_string(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.host_header(), self.target)
+    }
+
+    /// The last path segment (ansible-core's `url_filename`), `index.html` when empty.
+    pub fn filename(&self) -> String {
+        let path = self.target.split('?').next().unwrap_or("");
+        match path.rsplit('/').next() {
+            Some(f) if !f.is_empty() => percent_decode(f),
+            _ => "index.html".into(),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One request.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    /// Extra headers, sent as given (they override tend's defaults of the same name).
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Basic authentication (`url_username`/`url_password`); the password is never shown.
+    pub auth: Option<(String, String)>,
+    pub force_basic_auth: bool,
+    /// Follow redirects (urllib's "safe": only for GET and HEAD).
+    pub follow_redirects: bool,
+}
+
+impl Request {
+    pub fn get(url: &str, timeout: Duration) -> Request {
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout,
+            auth: None,
+            force_basic_auth: false,
+            follow_redirects: true,
+        }
+    }
+}
+
+/// What the server answered.
+#[derive(Clone, Debug, Default)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    /// Header names lowercased, repeated headers joined with `, ` (as ansible-core reports).
+    pub headers: Vec<(String, String)>,
+    /// The URL that answered (after redirects).
+    pub url: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a request got no response (ansible-core's `status: -1` cases).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Refused before anything was sent (bad URL, unsupported scheme).
+    #[error("{0}")]
+    Url(String),
+    /// Could not connect or the exchange broke.
+    #[error("{0}")]
+    Connection(String),
+}
+
+const MAX_REDIRECTS: usize = 10;
+
+/// Sends `req`; the body of the final response is written to `sink` (not for HEAD, 204, 304,
+/// nor for error statuses when `body_on_error` is false).
+pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> {
+    let mut url = Url::parse(&req.url).map_err(HttpError::Url)?;
+    let mut method = req.method.clone();
+    let mut body = req.body.clone();
+    let auth = req.auth.clone().or_else(|| url.userinfo.clone());
+    let mut send_auth = req.force_basic_auth;
+    let mut redirects = 0;
+    loop {
+        let mut stream = connect(&url, req.timeout)?;
+        let mut head = format!("{method} {} HTTP/1.1\r\n", url.target);
+        let mut names: Vec<String> = Vec::new();
+        let mut push = |head: &mut String, k: &str, v: &str| {
+            names.push(k.to_ascii_lowercase());
+            head.push_str(&format!("{k}: {v}\r\n"));
+        };
+        for (k, v) in &req.headers {
+            push(&mut head, k, v);
+        }
+        let given = |n: &str| req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        if !given("host") {
+            push(&mut head, "Host", &url.host_header());
+        }
+        if !given("user-agent") {
+            push(&mut head, "User-Agent", "ansible-httpget");
+        }
+        if !given("accept-encoding") {
+            push(&mut head, "Accept-Encoding", "identity");
+        }
+        if send_auth {
+            if let Some((u, p)) = &auth {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                push(&mut head, "Authorization", &format!("Basic {token}"));
+            }
+        }
+        if let Some(b) = &body {
+            if !given("content-length") {
+                push(&mut head, "Content-Length", &b.len().to_string());
+            }
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        let io_err = |e: io::Error| HttpError::Connection(connection_msg(&e));
+        stream.write_all(head.as_bytes()).map_err(io_err)?;
+        if let Some(b) = &body {
+            stream.write_all(b).map_err(io_err)?;
+        }
+        stream.flush().map_err(io_err)?;
+        let mut r = BufReader::new(stream);
+        let mut resp = read_head(&mut r)?;
+        resp.url = url.as_string();
+        // Answer a Basic challenge once.
+        if resp.status == 401 && !send_auth && auth.is_some() {
+            let challenge = resp.header("www-authenticate").unwrap_or("");
+            if challenge.to_ascii_lowercase().starts_with("basic") {
+                send_auth = true;
+                continue;
+            }
+        }
+        let redirect = matches!(resp.status, 301 | 302 | 303 | 307 | 308);
+        if redirect && req.follow_redirects && (method == "GET" || method == "HEAD") {
+            if let Some(loc) = resp.header("location") {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(HttpError::Connection(format!(
+                        "HTTP Error {}: The HTTP server returned a redirect error that would \
+                         lead to an infinite loop.",
+                        resp.status
+                    )));
+                }
+                url = url.join(loc).map_err(HttpError::Url)?;
+                if resp.status == 303 {
+                    method = "GET".into();
+                    body = None;
+                }
+                continue;
+            }
+        }
+        let no_body = method == "HEAD" || resp.status == 204 || resp.status == 304;
+        if !no_body {
+            read_body(&mut r, &resp, sink)?;
+        }
+        return Ok(resp);
+    }
+}
+
+fn connection_msg(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            "The read operation timed out".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn connect(url: &Url, timeout: Duration) -> Result<TcpStream, HttpError> {
+    let addrs: Vec<_> = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| HttpError::Connection(format!("Request failed: <urlopen error {e}>")))?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                let _ = s.set_read_timeout(Some(timeout));
+                let _ = s.set_write_timeout(Some(timeout));
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.map(|e| {
+        let errno = e
+            .raw_os_error()
+            .map(|n| format!("[Errno {n}] "))
+            .unwrap_or_default();
+        let text = match e.kind() {
+            io::ErrorKind::ConnectionRefused => "Connection refused".to_string(),
+            io::ErrorKind::TimedOut => "timed out".to_string(),
+            _ => e.to_string(),
+        };
+        format!("{errno}{text}")
+    });
+    Err(HttpError::Connection(format!(
+        "Request failed: <urlopen error {}>",
+        e.unwrap_or_else(|| format!("no address for {}", url.host))
+    )))
+}
+
+fn read_line(r: &mut impl BufRead) -> Result<String, HttpError> {
+    let mut line = Vec::new();
+    r.by_ref()
+        .take(64 * 1024)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| HttpError::Connection(connection_msg(&e)))?;
+    let s = String::from_utf8_lossy(&line);
+    Ok(s.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn read_head(r: &mut impl BufRead) -> Result<Response, HttpError> {
+    let status_line = read_line(r)?;
+    if status_line.is_empty() {
+        return Err(HttpError::Connection(
+            "Connection failure: connection was closed before a valid response was received".into(),
+        ));
+    }
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        HttpError::Connection(format!(
+            "Connection failure: connection was closed before a valid response was received: \
+             {status_line}"
+        ))
+    })?;
+    if !version.starts_with("HTTP/") {
+        return Err(HttpError::Connection(format!(
+            "Connection failure: not an HTTP response: {status_line}"
+        )));
+    }
+    let reason = parts.next().unwrap_or("").to_string();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for _ in 0..1000 {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            return Ok(Response {
+                status,
+                reason,
+                headers,
+                url: String::new(),
+            });
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim().to_string();
+            match headers.iter_mut().find(|(n, _)| *n == k) {
+                Some((_, old)) => {
+                    old.push_str(", ");
+                    old.push_str(&v);
+                }
+                None => headers.push((k, v)),
+            }
+        }
+    }
+    Err(HttpError::Connection("too many response headers".into()))
+}
+
+fn read_body(r: &mut impl BufRead, resp: &Response, sink: &mut dyn Write) -> Result<(), HttpError> {
+    let io_err = |e: io::Error| HttpError::Connection(connection_msg(&e));
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        loop {
+            let line = read_line(r)?;
+            let size = line.split(';').next().unwrap_or("").trim();
+            let n = u64::from_str_radix(size, 16).map_err(|_| {
+                HttpError::Connection(format!("bad chunk size in response: {line:?}"))
+            })?;
+            if n == 0 {
+                // Trailers until the empty line.
+                while !read_line(r)?.is_empty() {}
+                return Ok(());
+            }
+            let copied = io::copy(&mut r.by_ref().take(n), sink).map_err(io_err)?;
+            if copied != n {
+                return Err(HttpError::Connection(
+                    "the connection closed in the middle of the response".into(),
+                ));
+            }
+            read_line(r)?;
+        }
+    }
+    if let Some(len) = resp.header("content-length") {
+        let n: u64 = len
+            .trim()
+            .parse()
+            .map_err(|_| HttpError::Connection(format!("bad Content-Length: {len}")))?;
+        let copied = io::copy(&mut r.by_ref().take(n), sink).map_err(io_err)?;
+        if copied != n {
+            return Err(HttpError::Connection(format!(
+                "IncompleteRead({copied} bytes read, {} more expected)",
+                n - copied
+            )));
+        }
+        return Ok(());
+    }
+    io::copy(r, sink).map_err(io_err)?;
+    Ok(())
+}
+
+/// Python's `HTTPError.__str__`: `HTTP Error 404: File not found`.
+pub fn http_error_msg(resp: &Response) -> String {
+    format!("HTTP Error {}: {}", resp.status, resp.reason)
+}
+
+/// An RFC 2822 date in GMT (`If-Modified-Since`).
+pub fn http_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!(
+        "{}, {d:02} {} {y:04} {h:02}:{m:02}:{s:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(mo - 1) as usize]
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod testserver {
+    //! A tiny HTTP server on loopback for tests: canned responses by path, every request
+    //! recorded.
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    pub type Handler = dyn Fn(&str, &[(String, String)]) -> Vec<u8> + Send + Sync;
+
+    /// A request as the server saw it: its first line and its headers.
+    pub type Seen = (String, Vec<(String, String)>);
+
+    pub struct Server {
+        pub base: String,
+        pub requests: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    /// Starts a server whose `handler(request line, headers)` returns the whole raw response.
+    pub fn start(handler: Box<Handler>) -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let rec = requests.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap_or(0);
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let line = line.trim().to_string();
+                let resp = handler(&line, &headers);
+                rec.lock().unwrap().push((line, headers));
+                let _ = s.write_all(&resp);
+            }
+        });
+        Server { base, requests }
+    }
+
+    pub fn ok(body: &[u8]) -> Vec<u8> {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Thu, 01 Jan 2015 00:00:00 GMT\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_like_urllib() {
+        let u = Url::parse("http://bob:s%40cret@example.com:8080/a/b.tgz?x=1#frag").unwrap();
+        assert_eq!(u.host, "example.com");
+        assert_eq!(u.port, 8080);
+        assert_eq!(u.target, "/a/b.tgz?x=1");
+        assert_eq!(u.userinfo, Some(("bob".into(), "s@cret".into())));
+        assert_eq!(u.filename(), "b.tgz");
+        assert_eq!(Url::parse("http://h").unwrap().filename(), "index.html");
+        assert_eq!(Url::parse("http://[::1]:81/").unwrap().host, "::1");
+        assert!(Url::parse("https://h/x").unwrap_err().contains("TLS"));
+        assert_eq!(
+            Url::parse("ftp://h/x").unwrap_err(),
+            "unknown url type: 'ftp'"
+        );
+        let base = Url::parse("http://h/a/b?q").unwrap();
+        assert_eq!(base.join("c").unwrap().target, "/a/c");
+        assert_eq!(base.join("/d").unwrap().target, "/d");
+        assert_eq!(base.join("http://o:1/e").unwrap().port, 1);
+    }
+
+    #[test]
+    fn http_dates_are_rfc2822() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+    }
+
+    #[test]
+    fn chunked_bodies_redirects_and_basic_auth() {
+        let srv = testserver::start(Box::new(|line, headers| {
+            let auth = headers
+                .iter()
+                .any(|(k, v)| k == "authorization" && v == "Basic dTpw");
+            if line.starts_with("GET /old ") {
+                b"HTTP/1.1 302 Found\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n".to_vec()
+            } else if line.starts_with("GET /new ") {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec()
+            } else if line.starts_with("GET /secret ") && !auth {
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=x\r\nContent-Length: 0\r\n\r\n".to_vec()
+            } else if line.starts_with("GET /secret ") {
+                testserver::ok(b"in")
+            } else {
+                b"HTTP/1.1 404 File not found\r\nContent-Length: 4\r\n\r\nnope".to_vec()
+            }
+        }));
+        let t = Duration::from_secs(5);
+        let mut body = Vec::new();
+        let r = send(&Request::get(&format!("{}/old", srv.base), t), &mut body).unwrap();
+        assert_eq!((r.status, body.as_slice()), (200, &b"hello world"[..]));
+        assert!(r.url.ends_with("/new"));
+        let mut req = Request::get(&format!("{}/secret", srv.base), t);
+        req.auth = Some(("u".into(), "p".into()));
+        let mut body = Vec::new();
+        assert_eq!(send(&req, &mut body).unwrap().status, 200);
+        assert_eq!(body, b"in");
+        let r = send(
+            &Request::get(&format!("{}/x", srv.base), t),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(http_error_msg(&r), "HTTP Error 404: File not found");
+        // The first /secret request carried no credentials.
+        let reqs = srv.requests.lock().unwrap();
+        let first_secret = reqs
+            .iter()
+            .find(|(l, _)| l.starts_with("GET /secret"))
+            .unwrap();
+        assert!(!first_secret.1.iter().any(|(k, _)| k == "authorization"));
+    }
+
+    #[test]
+    fn refused_connections_read_like_urllib() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = send(
+            &Request::get(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2)),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Request failed: <urlopen error [Errno 111] Connection refused>"
+        );
+    }
+}
