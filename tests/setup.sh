@@ -33,6 +33,26 @@ if [ "$installed" != "$ANSIBLE_CORE_VERSION" ]; then
     "$VENV/bin/pip" install --disable-pip-version-check --quiet "ansible-core==$ANSIBLE_CORE_VERSION"
 fi
 
+# ansible.posix (authorized_key, used by the system differential cases) from the collections
+# the `ansible` package bundles (PyPI), unpacked beside ansible-core: ansible-core finds
+# `ansible_collections` on its sys.path. ansible-core itself is left as it is.
+ANSIBLE_BUNDLE_VERSION=12.3.0
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ ! -f "$SITE/ansible_collections/ansible/posix/MANIFEST.json" ]; then
+    tmp=$(mktemp -d)
+    "$VENV/bin/pip" download --no-deps --disable-pip-version-check --quiet -d "$tmp" \
+        "ansible==$ANSIBLE_BUNDLE_VERSION"
+    "$VENV/bin/python" - "$tmp"/ansible-*.whl "$SITE" <<'PY'
+import sys, zipfile
+whl, site = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        if n.startswith("ansible_collections/ansible/posix/"):
+            z.extract(n, site)
+PY
+    rm -rf "$tmp"
+fi
+
 version=$("$VENV/bin/ansible-playbook" --version)
 echo "${version%%$'\n'*}"
 echo "ansible-playbook: $VENV/bin/ansible-playbook"

@@ -14,13 +14,16 @@
 //! return a [`ModuleOutput`]. Cross-cutting behaviour (loops, retries, `changed_when`, `no_log`,
 //! check mode for actions that do not support it) lives in the agent.
 
+pub mod accounts;
 pub mod apt;
 pub mod args;
+pub mod authorized_key;
 pub mod blockinfile;
 pub mod change;
 pub mod command;
 pub mod content;
 pub mod copy;
+pub mod cron;
 pub mod dpkg;
 pub mod facts;
 pub mod file;
@@ -28,6 +31,7 @@ pub mod find;
 pub mod fsutil;
 pub mod get_url;
 pub mod git;
+pub mod group;
 pub mod hostname;
 pub mod http;
 pub mod lineinfile;
@@ -42,6 +46,7 @@ pub mod stat;
 pub mod tempfile;
 pub mod template;
 pub mod unarchive;
+pub mod user;
 pub mod wait_for;
 
 pub use args::Args;

@@ -664,8 +664,13 @@ const RAW_MODULE_OPTIONS: &[&str] = &[
     "rolespec_validate",
 ];
 
-/// `ansible.builtin.copy` and `ansible.legacy.copy` are `copy`; other FQCNs stay as written.
+/// `ansible.builtin.copy` and `ansible.legacy.copy` are `copy`, and the few collection
+/// modules tend provides are their short names (`ansible.posix.authorized_key`); other FQCNs
+/// stay as written.
 pub fn canonical(name: &str) -> String {
+    if name == "ansible.posix.authorized_key" {
+        return "authorized_key".into();
+    }
     name.strip_prefix("ansible.builtin.")
         .or_else(|| name.strip_prefix("ansible.legacy."))
         .unwrap_or(name)
