@@ -836,7 +836,23 @@ def record_system(cases: list[SystemCase], jobs: int, keep: bool, lab_where: str
         for r in results:
             for p in r.touched:
                 print(f"  warning: ansible-core's --check run changed the host: {p}")
+        for p in mispredictions(case, results):
+            print(f"  warning: ansible-core's {p}")
     return 1 if failures else 0
+
+
+def mispredictions(case: SystemCase, results: list[RunResult]) -> list[str]:
+    """For a `check-first` case: hosts whose check run predicted another number of changes
+    than the first real run then made."""
+    if not case.check_first or len(results) < 2 or results[0].recap is None:
+        return []
+    problems = []
+    for host, counts in (results[1].recap or {}).items():
+        predicted = results[0].recap.get(host, {}).get("changed")
+        if predicted != counts.get("changed"):
+            problems.append(f"check run predicted changed={predicted} on {host}, "
+                            f"the first real run made changed={counts.get('changed')}")
+    return problems
 
 
 def run_kinds(kinds: list[bool]) -> str:
@@ -867,6 +883,7 @@ def judge_system(cases: list[SystemCase], binary: str, jobs: int, keep: bool,
             where = f"run {index + 1}{' (--check)' * act.check}"
             problems += [f"{where}: {p}" for p in compare_system_run(exp, act)]
             problems += [f"{where} changed the host: {p}" for p in act.touched]
+        problems += mispredictions(case, results)
         return case, results, problems
 
     for case, results, problems in with_case_labs(cases, jobs, lab_where, lab_bin, work):
