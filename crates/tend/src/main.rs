@@ -94,7 +94,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
         None
     } else {
         match recorder::Recorder::start(&prep, &args) {
-            Ok(r) => Some(r),
+            Ok(r) => r,
             Err(e) => {
                 history::report(&e);
                 let _ = writeln!(std::io::stderr(), "nothing was changed");

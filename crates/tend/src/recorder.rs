@@ -1,11 +1,16 @@
 //! The audit writer: a consumer of the run's event stream beside the printer. It records the
 //! run's start, each host's result as the host finishes a play, and the end.
 //!
-//! Failure policy (Terraform's, for its state): a store that cannot be opened, or a first
-//! record that cannot be written, stops tend before anything runs. A write that fails during
-//! the run does not stop the run (stopping half-way would leave hosts half-changed): tend warns
-//! at once, keeps going, and ends with exit status 1 if the run would otherwise have succeeded,
-//! saying the history of this run is incomplete.
+//! Failure policy:
+//! - A store named with `--store`/`TEND_STORE` that cannot be opened, a store of a newer schema,
+//!   a first record that cannot be written, or a host leased by another run: tend stops before
+//!   anything runs (Terraform's rule for its state: what you configured is a promise).
+//! - The default store (`.tend/history.db` beside the playbook) that cannot be created — a
+//!   read-only checkout, a playbook directory of another user: tend warns loudly and runs
+//!   without history (teams that rely on the audit trail name their store).
+//! - A write that fails during the run does not stop the run (stopping half-way would leave
+//!   hosts half-changed): tend warns at once, keeps going, and ends with exit status 1 if the
+//!   run would otherwise have succeeded, saying the history of this run is incomplete.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -49,11 +54,14 @@ pub fn user() -> String {
     tend_resources::fsutil::user_name(rustix::process::getuid().as_raw())
 }
 
+/// The controller's host name (the kernel's, as `uname -n` prints it).
 fn controller() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Every string in `v` (recursively) is a secret.
@@ -153,9 +161,23 @@ fn mask_keys(v: &mut Value) {
 impl Recorder {
     /// Opens the store, takes the run's leases (unless in check mode) and records the start.
     /// Any error here means nothing runs.
-    pub fn start(prep: &tend_engine::Prepared, args: &ApplyArgs) -> Result<Recorder, StoreError> {
+    pub fn start(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+    ) -> Result<Option<Recorder>, StoreError> {
         let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
-        let mut store = Store::open(&spec)?;
+        let explicit = args.store.store.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let mut store = match Store::open(&spec) {
+            Ok(s) => s,
+            Err(e @ StoreError::Open { .. }) if !explicit => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[WARNING]: this run is not recorded in the history: {e}; name a store with --store PATH|postgres://… (or TEND_STORE), or pass --no-history"
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
 
         let mut hosts: Vec<String> = Vec::new();
         let mut seen = BTreeSet::new();
@@ -213,18 +235,14 @@ impl Recorder {
             }
             return Err(e);
         }
-        Ok(Recorder {
+        Ok(Some(Recorder {
             store,
             run_id,
             play: String::new(),
             pending: HashMap::new(),
             leased,
             failed: None,
-        })
-    }
-
-    pub fn run_id(&self) -> &str {
-        &self.run_id
+        }))
     }
 
     fn write_failed(&mut self, e: StoreError) {
