@@ -97,7 +97,8 @@ pub fn canonical_json(v: &Value) -> String {
     fn sort(v: &Value) -> Value {
         match v {
             Value::Object(m) => {
-                let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sort(v))).collect();
+                let sorted: BTreeMap<&String, Value> =
+                    m.iter().map(|(k, v)| (k, sort(v))).collect();
                 Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
             }
             Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
@@ -397,10 +398,7 @@ impl Store {
         self.scrubber.scrub(&mut body);
         let text = canonical_json(&body);
         let out = self.backend.write(Lock::Chain, |sql| {
-            let head = sql.query(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                &[],
-            )?;
+            let head = sql.query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])?;
             let (seq, prev_hash) = match head.into_iter().next() {
                 Some(mut row) => {
                     let hash = row.pop().unwrap_or(Val::Null).text();
@@ -644,7 +642,11 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys() {
-        let v: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"z":0,"y":1}],"c":"x"}}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":"x","d":[1,{"y":1,"z":0}]},"b":1}"#);
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"z":0,"y":1}],"c":"x"}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"x","d":[1,{"y":1,"z":0}]},"b":1}"#
+        );
     }
 }

@@ -48,8 +48,11 @@ impl Store {
         let now = time::format(now_ms);
         let expires = time::format(now_ms + ttl.as_millis() as i64);
         let out = self.backend.write(Lock::Leases, |sql| {
-            sql.exec("DELETE FROM leases WHERE expires <= $1", &[Val::from(now.as_str())])
-                .map_err(Err)?;
+            sql.exec(
+                "DELETE FROM leases WHERE expires <= $1",
+                &[Val::from(now.as_str())],
+            )
+            .map_err(Err)?;
             let wanted: HashSet<&str> = hosts.iter().map(String::as_str).collect();
             let held = sql
                 .query(

@@ -89,11 +89,7 @@ fn secs(from: &str, to: &str) -> Option<f64> {
 
 impl Metrics {
     /// The buckets a host run counts in: total, its day, its groups.
-    fn buckets<'a>(
-        &'a mut self,
-        day: &str,
-        groups: &[String],
-    ) -> Vec<&'a mut Bucket> {
+    fn buckets<'a>(&'a mut self, day: &str, groups: &[String]) -> Vec<&'a mut Bucket> {
         let Metrics {
             total,
             days,
@@ -148,15 +144,19 @@ impl Store {
             };
             let day = time::day(&end.ended).to_string();
             let errored = end.status == RunStatus::Error;
-            let applying =
-                matches!(start.kind, RunKind::Apply | RunKind::Fix) && !start.check;
+            let applying = matches!(start.kind, RunKind::Apply | RunKind::Fix) && !start.check;
 
             // Runs, success and deployments, per bucket over the hosts in it.
             let mut per_bucket: BTreeMap<Option<String>, (bool, bool)> = BTreeMap::new();
             per_bucket.insert(None, (true, false));
             for (h, s) in &end.hosts {
-                let entries = std::iter::once(None)
-                    .chain(groups_of(h).iter().filter(|g| *g != "all").cloned().map(Some));
+                let entries = std::iter::once(None).chain(
+                    groups_of(h)
+                        .iter()
+                        .filter(|g| *g != "all")
+                        .cloned()
+                        .map(Some),
+                );
                 for key in entries {
                     let e = per_bucket.entry(key).or_insert((true, false));
                     e.0 &= clean(s);
@@ -234,28 +234,42 @@ pub fn to_json(m: &Metrics) -> serde_json::Value {
 pub fn to_prometheus(m: &Metrics) -> String {
     type Get = fn(&Bucket) -> Option<f64>;
     let families: &[(&str, &str, Get)] = &[
-        ("tend_runs", "Finished and unfinished runs.", |b| Some(b.runs as f64)),
-        ("tend_runs_succeeded", "Runs without a failed or unreachable host.", |b| {
-            Some(b.runs_succeeded as f64)
+        ("tend_runs", "Finished and unfinished runs.", |b| {
+            Some(b.runs as f64)
         }),
-        ("tend_run_success_ratio", "Succeeded runs over finished runs.", |b| {
-            b.run_success_rate
-        }),
-        ("tend_deployments", "Clean non-check apply runs that changed something.", |b| {
-            Some(b.deployments as f64)
-        }),
+        (
+            "tend_runs_succeeded",
+            "Runs without a failed or unreachable host.",
+            |b| Some(b.runs_succeeded as f64),
+        ),
+        (
+            "tend_run_success_ratio",
+            "Succeeded runs over finished runs.",
+            |b| b.run_success_rate,
+        ),
+        (
+            "tend_deployments",
+            "Clean non-check apply runs that changed something.",
+            |b| Some(b.deployments as f64),
+        ),
         ("tend_drift_checks", "Hosts checked by drift runs.", |b| {
             Some(b.drift_checks as f64)
         }),
-        ("tend_drift_detected", "Drift checks that found a host drifted.", |b| {
-            Some(b.drift_detected as f64)
-        }),
-        ("tend_compliance_ratio", "Hosts in state at their last drift check.", |b| {
-            b.compliance_rate
-        }),
-        ("tend_hosts_provisioned", "Hosts that converged for the first time.", |b| {
-            Some(b.hosts_provisioned as f64)
-        }),
+        (
+            "tend_drift_detected",
+            "Drift checks that found a host drifted.",
+            |b| Some(b.drift_detected as f64),
+        ),
+        (
+            "tend_compliance_ratio",
+            "Hosts in state at their last drift check.",
+            |b| b.compliance_rate,
+        ),
+        (
+            "tend_hosts_provisioned",
+            "Hosts that converged for the first time.",
+            |b| Some(b.hosts_provisioned as f64),
+        ),
         (
             "tend_provisioning_seconds_avg",
             "Average time from a host's first run to its first converge.",
@@ -323,6 +337,9 @@ mod tests {
         let text = to_prometheus(&m);
         assert!(text.contains("# HELP tend_runs Finished and unfinished runs.\n# TYPE tend_runs gauge\ntend_runs 3\ntend_runs{group=\"we\\\"b\"} 1\n"), "{text}");
         assert!(text.contains("tend_run_success_ratio 0.6666666666666666\n"));
-        assert!(!text.contains("\ntend_mttr_seconds_avg "), "no sample without data");
+        assert!(
+            !text.contains("\ntend_mttr_seconds_avg "),
+            "no sample without data"
+        );
     }
 }

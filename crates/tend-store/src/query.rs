@@ -53,7 +53,9 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn status(&self) -> &'static str {
-        self.end.as_ref().map_or("unfinished", |e| e.status.as_str())
+        self.end
+            .as_ref()
+            .map_or("unfinished", |e| e.status.as_str())
     }
 
     /// Seconds from start to end.

@@ -247,9 +247,17 @@ impl Scrubber {
 /// Variable and option names whose values are secrets (`db_password`, `api_token`, …).
 pub fn secret_looking(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["pass", "secret", "token", "credential", "private_key", "apikey", "api_key"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "pass",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "apikey",
+        "api_key",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 /// A new run id: time-sortable (UTC start time) and unique (random suffix), e.g.
@@ -318,7 +326,12 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for n in ["db_password", "ansible_become_pass", "API_TOKEN", "aws_secret_key"] {
+        for n in [
+            "db_password",
+            "ansible_become_pass",
+            "API_TOKEN",
+            "aws_secret_key",
+        ] {
             assert!(secret_looking(n), "{n}");
         }
         for n in ["user", "port", "package"] {

@@ -308,7 +308,8 @@ impl<C: postgres::GenericClient> Sql for Pg<'_, C> {
                     row.try_get::<_, Option<i16>>(i)
                         .map(|v| v.map(|v| Val::Int(i64::from(v))))
                 } else {
-                    row.try_get::<_, Option<String>>(i).map(|v| v.map(Val::Text))
+                    row.try_get::<_, Option<String>>(i)
+                        .map(|v| v.map(Val::Text))
                 }
                 .map_err(|e| pg_error(&e))?;
                 r.push(v.unwrap_or(Val::Null));

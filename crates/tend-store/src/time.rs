@@ -88,7 +88,11 @@ pub fn day(ts: &str) -> &str {
 /// (`2025-01-02T10:00`, UTC), or an age before now (`30m`, `12h`, `7d`).
 pub fn bound(s: &str) -> Option<String> {
     let s = s.trim();
-    if let Some(unit) = s.chars().last().filter(|c| matches!(c, 'm' | 'h' | 'd' | 'w')) {
+    if let Some(unit) = s
+        .chars()
+        .last()
+        .filter(|c| matches!(c, 'm' | 'h' | 'd' | 'w'))
+    {
         if let Ok(n) = s[..s.len() - 1].parse::<i64>() {
             let per = match unit {
                 'm' => 60_000,

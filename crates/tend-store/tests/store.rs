@@ -203,7 +203,9 @@ fn run(store: &mut Store, kind: RunKind, hosts: &[(&str, HostStats)]) -> String 
                         loc: "site.yml:4:7".into(),
                         status: if s.changed > 0 { "changed" } else { "ok" }.into(),
                         changed: s.changed > 0,
-                        diffs: vec![json!({"before": "a\n", "after": "b\n", "before_header": "/etc/motd"})],
+                        diffs: vec![
+                            json!({"before": "a\n", "after": "b\n", "before_header": "/etc/motd"}),
+                        ],
                         result: json!({"changed": s.changed > 0}),
                         ..Default::default()
                     }],
@@ -212,9 +214,7 @@ fn run(store: &mut Store, kind: RunKind, hosts: &[(&str, HostStats)]) -> String 
             .unwrap();
         per_host.insert(h.to_string(), *s);
     }
-    store
-        .end_run(&id, &RunEnd::new(per_host, 0))
-        .unwrap();
+    store.end_run(&id, &RunEnd::new(per_host, 0)).unwrap();
     id
 }
 
@@ -314,7 +314,10 @@ fn a_deleted_tail_shows_as_a_run_without_end() {
             b.name
         );
         let msg = rep.problems[0].to_string();
-        assert!(msg.contains("deleted") && msg.contains("interrupted"), "{msg}");
+        assert!(
+            msg.contains("deleted") && msg.contains("interrupted"),
+            "{msg}"
+        );
         // A run that still holds its lease is running, not a problem.
         s.acquire_lease(&["web1".into()], &r2, "alice", Duration::from_secs(60))
             .unwrap();
@@ -420,7 +423,11 @@ fn secrets_never_reach_the_store() {
         s.end_run(&id, &RunEnd::new(BTreeMap::new(), 0)).unwrap();
         drop(s);
         let dump = b.dump();
-        assert!(!dump.contains(CANARY), "{}: the canary is in the store", b.name);
+        assert!(
+            !dump.contains(CANARY),
+            "{}: the canary is in the store",
+            b.name
+        );
         assert!(dump.contains("the password is ********"), "{}", b.name);
     });
 }
@@ -439,7 +446,10 @@ fn leases_name_their_holder_and_unlock_wants_the_right_run() {
             .unwrap_err();
         match &err {
             StoreError::Leased(h) => {
-                assert_eq!((h.host.as_str(), h.run_id.as_str(), h.user.as_str()), ("web2", "run-a", "alice"));
+                assert_eq!(
+                    (h.host.as_str(), h.run_id.as_str(), h.user.as_str()),
+                    ("web2", "run-a", "alice")
+                );
             }
             e => panic!("{}: {e}", b.name),
         }
@@ -448,7 +458,13 @@ fn leases_name_their_holder_and_unlock_wants_the_right_run() {
         assert!(s.leases().unwrap().iter().all(|l| l.run_id == "run-a"));
         // Waiting gives up after the timeout.
         let t = Instant::now();
-        let waited = s.acquire_lease_wait(&["web1".into()], "run-b", "bob", hour, Duration::from_millis(700));
+        let waited = s.acquire_lease_wait(
+            &["web1".into()],
+            "run-b",
+            "bob",
+            hour,
+            Duration::from_millis(700),
+        );
         assert!(matches!(waited, Err(StoreError::Leased(_))));
         assert!(t.elapsed() >= Duration::from_millis(700));
         // …and succeeds once the holder lets go while it waits.
@@ -457,8 +473,14 @@ fn leases_name_their_holder_and_unlock_wants_the_right_run() {
             std::thread::sleep(Duration::from_millis(300));
             Store::open(&spec).unwrap().release_leases("run-a").unwrap();
         });
-        s.acquire_lease_wait(&["web1".into()], "run-b", "bob", hour, Duration::from_secs(10))
-            .unwrap();
+        s.acquire_lease_wait(
+            &["web1".into()],
+            "run-b",
+            "bob",
+            hour,
+            Duration::from_secs(10),
+        )
+        .unwrap();
         releaser.join().unwrap();
         // unlock refuses a wrong run id, naming the holder.
         match s.unlock("web1", "run-a", "carol") {
@@ -480,7 +502,8 @@ fn leases_name_their_holder_and_unlock_wants_the_right_run() {
         s.acquire_lease(&["web3".into()], "run-c", "c", Duration::from_millis(1))
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        s.acquire_lease(&["web3".into()], "run-d", "d", hour).unwrap();
+        s.acquire_lease(&["web3".into()], "run-d", "d", hour)
+            .unwrap();
     });
 }
 
@@ -488,13 +511,20 @@ fn leases_name_their_holder_and_unlock_wants_the_right_run() {
 fn history_lists_filters_and_shows_runs() {
     both(|b| {
         let mut s = b.open();
-        let a = run(&mut s, RunKind::Apply, &[("web1", stats(2, 1, 0)), ("db1", stats(1, 0, 0))]);
+        let a = run(
+            &mut s,
+            RunKind::Apply,
+            &[("web1", stats(2, 1, 0)), ("db1", stats(1, 0, 0))],
+        );
         let f = run(&mut s, RunKind::Apply, &[("db1", stats(0, 0, 1))]);
         let d = run(&mut s, RunKind::Drift, &[("web1", stats(1, 0, 0))]);
         let ids = |runs: Vec<tend_store::RunSummary>| -> Vec<String> {
             runs.into_iter().map(|r| r.run_id).collect()
         };
-        assert_eq!(ids(s.runs(&RunFilter::default()).unwrap()), [a.clone(), f.clone(), d.clone()]);
+        assert_eq!(
+            ids(s.runs(&RunFilter::default()).unwrap()),
+            [a.clone(), f.clone(), d.clone()]
+        );
         let by_host = RunFilter {
             host: Some("web1".into()),
             ..Default::default()
@@ -535,8 +565,16 @@ fn metrics_from_history() {
     both(|b| {
         let mut s = b.open();
         // web1 is provisioned, drifts, is fixed; db1 fails once then succeeds without change.
-        run(&mut s, RunKind::Apply, &[("web1", stats(3, 2, 0)), ("db1", stats(1, 0, 1))]);
-        run(&mut s, RunKind::Drift, &[("web1", stats(2, 1, 0)), ("db1", stats(2, 0, 0))]);
+        run(
+            &mut s,
+            RunKind::Apply,
+            &[("web1", stats(3, 2, 0)), ("db1", stats(1, 0, 1))],
+        );
+        run(
+            &mut s,
+            RunKind::Drift,
+            &[("web1", stats(2, 1, 0)), ("db1", stats(2, 0, 0))],
+        );
         std::thread::sleep(Duration::from_millis(30));
         run(&mut s, RunKind::Fix, &[("web1", stats(2, 1, 0))]);
         run(&mut s, RunKind::Drift, &[("web1", stats(2, 0, 0))]);

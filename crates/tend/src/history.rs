@@ -75,7 +75,11 @@ fn seconds(d: f64) -> String {
     } else if d < 3600.0 {
         format!("{}m{:02}s", (d / 60.0) as u64, (d % 60.0) as u64)
     } else {
-        format!("{}h{:02}m", (d / 3600.0) as u64, ((d % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (d / 3600.0) as u64,
+            ((d % 3600.0) / 60.0) as u64
+        )
     }
 }
 
@@ -244,10 +248,7 @@ fn render_run(d: &RunDetail, verbose: bool) -> String {
             field("error:", err.clone());
         }
     }
-    field(
-        "by:",
-        format!("{} on {}", r.start.user, r.start.controller),
-    );
+    field("by:", format!("{} on {}", r.start.user, r.start.controller));
     field("command:", r.start.argv.join(" "));
     if let Some(g) = &r.start.git {
         let mut s = g.commit.clone().unwrap_or_else(|| "(no commit)".into());
@@ -341,7 +342,9 @@ pub fn audit(args: AuditArgs) -> ExitCode {
             ));
         }
         for run in &rep.running {
-            text.push_str(&format!("running: {run} holds a lease and has no end yet\n"));
+            text.push_str(&format!(
+                "running: {run} holds a lease and has no end yet\n"
+            ));
         }
         if rep.ok() {
             text.push_str("ok: every record matches its hash and follows the one before\n");

@@ -166,7 +166,11 @@ impl Recorder {
         args: &ApplyArgs,
     ) -> Result<Option<Recorder>, StoreError> {
         let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
-        let explicit = args.store.store.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let explicit = args
+            .store
+            .store
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty());
         let mut store = match Store::open(&spec) {
             Ok(s) => s,
             Err(e @ StoreError::Open { .. }) if !explicit => {
