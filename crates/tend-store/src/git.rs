@@ -84,7 +84,7 @@ fn dirty(work: &Path) -> Option<bool> {
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    out.status.success().then(|| !out.stdout.is_empty())
+    out.status.success().then_some(!out.stdout.is_empty())
 }
 
 #[cfg(test)]

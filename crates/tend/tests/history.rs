@@ -276,6 +276,7 @@ fn a_store_that_cannot_be_opened_stops_the_run_before_anything_changes() {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // the skip note
 fn history_in_postgresql() {
     let admin = std::env::var("TEND_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://tend_test:tend_test@127.0.0.1:5432/tend_test".into());
