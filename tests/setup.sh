@@ -15,9 +15,12 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # python3*: ansible-core's venv. The rest: the lab (crates/tend-lab) builds its hosts' rootfs
 # with debootstrap, caches it with zstd, and runs hosts with ip/nsenter/unshare/mount and
-# ssh-keygen.
+# ssh-keygen; systemd-mode hosts boot with systemd-nspawn (systemd-container); the hosts'
+# package repository is published with apt-ftparchive (apt-utils). postgresql: the history
+# store's second backend (started below); git: the history records the playbook's commit.
 apt-get install -y --no-install-recommends python3 python3-venv python3-pip \
-    debootstrap openssh-client zstd tar iproute2 util-linux sudo postgresql git
+    debootstrap openssh-client zstd tar iproute2 util-linux sudo \
+    systemd-container apt-utils postgresql git
 
 # A venv made before python3-venv was installed has no pip: make it again.
 if [ ! -x "$VENV/bin/python" ] || [ ! -x "$VENV/bin/pip" ]; then
@@ -61,7 +64,8 @@ cd "$(dirname "$0")/.."
 if command -v cargo >/dev/null; then
     start=$SECONDS
     cargo run -q -p tend-lab -- rootfs
-    echo "tend-lab rootfs: ready in $((SECONDS - start)) s (building tend-lab included)"
+    cargo run -q -p tend-lab -- repo
+    echo "tend-lab rootfs and package repository: ready in $((SECONDS - start)) s (building tend-lab included)"
 else
     echo "note: cargo not found; the first lab a test starts builds the rootfs (1-5 minutes)"
 fi

@@ -13,6 +13,12 @@ in xfail-ssh.txt:
     python3 tests/differential/record.py --lab P [CASE ...]
     python3 tests/differential/record.py --lab P --tool tend --bin PATH [CASE ...]
 
+System mode: the cases under tests/differential/system/ (packages, services, users,
+cron...), each on fresh lab hosts of its own, observed with snapshot_system.py,
+goldens in golden.json, known differences in xfail-system.txt:
+    python3 tests/differential/record.py --system [CASE ...]
+    python3 tests/differential/record.py --system --tool tend --bin PATH [CASE ...]
+
 Each case is a directory under tests/differential/cases/ holding site.yml and,
 optionally, `inventory` (default: localhost with a local connection), `args`
 (extra CLI arguments, one per line) and `setup.sh` (run with the fresh root as
@@ -527,6 +533,346 @@ def run_case_lab(case: Case, lab: Lab, tool: str, command_for, recap_from_file: 
     return mapping, results
 
 
+# ----------------------------------------------------------------- system mode
+#
+# With --system, the cases under tests/differential/system/ run as root over SSH against
+# fresh lab hosts and observe what a server is made of (files anywhere, users, groups,
+# crontabs, packages, units, command output) with snapshot_system.py, per host.
+#
+# Hosts.  Each case gets a lab of its own: `hosts` (a file holding a number; default 1)
+# hosts named h01.., a systemd lab (systemd-nspawn, systemd as PID 1) when the case has a
+# `systemd` file, else a raw one.  The recorder (ansible) and the judge (tend) each get
+# their own fresh lab, so both start from the same state.  Without --lab, record.py starts
+# and stops those labs with the tend-lab binary (--lab-bin, $TEND_LAB_BIN, target/*/tend-lab
+# or PATH); with --lab STATE_DIR|PREFIX it uses that running lab for one case (the cargo
+# driver crates/tend/tests/differential_system.rs starts one lab per case that way).
+#
+# Runs.  setup.sh (optional) runs on each host as root before run 1; the playbook runs
+# twice (the second run must report changed=0); after each run every host is observed.
+# Golden: golden.json beside site.yml (ansible-core only, never hand-written).  Host
+# addresses and the lab's state dir become placeholders, package versions that follow the
+# mirror become <repo> (snapshot_system.py), so goldens do not depend on the lab slot or
+# the day the mirror was read.  Known differences: xfail-system.txt, as xfail-ssh.txt.
+
+SYSTEM_DIR = HERE / "system"
+GOLDEN_SYSTEM = "golden.json"
+XFAIL_SYSTEM_FILE = HERE / "xfail-system.txt"
+SYSTEM_OBSERVE_KEYS = {"paths", "users", "groups", "crontabs", "packages", "units", "commands"}
+
+
+@dataclass
+class SystemCase:
+    name: str
+    path: Path
+
+    @property
+    def hosts(self) -> int:
+        f = self.path / "hosts"
+        return int(f.read_text().strip()) if f.is_file() else 1
+
+    @property
+    def systemd(self) -> bool:
+        return (self.path / "systemd").exists()
+
+    @property
+    def extra_args(self) -> list[str]:
+        return Case(self.name, self.path).extra_args
+
+    @property
+    def setup_script(self) -> Path | None:
+        candidate = self.path / "setup.sh"
+        return candidate if candidate.is_file() else None
+
+    @property
+    def golden_file(self) -> Path:
+        return self.path / GOLDEN_SYSTEM
+
+    def observe(self) -> dict:
+        f = self.path / "observe.json"
+        spec = json.loads(f.read_text()) if f.is_file() else {}
+        unknown = set(spec) - SYSTEM_OBSERVE_KEYS
+        if unknown:
+            raise SystemExit(f"error: {f}: unknown keys {sorted(unknown)} "
+                             f"(known: {sorted(SYSTEM_OBSERVE_KEYS)})")
+        return spec
+
+
+def discover_system_cases(names: list[str]) -> list[SystemCase]:
+    all_cases = {
+        entry.name: SystemCase(entry.name, entry)
+        for entry in sorted(SYSTEM_DIR.iterdir())
+        if entry.is_dir() and (entry / "site.yml").is_file()
+    } if SYSTEM_DIR.is_dir() else {}
+    if not names:
+        return list(all_cases.values())
+    selected = []
+    for name in names:
+        name = Path(name).name
+        if name not in all_cases:
+            matches = [c for c in all_cases if c.startswith(name)]
+            if len(matches) != 1:
+                sys.exit(f"error: no single system case named {name!r} "
+                         f"(have: {', '.join(all_cases)})")
+            name = matches[0]
+        selected.append(all_cases[name])
+    return selected
+
+
+def find_lab_bin(given: str | None) -> str:
+    candidates = [given, os.environ.get("TEND_LAB_BIN")]
+    workspace = HERE.parent.parent
+    target = Path(os.environ.get("CARGO_TARGET_DIR", workspace / "target"))
+    candidates += [str(target / "debug" / "tend-lab"), str(target / "release" / "tend-lab"),
+                   shutil.which("tend-lab")]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return c
+    sys.exit("error: the tend-lab binary was not found\n"
+             "hint: `cargo build -p tend-lab`, then pass --lab-bin PATH or set $TEND_LAB_BIN")
+
+
+class OwnLab:
+    """A lab started for one case with `tend-lab up`, stopped with `tend-lab down`."""
+
+    def __init__(self, lab_bin: str, hosts: int, systemd: bool):
+        self.lab_bin = lab_bin
+        argv = [lab_bin, "up", "-n", str(hosts)] + (["--systemd"] if systemd else [])
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        found = re.search(r"^prefix: (\S+)$", proc.stdout, re.M)
+        if proc.returncode != 0 or not found:
+            raise RuntimeError(f"`{' '.join(argv)}` failed ({proc.returncode}): "
+                               f"{proc.stderr.strip()}")
+        self.prefix = found[1]
+
+    def stop(self) -> None:
+        proc = subprocess.run([self.lab_bin, "down", "--prefix", self.prefix],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            print(f"warning: stopping lab {self.prefix}: {proc.stderr.strip()}", file=sys.stderr)
+
+
+def lab_is_systemd(lab: Lab) -> bool:
+    try:
+        return bool(json.loads((lab.state_dir / "lab.json").read_text()).get("systemd"))
+    except (OSError, ValueError):
+        return False
+
+
+def ansible_system_command(playbook: str):
+    def build(case: SystemCase, inventory: Path, _recap: Path) -> list[str]:
+        return [playbook, "-i", str(inventory), "site.yml", *case.extra_args]
+    return build
+
+
+def tend_system_command(binary: str):
+    def build(case: SystemCase, inventory: Path, recap: Path) -> list[str]:
+        return [binary, "apply", "site.yml", "-i", str(inventory), *case.extra_args,
+                "--recap-file", str(recap)]
+    return build
+
+
+def run_case_system(case: SystemCase, lab: Lab, command_for, recap_from_file: bool,
+                    keep: bool = False, extra_env: dict[str, str] | None = None
+                    ) -> list[RunResult]:
+    """Run a system case twice on the first `case.hosts` hosts of `lab`, observing each."""
+    if len(lab.hosts) < case.hosts:
+        raise RuntimeError(f"{case.name} needs {case.hosts} hosts, lab {lab.state_dir} has "
+                           f"{len(lab.hosts)}")
+    if lab_is_systemd(lab) != case.systemd:
+        want = "a systemd lab (`tend-lab up --systemd`)" if case.systemd else "a raw lab"
+        raise RuntimeError(f"{case.name} needs {want}; {lab.state_dir} is not one")
+    hosts = [h.name for h in lab.hosts[:case.hosts]]
+    workdir = Path(tempfile.mkdtemp(prefix=f"tend-diff-sys-{case.name[:20]}-"))
+    copy = workdir / "case"
+    shutil.copytree(case.path, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns(GOLDEN_SYSTEM))
+    inventory = workdir / "inventory"
+    inventory.write_text("[lab]\n" + "".join(
+        f"{h} {lab.by_name(h).vars}\n" for h in hosts))
+    env = run_environment(workdir)
+    env.update(extra_env or {})
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "1"  # the lab's known_hosts, strictly
+    observe = json.dumps(case.observe())
+    replacements = shlex.quote(json.dumps(lab.replacements()))
+    snapshot_source = (HERE / "snapshot_system.py").read_bytes()
+    setup = case.setup_script.read_bytes() if case.setup_script else None
+
+    def prepare(host: str) -> None:
+        lab.ssh(host, "bash -s", setup)
+
+    def capture(host: str) -> dict:
+        command = f"python3 - {shlex.quote(observe)} {replacements}"
+        return json.loads(lab.ssh(host, command, snapshot_source).stdout)
+
+    results = []
+    try:
+        if setup is not None:
+            run_on_machines(lab, hosts, prepare)
+        for index in range(RUNS_PER_CASE):
+            recap_file = workdir / f"recap-{index}.json"
+            argv = command_for(case, inventory, recap_file)
+            rc, output = run_tool(argv, copy, env)
+            recap = read_recap_file(recap_file) if recap_from_file else parse_recap(output)
+            results.append(RunResult(rc, recap, run_on_machines(lab, hosts, capture), output))
+    finally:
+        if keep:
+            print(f"[{case.name}] kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def compare_value(expected, actual, where: str) -> list[str]:
+    """Differences between two observed values, as `where.key: expected X, got Y` lines."""
+    if expected == actual:
+        return []
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        problems = []
+        for key in sorted(set(expected) | set(actual)):
+            if key not in actual:
+                problems.append(f"{where}.{key}: missing (expected {expected[key]!r})")
+            elif key not in expected:
+                problems.append(f"{where}.{key}: unexpected {actual[key]!r}")
+            else:
+                problems += compare_value(expected[key], actual[key], f"{where}.{key}")
+        return problems
+    if (isinstance(expected, list) and isinstance(actual, list)
+            and len(expected) == len(actual) and all(isinstance(e, dict) for e in expected)):
+        problems = []
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            problems += compare_value(e, a, f"{where}[{i}]")
+        return problems
+    return [f"{where}: expected {expected!r}, got {actual!r}"]
+
+
+def compare_system_run(expected: dict, actual: RunResult) -> list[str]:
+    # Exit code and recap as in the other modes; the state one observation per host.
+    problems = compare_run({**expected, "state": {}}, RunResult(actual.rc, actual.recap, {}))
+    return problems + compare_value(expected["state"], actual.state, "state")
+
+
+def with_case_labs(cases: list[SystemCase], jobs: int, lab_where: str | None,
+                   lab_bin: str | None, work):
+    """work(case, lab) for each case, each on a fresh lab of its own (or on --lab)."""
+    if lab_where is not None:
+        if len(cases) != 1:
+            sys.exit("error: --system --lab runs one case (hosts must be fresh for each); "
+                     "name it, or leave --lab out to start a lab per case")
+        lab = Lab(lab_where)
+        try:
+            yield work(cases[0], lab)
+        finally:
+            lab.close()
+        return
+    binary = find_lab_bin(lab_bin)
+
+    def one(case: SystemCase):
+        own = OwnLab(binary, case.hosts, case.systemd)
+        lab = None
+        try:
+            lab = Lab(own.prefix)
+            return work(case, lab)
+        finally:
+            if lab is not None:
+                lab.close()
+            own.stop()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(one, cases)
+
+
+def record_system(cases: list[SystemCase], jobs: int, keep: bool, lab_where: str | None,
+                  lab_bin: str | None) -> int:
+    playbook = find_ansible_playbook()
+    version = subprocess.run([playbook, "--version"], capture_output=True, text=True).stdout
+    if f"core {ANSIBLE_CORE_VERSION}" not in version:
+        sys.exit(f"error: {playbook} is not ansible-core {ANSIBLE_CORE_VERSION}:\n{version}")
+    print(f"recording {len(cases)} system case(s) with {playbook} on fresh lab hosts")
+    build = ansible_system_command(playbook)
+    failures = 0
+
+    def work(case: SystemCase, lab: Lab):
+        started = time.monotonic()
+        return case, run_case_system(case, lab, build, False, keep), time.monotonic() - started
+
+    for case, results, seconds in with_case_labs(cases, jobs, lab_where, lab_bin, work):
+        summary = " | ".join(f"rc={r.rc} {recap_text(r.recap)}" for r in results)
+        broken = [i + 1 for i, r in enumerate(results) if r.rc == -1 or r.recap is None]
+        if broken:
+            failures += 1
+            print(f"{case.name:32} {seconds:5.1f}s  run {broken} timed out or printed no recap: "
+                  f"golden not written; output tail:")
+            print("    " + "\n    ".join(results[broken[0] - 1].output.splitlines()[-15:]))
+            continue
+        golden = {"ansible_core": ANSIBLE_CORE_VERSION, "transport": "ssh",
+                  "systemd": case.systemd, "hosts": case.hosts,
+                  "runs": [r.golden() for r in results]}
+        case.golden_file.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
+        print(f"{case.name:32} {seconds:5.1f}s  {summary}")
+        changed = {h: c["changed"] for h, c in (results[-1].recap or {}).items() if c["changed"]}
+        if changed:
+            print(f"  warning: the second run changed something ({changed}): "
+                  f"a system case must be idempotent")
+    return 1 if failures else 0
+
+
+def judge_system(cases: list[SystemCase], binary: str, jobs: int, keep: bool,
+                 report: Path | None, lab_where: str | None, lab_bin: str | None) -> int:
+    build = tend_system_command(binary)
+    xfail = load_xfail(XFAIL_SYSTEM_FILE)
+    outcome: dict[str, dict] = {}
+    missing = [c for c in cases if not c.golden_file.is_file()]
+    for case in missing:
+        print(f"FAIL {case.name}\n    no {GOLDEN_SYSTEM} (record it with ansible first: "
+              f"record.py --system {case.name})")
+        outcome[case.name] = {"pass": False, "problems": [f"no {GOLDEN_SYSTEM}"]}
+    cases = [c for c in cases if c.golden_file.is_file()]
+
+    def work(case: SystemCase, lab: Lab):
+        expected = json.loads(case.golden_file.read_text())
+        results = run_case_system(case, lab, build, True, keep)
+        problems = []
+        for index, (exp, act) in enumerate(zip(expected["runs"], results)):
+            problems += [f"run {index + 1}: {p}" for p in compare_system_run(exp, act)]
+        return case, results, problems
+
+    for case, results, problems in with_case_labs(cases, jobs, lab_where, lab_bin, work):
+        known = xfail.get(case.name)
+        said = known is not None and known.says and results and known.says in results[0].output
+        if known is not None and (not problems or not known.says or said):
+            outcome[case.name] = {"pass": bool(problems), "xfail": str(known), "problems": problems}
+            if problems:
+                print(f"XFAIL {case.name} ({known})")
+            else:
+                print(f"XPASS {case.name}: remove it from {XFAIL_SYSTEM_FILE.name}")
+            continue
+        if known is not None:
+            problems.append(f'listed in {XFAIL_SYSTEM_FILE.name} as refused with '
+                            f'"{known.says}", which tend did not print')
+        outcome[case.name] = {"pass": not problems, "problems": problems}
+        if not problems:
+            print(f"PASS {case.name}")
+            continue
+        print(f"FAIL {case.name}")
+        for problem in problems:
+            print(f"    {problem}")
+        for index, r in enumerate(results):
+            tail = r.output.splitlines()[-12:]
+            if tail:
+                print(f"    --- run {index + 1} output (tail) ---")
+                print("      " + "\n      ".join(tail))
+
+    passed = sum(1 for o in outcome.values() if o["pass"])
+    known_count = sum(1 for o in outcome.values() if "xfail" in o and o["pass"])
+    print(f"\n{passed}/{len(outcome)} cases pass ({known_count} of them known differences "
+          f"listed in {XFAIL_SYSTEM_FILE.name})")
+    if report:
+        report.write_text(json.dumps({"tool": "tend", "transport": "ssh", "mode": "system",
+                                      "passed": passed, "total": len(outcome),
+                                      "cases": outcome}, indent=2) + "\n")
+    return 0 if passed == len(outcome) else 1
+
+
 # ---------------------------------------------------------------------- compare
 
 
@@ -764,6 +1110,13 @@ def main() -> int:
     parser.add_argument("--lab", metavar="STATE_DIR|PREFIX",
                         help="run on the hosts of a running tend-lab over SSH "
                              "(goldens: golden-ssh.json, known differences: xfail-ssh.txt)")
+    parser.add_argument("--system", action="store_true",
+                        help="the system cases (tests/differential/system/): fresh lab hosts "
+                             "per case, as root, observing packages/users/units/... "
+                             "(goldens: golden.json, known differences: xfail-system.txt)")
+    parser.add_argument("--lab-bin", metavar="PATH",
+                        help="the tend-lab binary --system starts labs with "
+                             "(default: $TEND_LAB_BIN, target/*/tend-lab, PATH)")
     parser.add_argument("--jobs", "-j", type=int, default=max(2, os.cpu_count() or 2),
                         help="cases run in parallel")
     parser.add_argument("--json-report", type=Path, help="write per-case pass/fail as JSON")
@@ -774,6 +1127,15 @@ def main() -> int:
     RUN_TIMEOUT_SECONDS = opts.timeout
     sys.stdout.reconfigure(line_buffering=True)
     os.umask(0o022)
+    if opts.system:
+        system_cases = discover_system_cases(opts.cases)
+        jobs = opts.jobs if "-j" in sys.argv or "--jobs" in sys.argv else 1
+        if opts.tool == "tend":
+            if not opts.bin:
+                parser.error("--tool tend needs --bin PATH")
+            return judge_system(system_cases, str(Path(opts.bin).resolve()), jobs, opts.keep,
+                                opts.json_report, opts.lab, opts.lab_bin)
+        return record_system(system_cases, jobs, opts.keep, opts.lab, opts.lab_bin)
     cases = discover_cases(opts.cases)
     lab = Lab(opts.lab) if opts.lab else None
     try:

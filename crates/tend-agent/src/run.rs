@@ -342,6 +342,13 @@ impl<'a> HostRun<'a> {
         self.facts_json = Some(facts);
     }
 
+    /// Facts returned by a module, merged over the gathered ones (top-level keys replaced).
+    fn merge_facts(&mut self, more: Vars) {
+        let mut facts = self.facts_json.clone().unwrap_or_default();
+        facts.extend(more);
+        self.set_facts(facts);
+    }
+
     fn run_list(&mut self, tasks: &[Task], inh: &Inherited) -> Flow {
         for t in tasks {
             let flow = self.run_task(t, inh);
@@ -1069,9 +1076,8 @@ impl<'a> HostRun<'a> {
         };
         let search = self.search_dirs(t);
 
-        let out: Result<ModuleOutput, String> = if builtin::BUILTIN_MODULES
-            .contains(&m.name.as_str())
-        {
+        let is_builtin = builtin::BUILTIN_MODULES.contains(&m.name.as_str());
+        let out: Result<ModuleOutput, String> = if is_builtin {
             match builtin::run(
                 &m.name,
                 &args,
@@ -1123,6 +1129,13 @@ impl<'a> HostRun<'a> {
 
         let (mut result, diffs) = match out {
             Ok(o) => {
+                // Facts a module returns (`package_facts`, `service_facts`) join the host's
+                // facts, as ansible-core's strategy merges them.
+                if !is_builtin && !o.failed {
+                    if let Some(Value::Object(facts)) = o.fields.get("ansible_facts") {
+                        self.merge_facts(facts.clone());
+                    }
+                }
                 let mut r = o.fields;
                 r.insert("changed".into(), Value::Bool(o.changed));
                 if o.failed {

@@ -52,6 +52,30 @@ pub(crate) fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// On a hybrid machine (cgroup v1 controllers, `name=systemd` v1 hierarchy), systemd-nspawn
+/// mirrors a systemd-mode host's group into the `name=systemd` hierarchy: the same path below
+/// that hierarchy's mount. `None` where there is no such hierarchy.
+pub fn legacy_mirror(dir: &Path, root: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = legacy_systemd_mount(&text)?;
+    Some(mount.join(dir.strip_prefix(root).ok()?))
+}
+
+fn legacy_systemd_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut r = right.split_whitespace();
+        if r.next()? != "cgroup" {
+            return None;
+        }
+        let options = r.nth(1)?;
+        if !options.split(',').any(|o| o == "name=systemd") {
+            return None;
+        }
+        Some(PathBuf::from(unescape(left.split_whitespace().nth(4)?)))
+    })
+}
+
 /// The parent of every lab's group.
 pub fn parent(root: &Path) -> PathBuf {
     root.join(PARENT)
@@ -161,6 +185,22 @@ mod tests {
         );
         assert_eq!(
             cgroup2_mount("31 30 0:27 / /x rw - cgroup cgroup rw\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn finds_the_legacy_systemd_hierarchy() {
+        let info = "\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+33 30 0:29 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd\n";
+        assert_eq!(
+            legacy_systemd_mount(info),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(
+            legacy_systemd_mount(&info[..info.find("33 30").unwrap()]),
             None
         );
     }

@@ -4,7 +4,8 @@
 //! A host boots as `sh (joins the host's cgroup) → nsenter --net → unshare --mount --uts
 //! --ipc --pid --fork → sh BOOT_SCRIPT`: the boot script is PID 1 of the new pid namespace;
 //! it gives eth0 its address, mounts the overlay, /proc, /sys, /dev/pts and /dev/shm from
-//! the host's fstab (one `mount -a`), pivots into the overlay and becomes /sbin/init. The
+//! the host's fstab (one `mount -a`), pivots into the overlay and becomes the lab's init
+//! (`rootfs::INIT_PATH`). The
 //! mounts exist only in the host's mount namespace: they vanish with its last process.
 
 use std::fs;
@@ -37,7 +38,7 @@ cd "$d/root"
 pivot_root . .
 umount -l .
 cd /
-exec /sbin/init
+exec /usr/lib/tend-lab/init
 "#;
 
 /// A host's directory in the lab's state dir.
@@ -69,16 +70,31 @@ impl HostDir {
 const LOGIN_HOMES: &[&str] = &["root", "home/deploy", "home/nopw"];
 
 /// Make the host's directories and the upper-layer directories its identity files go in.
-pub(crate) fn prepare_dirs(lower: &Path, dir: &HostDir) -> Result<()> {
+pub(crate) fn prepare_dirs(
+    lower: &Path,
+    dir: &HostDir,
+    mode: Mode,
+    repo: Option<&Path>,
+) -> Result<()> {
     for d in [dir.upper(), dir.work(), dir.root()] {
         fs::create_dir_all(&d).at(&d)?;
     }
     let upper = dir.upper();
     upper_dir(lower, &upper, Path::new("etc/ssh"))?;
+    upper_dir(lower, &upper, Path::new("etc/apt"))?;
     for home in LOGIN_HOMES {
         upper_dir(lower, &upper, &Path::new(home).join(".ssh"))?;
     }
-    let fstab = fstab(lower, dir);
+    if repo.is_some() {
+        upper_dir(lower, &upper, Path::new("srv"))?;
+        let mount_point = upper.join(REPO_MOUNT.trim_start_matches('/'));
+        fs::create_dir_all(&mount_point).at(&mount_point)?;
+        // The lab's repository and nothing else (hosts reach no mirror).
+        let sources = upper.join("etc/apt/sources.list");
+        fs::write(&sources, crate::repo::SOURCES_LIST).at(&sources)?;
+        fs::set_permissions(&sources, fs::Permissions::from_mode(0o644)).at(&sources)?;
+    }
+    let fstab = fstab(lower, dir, mode, repo);
     fs::write(dir.fstab(), fstab).at(dir.fstab())
 }
 
@@ -102,20 +118,33 @@ fn upper_dir(lower: &Path, upper: &Path, rel: &Path) -> Result<()> {
     Ok(())
 }
 
-fn fstab(lower: &Path, dir: &HostDir) -> String {
+/// The mounts the boot script makes: the overlay; in raw mode also the kernel filesystems and
+/// the package repository (systemd-nspawn mounts those itself in systemd mode).
+fn fstab(lower: &Path, dir: &HostDir, mode: Mode, repo: Option<&Path>) -> String {
     let root = dir.root();
     let r = root.display();
-    format!(
+    let mut text = format!(
         "# tend-lab: mounted by the host's boot script, in the host's own mount namespace\n\
-         overlay {r} overlay lowerdir={},upperdir={},workdir={} 0 0\n\
-         proc {r}/proc proc nosuid,nodev,noexec 0 0\n\
-         sysfs {r}/sys sysfs ro,nosuid,nodev,noexec 0 0\n\
-         devpts {r}/dev/pts devpts newinstance,ptmxmode=0666,mode=0620,gid=5 0 0\n\
-         tmpfs {r}/dev/shm tmpfs nosuid,nodev,mode=1777 0 0\n",
+         overlay {r} overlay lowerdir={},upperdir={},workdir={} 0 0\n",
         lower.display(),
         dir.upper().display(),
         dir.work().display(),
-    )
+    );
+    if mode == Mode::Raw {
+        text.push_str(&format!(
+            "proc {r}/proc proc nosuid,nodev,noexec 0 0\n\
+             sysfs {r}/sys sysfs ro,nosuid,nodev,noexec 0 0\n\
+             devpts {r}/dev/pts devpts newinstance,ptmxmode=0666,mode=0620,gid=5 0 0\n\
+             tmpfs {r}/dev/shm tmpfs nosuid,nodev,mode=1777 0 0\n"
+        ));
+        if let Some(repo) = repo {
+            text.push_str(&format!(
+                "{} {r}{REPO_MOUNT} none bind,ro 0 0\n",
+                repo.display()
+            ));
+        }
+    }
+    text
 }
 
 /// Start `ssh-keygen` for a new ed25519 key at `path` (no passphrase); wait with [`keygen_wait`].
@@ -195,32 +224,110 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(hex::encode(buf))
 }
 
+/// How a host runs: raw (the lab's init in plain namespaces) or under systemd-nspawn with
+/// systemd as PID 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Raw,
+    Systemd,
+}
+
+/// What a host boots with besides its directory.
+pub(crate) struct Boot<'a> {
+    pub mode: Mode,
+    /// The raw boot script (written in the lab's state dir).
+    pub script: &'a Path,
+    /// The host's network namespace (also the root side of its veth pair).
+    pub netns: &'a str,
+    pub ip: Ipv4Addr,
+    pub cgroup: &'a Path,
+    /// `<prefix>-<host>`: the nspawn machine name.
+    pub machine: &'a str,
+    pub hostname: &'a str,
+    /// The local package repository, bound read-only at [`REPO_MOUNT`].
+    pub repo: Option<&'a Path>,
+}
+
+/// Where every host sees the lab's package repository (read-only).
+pub const REPO_MOUNT: &str = "/srv/tend-lab-repo";
+
+/// systemd mode: $1 host dir, $2 address, $3 netns, then systemd-nspawn's arguments. The
+/// overlay is mounted in this process's private mount namespace (made by `unshare`), so it
+/// vanishes with the host; nspawn then boots systemd on it inside the host's netns.
+pub(crate) const SYSTEMD_BOOT_SCRIPT: &str = r#"# tend-lab: boot one systemd-mode lab host (see crates/tend-lab/src/host.rs)
+set -e
+d=$1 ip=$2 ns=$3
+shift 3
+ip -n "$ns" -batch - <<END
+link set lo up
+addr replace $ip dev eth0
+link set eth0 up
+END
+mount -a -T "$d/fstab"
+exec systemd-nspawn "$@"
+"#;
+
+/// systemd-nspawn's arguments for a host (after the script's own three).
+fn nspawn_args(dir: &HostDir, b: &Boot) -> Vec<String> {
+    let mut args = vec![
+        "--quiet".to_string(),
+        "--boot".into(),
+        format!("--directory={}", dir.root().display()),
+        format!("--network-namespace-path=/run/netns/{}", b.netns),
+        format!("--machine={}", b.machine),
+        format!("--hostname={}", b.hostname),
+        // No machined, no scope unit: the host stays in the lab's cgroup, where
+        // cgroup.kill stops it, and nothing is registered anywhere else.
+        "--register=no".into(),
+        "--keep-unit".into(),
+        "--link-journal=no".into(),
+        "--resolv-conf=off".into(),
+        "--timezone=off".into(),
+        "--settings=no".into(),
+        // The console is the host's console.log.
+        "--console=read-only".into(),
+    ];
+    if let Some(repo) = b.repo {
+        args.push(format!("--bind-ro={}:{REPO_MOUNT}", repo.display()));
+    }
+    args
+}
+
 /// Boot a prepared host: its processes all join `cgroup`; its console output goes to
 /// `console.log` in its dir.
-pub(crate) fn boot(
-    boot_script: &Path,
-    dir: &HostDir,
-    netns: &str,
-    ip: Ipv4Addr,
-    cgroup: &Path,
-) -> Result<Child> {
+pub(crate) fn boot(dir: &HostDir, b: &Boot) -> Result<Child> {
     let console = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.console())
         .at(dir.console())?;
     let console_err = console.try_clone().at(dir.console())?;
-    tool::command("sh")
-        .args(["-c", ENTER_CGROUP, "tend-lab-boot"])
-        .arg(cgroup.join("cgroup.procs"))
-        .arg("nsenter")
-        .arg(format!("--net=/run/netns/{netns}"))
-        .args(["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork"])
-        .args(["--propagation", "private", "sh"])
-        .arg(boot_script)
-        .arg(&dir.0)
-        .arg(format!("{ip}/24"))
-        .stdin(Stdio::null())
+    let mut cmd = tool::command("sh");
+    cmd.args(["-c", ENTER_CGROUP, "tend-lab-boot"])
+        .arg(b.cgroup.join("cgroup.procs"));
+    match b.mode {
+        Mode::Raw => {
+            cmd.arg("nsenter")
+                .arg(format!("--net=/run/netns/{}", b.netns))
+                .args(["unshare", "--mount", "--uts", "--ipc", "--pid", "--fork"])
+                .args(["--propagation", "private", "sh"])
+                .arg(b.script)
+                .arg(&dir.0)
+                .arg(format!("{}/24", b.ip));
+        }
+        Mode::Systemd => {
+            cmd.args(["unshare", "--mount", "--propagation", "private"])
+                .args(["sh", "-c", SYSTEMD_BOOT_SCRIPT, "tend-lab-boot"])
+                .arg(&dir.0)
+                .arg(format!("{}/24", b.ip))
+                .arg(b.netns)
+                .args(nspawn_args(dir, b))
+                // The host gets its own cgroup2 tree (a cgroup namespace rooted at the
+                // host's group), also on machines whose systemd hierarchy is cgroup v1.
+                .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1");
+        }
+    }
+    cmd.stdin(Stdio::null())
         .stdout(console)
         .stderr(console_err)
         // Its own process group: a Ctrl-C meant for the caller does not stop the hosts.
@@ -231,7 +338,8 @@ pub(crate) fn boot(
 
 /// The host's PID 1 (as the root pid namespace numbers it), if the host is running.
 pub(crate) fn init_pid(cgroup: &Path) -> Option<u32> {
-    crate::cgroup::procs(cgroup).into_iter().find(|pid| {
+    // systemd (systemd mode) moves itself into `init.scope` below the host's group.
+    crate::cgroup::procs_tree(cgroup).into_iter().find(|pid| {
         fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
             .and_then(|s| {
@@ -248,6 +356,7 @@ pub(crate) fn init_pid(cgroup: &Path) -> Option<u32> {
 pub(crate) fn exec(
     init: u32,
     cgroup: &Path,
+    mode: Mode,
     argv: &[&str],
     stdin: Option<&[u8]>,
     what: &str,
@@ -267,8 +376,15 @@ pub(crate) fn exec(
                 "-p",
                 "-r",
                 "-w",
-                "--",
             ])
+            // systemd mode: also the host's cgroup namespace, so the command sees the
+            // cgroup tree the host's systemd sees.
+            .args(if mode == Mode::Systemd {
+                &["-C"][..]
+            } else {
+                &[]
+            })
+            .arg("--")
             .args(argv)
             .env("HOME", "/root"),
         stdin,
@@ -329,7 +445,13 @@ mod tests {
     #[test]
     fn fstab_mounts_the_overlay_first_then_the_kernel_filesystems() {
         let dir = HostDir(PathBuf::from("/run/tend-lab/tl1/hosts/h01"));
-        let text = fstab(Path::new("/var/lib/tend-lab/rootfs-x"), &dir);
+        let repo = Path::new("/var/cache/tend-lab/repo-x");
+        let text = fstab(
+            Path::new("/var/lib/tend-lab/rootfs-x"),
+            &dir,
+            Mode::Raw,
+            Some(repo),
+        );
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
             lines[0],
@@ -338,6 +460,19 @@ mod tests {
         );
         assert!(lines[1].starts_with("proc /run/tend-lab/tl1/hosts/h01/root/proc proc "));
         assert!(lines[3].contains("devpts newinstance"));
+        assert_eq!(
+            lines[5],
+            "/var/cache/tend-lab/repo-x /run/tend-lab/tl1/hosts/h01/root/srv/tend-lab-repo none bind,ro 0 0"
+        );
+        // systemd-nspawn mounts the rest itself.
+        let text = fstab(Path::new("/l"), &dir, Mode::Systemd, Some(repo));
+        assert_eq!(text.lines().skip(1).count(), 1);
+    }
+
+    #[test]
+    fn raw_boot_ends_in_the_labs_init_not_systemd() {
+        let last = BOOT_SCRIPT.trim_end().lines().last().unwrap();
+        assert_eq!(last, format!("exec {}", crate::rootfs::INIT_PATH));
     }
 
     #[test]

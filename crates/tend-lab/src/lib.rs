@@ -26,6 +26,7 @@ mod lab;
 mod lock;
 mod net;
 mod registry;
+pub mod repo;
 pub mod rootfs;
 mod tool;
 

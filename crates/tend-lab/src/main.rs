@@ -22,6 +22,8 @@ struct Cli {
 enum Cmd {
     /// Build (debootstrap, minutes) or unpack (seconds) the hosts' root filesystem.
     Rootfs,
+    /// Build (download, a minute) the hosts' package repository if needed; print its dir.
+    Repo,
     /// Start N hosts that keep running after this command exits.
     Up(UpArgs),
     /// Stop a lab (or all) and remove everything it made.
@@ -53,9 +55,12 @@ struct UpArgs {
     /// Name the lab (1-8 of a-z, 0-9) instead of tl<slot>.
     #[arg(long)]
     prefix: Option<String>,
-    /// Seconds to wait for every host's sshd (default: 30 + 0.5 per host).
+    /// Seconds to wait for every host's sshd (default: 30 + 0.5 per host, 1.5 with --systemd).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Boot systemd as each host's PID 1 (systemd-nspawn): for tests of services.
+    #[arg(long)]
+    systemd: bool,
 }
 
 #[derive(Args)]
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Rootfs => cmd_rootfs(),
+        Cmd::Repo => cmd_repo(),
         Cmd::Up(args) => cmd_up(args),
         Cmd::Down(args) => cmd_down(args),
         Cmd::Status { json } => cmd_status(json),
@@ -111,15 +117,37 @@ fn cmd_rootfs() -> Result<(), LabError> {
     Ok(())
 }
 
+fn cmd_repo() -> Result<(), LabError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(LabError::NotRoot);
+    }
+    let started = Instant::now();
+    let (repo, how) = tend_lab::repo::ensure(&progress)?;
+    let what = match how {
+        rootfs::Prepared::Built => "built",
+        _ => "ready",
+    };
+    let count = tend_lab::repo::versions(&repo.dir)?.len();
+    eprintln!(
+        "tend-lab: package repository {} {what} in {:.1} s ({count} packages)",
+        repo.key,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", repo.dir.display());
+    Ok(())
+}
+
 fn cmd_up(args: UpArgs) -> Result<(), LabError> {
     // The rootfs first, so the time below is the hosts' own.
     if !rustix::process::geteuid().is_root() {
         return Err(LabError::NotRoot);
     }
     rootfs::ensure(&progress)?;
+    tend_lab::repo::ensure(&progress)?;
     let mut b = Lab::builder()
         .hosts(args.hosts)
         .keep_running(true)
+        .systemd(args.systemd)
         .progress(progress);
     if let Some(p) = args.prefix {
         b = b.prefix(p);

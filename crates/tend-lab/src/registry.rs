@@ -58,6 +58,12 @@ pub struct Record {
     /// /proc/sys/kernel/random/boot_id when the lab started: after a reboot nothing but the
     /// state dir is left.
     pub boot_id: String,
+    /// Hosts run systemd (under systemd-nspawn) rather than the lab's own init.
+    #[serde(default)]
+    pub systemd: bool,
+    /// The local package repository bound into every host, if any.
+    #[serde(default)]
+    pub repo: Option<PathBuf>,
 }
 
 impl Record {
@@ -219,7 +225,18 @@ mod tests {
             cgroup: PathBuf::new(),
             owner: None,
             boot_id: boot_id(),
+            systemd: false,
+            repo: None,
         }
+    }
+
+    #[test]
+    fn records_of_older_labs_read_as_raw_without_a_repository() {
+        let text = r#"{"prefix":"tl1","index":1,"hosts":[],"rootfs":"/r","cgroup":"/c",
+                       "owner":null,"boot_id":"x"}"#;
+        let r: Record = serde_json::from_str(text).unwrap();
+        assert!(!r.systemd);
+        assert_eq!(r.repo, None);
     }
 
     #[test]

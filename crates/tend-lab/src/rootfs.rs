@@ -32,10 +32,15 @@ pub const PACKAGES: &[&str] = &[
     "git",
     "unzip",
     "xz-utils",
+    // systemd mode (`LabBuilder::systemd`): systemd-nspawn boots systemd as the host's PID 1.
+    // Raw mode keeps its own init (`INIT_PATH`) and ignores these.
+    "systemd",
+    "systemd-sysv",
+    "dbus",
 ];
 
 /// Bump when what [`customize`] does changes (the scripts and files below are hashed anyway).
-const REVISION: u32 = 1;
+const REVISION: u32 = 2;
 
 /// Where unpacked root filesystems live (one directory per version).
 pub const LIB_DIR: &str = "/var/lib/tend-lab";
@@ -56,14 +61,21 @@ const SUDOERS: &str = "# tend-lab: users for become tests\n\
 deploy ALL=(ALL:ALL) ALL\n\
 nopw ALL=(ALL:ALL) NOPASSWD: ALL\n";
 
-/// PID 1 of every host: set the hostname, start runlevel 2's services (sshd, cron, ...)
-/// the way sysvinit would, then reap orphans until the lab kills the host's cgroup.
+/// Where raw mode's init lives in the rootfs (`/sbin/init` is systemd's, for systemd mode).
+/// Its base name stays `init`, so /proc/1/comm reads `init` and service managers are
+/// detected as on a sysvinit host (ansible's `service_mgr` fact: `sysvinit`).
+pub(crate) const INIT_PATH: &str = "/usr/lib/tend-lab/init";
+
+/// PID 1 of every raw-mode host: set the hostname, start runlevel 2's services (sshd, cron,
+/// ...) the way sysvinit would, then reap orphans until the lab kills the host's cgroup.
+/// dbus is skipped: only systemd mode needs it.
 pub(crate) const INIT_SCRIPT: &str = r#"#!/bin/sh
-# tend-lab init: PID 1 of a lab host (see crates/tend-lab).
+# tend-lab init: PID 1 of a raw-mode lab host (see crates/tend-lab).
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 read -r name < /etc/hostname && echo "$name" > /proc/sys/kernel/hostname
 for s in /etc/rc2.d/S*; do
+    case "$s" in *dbus) continue ;; esac
     [ -x "$s" ] && "$s" start
 done
 # The lab stops a host with cgroup.kill; ignore polite signals like sysvinit does.
@@ -75,8 +87,20 @@ while :; do
 done
 "#;
 
-/// `runlevel` for invoke-rc.d (package maintainer scripts start their daemons with it).
-const RUNLEVEL_SHIM: &str = "#!/bin/sh\n# tend-lab: hosts always run in runlevel 2\necho N 2\n";
+/// `runlevel` for invoke-rc.d (package maintainer scripts start their daemons with it): raw
+/// hosts are always in runlevel 2; under systemd, systemd-sysv's own (diverted) runlevel.
+const RUNLEVEL_SHIM: &str = "#!/bin/bash\n\
+# tend-lab: raw-mode hosts always run in runlevel 2; systemd-mode hosts ask systemd\n\
+if [ -d /run/systemd/system ]; then exec -a runlevel /usr/sbin/runlevel.systemd \"$@\"; fi\n\
+echo N 2\n";
+
+/// Units systemd-mode hosts never run: no console login (the console is a log file), and no
+/// apt timers (they would take the dpkg lock in the middle of a test).
+const MASKED_UNITS: &[&str] = &[
+    "console-getty.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+];
 
 /// sshd settings of every host (read before sshd_config's own lines, so they win).
 pub(crate) const SSHD_CONFIG: &str = "# tend-lab: key-only logins, one ed25519 host key per host\n\
@@ -128,12 +152,17 @@ pub fn version() -> String {
         SUDOERS,
         DPKG_EXCLUDES,
         DEPLOY_PASSWORD,
+        INIT_PATH,
     ] {
         h.update([1]);
         h.update(part);
     }
     for (name, uid) in USERS {
         h.update(format!("{name}:{uid}"));
+    }
+    for unit in MASKED_UNITS {
+        h.update([2]);
+        h.update(unit);
     }
     let digest = hex::encode(h.finalize());
     format!("{SUITE}-r{REVISION}-{}", &digest[..12])
@@ -316,9 +345,29 @@ fn customize(root: &Path) -> Result<()> {
     )?;
     let run_sshd = root.join("run/sshd");
     fs::create_dir_all(&run_sshd).at(&run_sshd)?;
-    write(root, "usr/sbin/init", INIT_SCRIPT, 0o755)?;
-    if !root.join("usr/sbin/runlevel").exists() {
-        write(root, "usr/sbin/runlevel", RUNLEVEL_SHIM, 0o755)?;
+    write(root, INIT_PATH.trim_start_matches('/'), INIT_SCRIPT, 0o755)?;
+    // systemd-sysv's runlevel (a systemctl link) moves aside for the shim, as dpkg knows.
+    tool::run(
+        tool::command("chroot").arg(root).args([
+            "dpkg-divert",
+            "--local",
+            "--rename",
+            "--divert",
+            "/usr/sbin/runlevel.systemd",
+            "--add",
+            "/usr/sbin/runlevel",
+        ]),
+        None,
+        "dpkg-divert runlevel in the rootfs",
+        "see the message above",
+    )?;
+    write(root, "usr/sbin/runlevel", RUNLEVEL_SHIM, 0o755)?;
+    let units = root.join("etc/systemd/system");
+    fs::create_dir_all(&units).at(&units)?;
+    for unit in MASKED_UNITS {
+        let link = units.join(unit);
+        remove_file(&link)?;
+        std::os::unix::fs::symlink("/dev/null", &link).at(&link)?;
     }
 
     // Slim: no package lists or caches (hosts reach no mirror anyway), docs or translations.

@@ -23,6 +23,9 @@ pub(crate) const LAB_TOOLS: &[&str] = &[
     "sh",
 ];
 
+/// More tools for systemd-mode labs.
+pub(crate) const SYSTEMD_TOOLS: &[&str] = &["systemd-nspawn"];
+
 /// A command with a clean environment, as the lab runs every tool.
 pub(crate) fn command(program: &str) -> Command {
     let mut c = Command::new(program);

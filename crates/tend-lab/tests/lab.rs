@@ -103,6 +103,17 @@ fn assert_nothing_left(prefix: &str, pids: &[u32]) {
     assert!(!state.exists(), "state dir left: {}", state.display());
     let cg = cgroup2_root().join("tend-lab").join(prefix);
     assert!(!cg.exists(), "cgroup left: {}", cg.display());
+    // systemd-nspawn's mirror in a hybrid machine's name=systemd hierarchy (systemd mode).
+    let mirror = PathBuf::from("/sys/fs/cgroup/systemd/tend-lab").join(prefix);
+    assert!(!mirror.exists(), "cgroup left: {}", mirror.display());
+    let nspawns = text(
+        &Command::new("pgrep")
+            .args(["-f", &format!("systemd-nspawn .*--machine={ours}")])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(nspawns, "", "systemd-nspawn left running");
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         assert!(
@@ -491,4 +502,204 @@ fn a_lab_left_by_a_crashed_process_is_cleaned_up_by_the_next_start() {
     let next = start(1);
     assert_ne!(next.prefix(), prefix);
     assert_nothing_left(&prefix, &pids);
+}
+
+/// `systemctl is-system-running --wait` inside `host`: "running", or why not.
+fn system_state(lab: &Lab, host: &str) -> String {
+    let out = lab
+        .exec(host, &["systemctl", "is-system-running", "--wait"])
+        .unwrap();
+    let state = text(&out.stdout).trim().to_string();
+    if state == "running" {
+        return state;
+    }
+    let failed = lab
+        .exec(host, &["systemctl", "--failed", "--no-legend", "--plain"])
+        .unwrap();
+    format!("{state}; failed units: {}", text(&failed.stdout))
+}
+
+#[test]
+fn a_systemd_host_runs_systemd_units_and_ssh_and_leaves_nothing_on_stop() {
+    require_root();
+    let mut lab = Lab::builder()
+        .hosts(2)
+        .systemd(true)
+        .start()
+        .unwrap_or_else(|e| panic!("starting a systemd lab: {e}"));
+    assert!(lab.is_systemd());
+    let prefix = lab.prefix().to_string();
+    for h in lab.hosts() {
+        assert_eq!(system_state(&lab, &h.name), "running", "{}", h.name);
+        assert_eq!(assert_ssh_ok(&lab, &h.name, &["hostname"]).trim(), h.name);
+        assert_eq!(
+            lab.run(&h.name, &["cat", "/proc/1/comm"]).unwrap().trim(),
+            "systemd"
+        );
+    }
+    // sshd is systemd's ssh.service, with the lab's host key (strict ssh above) and users.
+    assert_eq!(
+        lab.run("h01", &["systemctl", "is-active", "ssh.service"])
+            .unwrap()
+            .trim(),
+        "active"
+    );
+    let as_nopw = lab
+        .ssh("h02")
+        .args(["-l", "nopw", "sudo", "-n", "id", "-u"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&as_nopw.stdout).trim(),
+        "0",
+        "{}",
+        text(&as_nopw.stderr)
+    );
+
+    // A unit of our own: enabled, started, running, and its process in the lab's cgroup.
+    let unit = "[Unit]\nDescription=tend-lab test unit\n\n[Service]\nExecStart=/bin/sleep 3141\n\n\
+                [Install]\nWantedBy=multi-user.target\n";
+    lab.exec_with_input(
+        "h01",
+        &[
+            "sh",
+            "-c",
+            "cat > /etc/systemd/system/tend-lab-test.service",
+        ],
+        unit.as_bytes(),
+    )
+    .unwrap();
+    lab.run("h01", &["systemctl", "daemon-reload"]).unwrap();
+    lab.run(
+        "h01",
+        &["systemctl", "enable", "--now", "tend-lab-test.service"],
+    )
+    .unwrap();
+    assert_eq!(
+        lab.run("h01", &["systemctl", "is-active", "tend-lab-test.service"])
+            .unwrap()
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        lab.run("h01", &["systemctl", "is-enabled", "tend-lab-test.service"])
+            .unwrap()
+            .trim(),
+        "enabled"
+    );
+    let sleeper = lab.processes().into_iter().find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c == "/bin/sleep\x003141\x00")
+    });
+    assert!(
+        sleeper.is_some(),
+        "the unit's process is in the lab's cgroup"
+    );
+    // A packaged daemon: its maintainer script enables and starts its unit under systemd.
+    let install = lab
+        .exec(
+            "h02",
+            &[
+                "sh",
+                "-c",
+                "apt-get update -q && apt-get install -y -q nginx",
+            ],
+        )
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "{}{}",
+        text(&install.stdout),
+        text(&install.stderr)
+    );
+    assert_eq!(
+        lab.run("h02", &["systemctl", "is-active", "nginx.service"])
+            .unwrap()
+            .trim(),
+        "active"
+    );
+    // The host's own pid namespace: the other host does not see it.
+    let other = lab.exec("h02", &["pgrep", "-f", "sleep 3141"]).unwrap();
+    assert!(!other.status.success());
+
+    // Faults work as in raw mode.
+    lab.stop_sshd("h02").unwrap();
+    assert_ssh_fails_with(&lab, "h02", &["Connection refused"]);
+    lab.start_sshd("h02").unwrap();
+    assert_ssh_ok(&lab, "h02", &["true"]);
+    lab.kill_host("h01").unwrap();
+    assert!(matches!(
+        lab.exec("h01", &["true"]),
+        Err(LabError::HostDown { .. })
+    ));
+    lab.boot_host("h01").unwrap();
+    assert_eq!(system_state(&lab, "h01"), "running");
+    // Its files survived the kill: the unit is enabled, so it runs again after the boot.
+    assert_eq!(
+        lab.run("h01", &["systemctl", "is-active", "tend-lab-test.service"])
+            .unwrap()
+            .trim(),
+        "active"
+    );
+
+    let pids = lab.processes();
+    lab.stop().unwrap();
+    assert_nothing_left(&prefix, &pids);
+}
+
+#[test]
+fn hosts_install_packages_from_the_labs_repository_offline() {
+    let lab = start(1);
+    let versions = lab.repo_versions().unwrap();
+    assert_eq!(versions.get("tend-demo").map(String::as_str), Some("2.0"));
+    assert!(versions.contains_key("hello"), "{versions:?}");
+    assert!(versions.contains_key("nginx"), "{versions:?}");
+    // Only the lab's repository: nothing else is configured.
+    let sources = lab.run("h01", &["cat", "/etc/apt/sources.list"]).unwrap();
+    assert_eq!(sources, tend_lab::repo::SOURCES_LIST);
+    let update = lab.run("h01", &["apt-get", "update"]).unwrap();
+    assert!(update.contains("file:/srv/tend-lab-repo"), "{update}");
+    let install = lab
+        .exec(
+            "h01",
+            &["apt-get", "install", "-y", "-q", "hello", "tend-demo=1.0"],
+        )
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "{}{}",
+        text(&install.stdout),
+        text(&install.stderr)
+    );
+    assert_eq!(lab.run("h01", &["hello"]).unwrap().trim(), "Hello, world!");
+    assert_eq!(
+        lab.run("h01", &["tend-demo"]).unwrap().trim(),
+        "tend-demo 1.0"
+    );
+    // The repository is read-only inside the host.
+    let write = lab.exec("h01", &["touch", "/srv/tend-lab-repo/x"]).unwrap();
+    assert!(!write.status.success());
+    // An upgrade to the candidate, and a daemon started by its package's maintainer script
+    // (invoke-rc.d, raw mode: init.d, not systemctl).
+    let upgrade = lab
+        .exec(
+            "h01",
+            &["apt-get", "install", "-y", "-q", "tend-demo", "nginx"],
+        )
+        .unwrap();
+    assert!(
+        upgrade.status.success(),
+        "{}{}",
+        text(&upgrade.stdout),
+        text(&upgrade.stderr)
+    );
+    assert_eq!(
+        lab.run(
+            "h01",
+            &["dpkg-query", "-W", "-f", "${Version}", "tend-demo"]
+        )
+        .unwrap(),
+        "2.0"
+    );
+    lab.run("h01", &["pgrep", "-x", "nginx"]).unwrap();
 }

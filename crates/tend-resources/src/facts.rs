@@ -316,7 +316,8 @@ fn distribution(os: &BTreeMap<String, String>) -> Vec<(&'static str, String)> {
     out
 }
 
-fn pkg_mgr() -> &'static str {
+/// ansible-core's `pkg_mgr` fact: the first package manager found on the host.
+pub fn pkg_mgr() -> &'static str {
     const MGRS: [(&str, &str); 9] = [
         ("/usr/bin/apt-get", "apt"),
         ("/usr/bin/dnf", "dnf"),
@@ -335,7 +336,7 @@ fn pkg_mgr() -> &'static str {
 
 /// Ansible's rules: the name of PID 1 (mapped for a few inits), unless it is `init` or a shell;
 /// then systemd if `/run/systemd/system` exists, else sysvinit / openrc / `service`.
-fn service_mgr() -> String {
+pub fn service_mgr() -> String {
     let proc1 = read_trim("/proc/1/comm")
         .or_else(|| {
             std::fs::read_link("/sbin/init")

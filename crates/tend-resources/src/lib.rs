@@ -14,19 +14,25 @@
 //! return a [`ModuleOutput`]. Cross-cutting behaviour (loops, retries, `changed_when`, `no_log`,
 //! check mode for actions that do not support it) lives in the agent.
 
+pub mod apt;
 pub mod args;
 pub mod blockinfile;
 pub mod change;
 pub mod command;
 pub mod content;
 pub mod copy;
+pub mod dpkg;
 pub mod facts;
 pub mod file;
 pub mod find;
 pub mod fsutil;
 pub mod lineinfile;
+pub mod package_facts;
+pub mod process;
 mod registry;
 pub mod replace;
+pub mod service;
+pub mod service_facts;
 pub mod slurp;
 pub mod stat;
 pub mod tempfile;

@@ -54,6 +54,14 @@ modules! {
     action "slurp" => crate::slurp::Slurp,
     action "tempfile" => crate::tempfile::TempFile,
     action "wait_for" => crate::wait_for::WaitFor,
+    action "apt" => crate::apt::Apt,
+    action "package" => crate::apt::Package,
+    action "package_facts" => crate::package_facts::PackageFacts,
+    action "service" => crate::service::Service,
+    action "systemd_service" => crate::service::Systemd,
+    action "systemd" => crate::service::Systemd,
+    action "sysvinit" => crate::service::SysvInit,
+    action "service_facts" => crate::service_facts::ServiceFacts,
 }
 
 /// Finds a module by its short name.
