@@ -213,8 +213,8 @@ pub struct HistoryArgs {
     #[arg(long = "until", value_name = "DATE")]
     pub until: Option<String>,
     /// Output format on stdout.
-    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -233,8 +233,8 @@ pub struct HistoryShowArgs {
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
     /// Output format on stdout.
-    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -255,8 +255,8 @@ pub enum AuditCommand {
 #[derive(Args, Debug)]
 pub struct AuditVerifyArgs {
     /// Output format on stdout.
-    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -268,6 +268,14 @@ pub struct MetricsArgs {
     pub output: MetricsFormat,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Text for people.
+    Human,
+    /// One JSON document.
+    Json,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -14,7 +14,7 @@ use tend_store::{
 
 use crate::cli::{
     AuditArgs, AuditCommand, HistoryArgs, HistoryCommand, HistoryShowArgs, MetricsArgs,
-    MetricsFormat, OutputFormat, StoreArgs, UnlockArgs,
+    MetricsFormat, ReportFormat, StoreArgs, UnlockArgs,
 };
 use crate::printer::{banner, render_diff};
 use crate::recorder::store_spec;
@@ -146,7 +146,7 @@ pub fn history(args: HistoryArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
-    if args.output == OutputFormat::Json {
+    if args.output == ReportFormat::Json {
         let list: Vec<Value> = runs.iter().map(summary_json).collect();
         out(&pretty(&Value::Array(list)));
         return ExitCode::SUCCESS;
@@ -211,7 +211,7 @@ fn show(args: HistoryShowArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return report(&e),
     };
-    if args.output == OutputFormat::Json {
+    if args.output == ReportFormat::Json {
         let mut v = summary_json(&detail.summary);
         v["host_results"] = serde_json::to_value(&detail.hosts).unwrap_or_default();
         v["host_totals"] = serde_json::to_value(detail.host_stats()).unwrap_or_default();
@@ -323,7 +323,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return report(&e),
     };
-    if args.output == OutputFormat::Json {
+    if args.output == ReportFormat::Json {
         let mut v = serde_json::to_value(&rep).unwrap_or_default();
         v["ok"] = Value::Bool(rep.ok());
         v["store"] = Value::String(store.location().to_string());
