@@ -154,6 +154,9 @@ def run_environment(workdir: Path) -> dict[str, str]:
     empty_config = workdir / "ansible.cfg"
     empty_config.write_text("")
     env["ANSIBLE_CONFIG"] = str(empty_config)
+    # tend records its runs: in the run's own directory, not beside the case's site.yml in
+    # the source tree.
+    env["TEND_STORE"] = str(workdir / "history.db")
     return env
 
 
