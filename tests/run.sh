@@ -16,6 +16,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export CARGO_INCREMENTAL=0
 # The stable fuzz test of the loaders gets a fixed time budget (seconds).
 export TEND_FUZZ_SECONDS="${TEND_FUZZ_SECONDS:-15}"
+# The PostgreSQL server tests/setup.sh starts, for tend-store's second backend.
+export TEND_TEST_POSTGRES="${TEND_TEST_POSTGRES:-postgres://tend_test:tend_test@127.0.0.1:5432/tend_test}"
 
 step() { printf '\n==> %s\n' "$*"; }
 

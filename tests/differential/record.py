@@ -154,6 +154,9 @@ def run_environment(workdir: Path) -> dict[str, str]:
     empty_config = workdir / "ansible.cfg"
     empty_config.write_text("")
     env["ANSIBLE_CONFIG"] = str(empty_config)
+    # tend records its runs: in the run's own directory, not beside the case's site.yml in
+    # the source tree.
+    env["TEND_STORE"] = str(workdir / "history.db")
     return env
 
 
@@ -163,9 +166,15 @@ class RunResult:
     recap: dict | None
     state: dict
     output: str = ""
+    # System cases: a --check run, and what it changed on the hosts (it must change nothing).
+    check: bool = False
+    touched: list[str] = field(default_factory=list)
 
     def golden(self) -> dict:
-        return {"rc": self.rc, "recap": self.recap, "state": self.state}
+        golden = {"rc": self.rc, "recap": self.recap, "state": self.state}
+        if self.check:
+            golden["check"] = True
+        return golden
 
 
 def parse_recap(output: str) -> dict | None:
@@ -572,6 +581,17 @@ class SystemCase:
         return (self.path / "systemd").exists()
 
     @property
+    def check_first(self) -> bool:
+        """A `--check` run comes first, on the fresh host (for cases whose first run check mode
+        can predict)."""
+        return (self.path / "check-first").exists()
+
+    def steps(self) -> list[bool]:
+        """The runs of the case, True for a `--check` run: [check-first], apply, apply, and a
+        check on the converged host."""
+        return [True] * self.check_first + [False] * RUNS_PER_CASE + [True]
+
+    @property
     def extra_args(self) -> list[str]:
         return Case(self.name, self.path).extra_args
 
@@ -705,12 +725,17 @@ def run_case_system(case: SystemCase, lab: Lab, command_for, recap_from_file: bo
     try:
         if setup is not None:
             run_on_machines(lab, hosts, prepare)
-        for index in range(RUNS_PER_CASE):
+        state = run_on_machines(lab, hosts, capture) if case.check_first else None
+        for index, check in enumerate(case.steps()):
             recap_file = workdir / f"recap-{index}.json"
-            argv = command_for(case, inventory, recap_file)
+            argv = command_for(case, inventory, recap_file) + ["--check"] * check
             rc, output = run_tool(argv, copy, env)
             recap = read_recap_file(recap_file) if recap_from_file else parse_recap(output)
-            results.append(RunResult(rc, recap, run_on_machines(lab, hosts, capture), output))
+            after = run_on_machines(lab, hosts, capture)
+            # Check mode must change nothing, whichever tool runs it.
+            touched = compare_value(state, after, "state") if check else []
+            results.append(RunResult(rc, recap, after, output, check, touched))
+            state = after
     finally:
         if keep:
             print(f"[{case.name}] kept {workdir}", file=sys.stderr)
@@ -806,11 +831,35 @@ def record_system(cases: list[SystemCase], jobs: int, keep: bool, lab_where: str
                   "runs": [r.golden() for r in results]}
         case.golden_file.write_text(json.dumps(golden, indent=2, sort_keys=True) + "\n")
         print(f"{case.name:32} {seconds:5.1f}s  {summary}")
-        changed = {h: c["changed"] for h, c in (results[-1].recap or {}).items() if c["changed"]}
+        second = [r for r in results if not r.check][-1]
+        changed = {h: c["changed"] for h, c in (second.recap or {}).items() if c["changed"]}
         if changed:
             print(f"  warning: the second run changed something ({changed}): "
                   f"a system case must be idempotent")
+        for r in results:
+            for p in r.touched:
+                print(f"  warning: ansible-core's --check run changed the host: {p}")
+        for p in mispredictions(case, results):
+            print(f"  warning: ansible-core's {p}")
     return 1 if failures else 0
+
+
+def mispredictions(case: SystemCase, results: list[RunResult]) -> list[str]:
+    """For a `check-first` case: hosts whose check run predicted another number of changes
+    than the first real run then made."""
+    if not case.check_first or len(results) < 2 or results[0].recap is None:
+        return []
+    problems = []
+    for host, counts in (results[1].recap or {}).items():
+        predicted = results[0].recap.get(host, {}).get("changed")
+        if predicted != counts.get("changed"):
+            problems.append(f"check run predicted changed={predicted} on {host}, "
+                            f"the first real run made changed={counts.get('changed')}")
+    return problems
+
+
+def run_kinds(kinds: list[bool]) -> str:
+    return "[" + ", ".join("check" if k else "apply" for k in kinds) + "]"
 
 
 def judge_system(cases: list[SystemCase], binary: str, jobs: int, keep: bool,
@@ -829,8 +878,15 @@ def judge_system(cases: list[SystemCase], binary: str, jobs: int, keep: bool,
         expected = json.loads(case.golden_file.read_text())
         results = run_case_system(case, lab, build, True, keep)
         problems = []
+        kinds = [bool(r.get("check")) for r in expected["runs"]]
+        if kinds != case.steps():
+            problems.append(f"{GOLDEN_SYSTEM} holds runs {run_kinds(kinds)}, the case makes "
+                            f"{run_kinds(case.steps())}: record it again")
         for index, (exp, act) in enumerate(zip(expected["runs"], results)):
-            problems += [f"run {index + 1}: {p}" for p in compare_system_run(exp, act)]
+            where = f"run {index + 1}{' (--check)' * act.check}"
+            problems += [f"{where}: {p}" for p in compare_system_run(exp, act)]
+            problems += [f"{where} changed the host: {p}" for p in act.touched]
+        problems += mispredictions(case, results)
         return case, results, problems
 
     for case, results, problems in with_case_labs(cases, jobs, lab_where, lab_bin, work):

@@ -1,7 +1,8 @@
 //! The local account databases (`/etc/passwd`, `/etc/group`, `/etc/shadow`) as the `user`,
-//! `group`, `authorized_key` and `cron` modules read them, and the one way those modules run
-//! the system's tools (`useradd`, `groupmod`, `crontab` …): an argument vector, `LC_ALL=C`,
-//! input on stdin, never a shell.
+//! `group`, `authorized_key` and `cron` modules read them, and how those modules run the
+//! system's tools (`useradd`, `chpasswd`, `crontab` …): an argument vector, `LC_ALL=C`, and
+//! — what [`crate::process::run`] does not offer — input (a password hash, a crontab) on
+//! stdin, never in argv, never through a shell.
 
 use std::io::Write;
 use std::path::Path;
@@ -213,25 +214,15 @@ pub fn run_env(
     })
 }
 
-/// Finds `name` in the sbin and bin directories, as ansible-core's `get_bin_path` does.
+/// The absolute path of a required tool ([`crate::process::find_bin`]), or ansible-core's
+/// failure for a missing one.
 pub fn bin_path(name: &str) -> Result<String, ModuleError> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let dirs = path.split(':').filter(|d| !d.is_empty()).chain([
-        "/sbin",
-        "/usr/sbin",
-        "/usr/local/sbin",
-        "/bin",
-        "/usr/bin",
-    ]);
-    for d in dirs {
-        let p = Path::new(d).join(name);
-        if p.is_file() && crate::fsutil::access(&p, libc::X_OK) {
-            return Ok(p.to_string_lossy().into_owned());
-        }
-    }
-    Err(ModuleError::new(format!(
-        "Failed to find required executable \"{name}\" in paths: {path}"
-    )))
+    crate::process::find_bin(name).ok_or_else(|| {
+        ModuleError::new(format!(
+            "Failed to find required executable \"{name}\" in paths: {}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+    })
 }
 
 /// `argv` from string slices.

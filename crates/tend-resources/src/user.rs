@@ -803,13 +803,10 @@ impl Resource for User {
             _ => ChangeKind::None,
         };
         let mut c = Change::new(kind, subject);
-        if kind == ChangeKind::None && (p.command.is_some() || p.password.is_some())
-            || p.make_home
-            || p.keygen
-        {
-            if c.kind == ChangeKind::None {
-                c.kind = ChangeKind::Update;
-            }
+        // An existing user with anything to do is an update (even one without a field).
+        let work = p.command.is_some() || p.password.is_some() || p.make_home || p.keygen;
+        if kind == ChangeKind::None && work {
+            c.kind = ChangeKind::Update;
         }
         for (k, b, a) in p.fields {
             c = c.field(&k, b, a);

@@ -24,6 +24,14 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Check that hosts are reachable and their agent runs (like `ansible -m ping`).
     Ping(PingArgs),
+    /// The runs tend recorded: list them, or `show` one with what changed where.
+    History(HistoryArgs),
+    /// Check the history's tamper-evident audit chain.
+    Audit(AuditArgs),
+    /// Metrics from the history: run success, deployments, drift, compliance, provisioning, MTTR.
+    Metrics(MetricsArgs),
+    /// Release a host's run lease left behind by a run that died.
+    Unlock(UnlockArgs),
     /// The agent on a host: speaks the wire protocol on stdin/stdout (started by tend itself).
     #[command(hide = true)]
     Agent(AgentArgs),
@@ -159,6 +167,136 @@ pub struct ApplyArgs {
     /// Write the PLAY RECAP counters as JSON to this file.
     #[arg(long = "recap-file", value_name = "PATH")]
     pub recap_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Do not record this run in the history (and take no run lease).
+    #[arg(long = "no-history")]
+    pub no_history: bool,
+    /// Wait up to this long for hosts another run holds, instead of failing at once.
+    #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+/// Where the history is kept.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// The history store: a SQLite file, or a postgres:// URL shared by a team
+    /// [default: .tend/history.db beside the playbook; for the history commands, in the
+    /// current directory].
+    #[arg(
+        long = "store",
+        env = "TEND_STORE",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
+    pub store: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    pub command: Option<HistoryCommand>,
+    /// Only runs that targeted this host.
+    #[arg(long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only runs that ended so: succeeded, failed, unreachable, error, unfinished.
+    #[arg(long = "status", value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only runs of this kind: apply, plan, drift, rollback, fix.
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only runs started at or after: 2025-01-02, 2025-01-02T10:00 (UTC), or an age: 12h, 7d.
+    #[arg(long = "since", value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only runs started before (same forms as --since).
+    #[arg(long = "until", value_name = "DATE")]
+    pub until: Option<String>,
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// One run: who ran what from which commit, and per host what changed, with diffs.
+    Show(HistoryShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryShowArgs {
+    /// The run id (or a unique prefix of it).
+    pub run: String,
+    /// Also list tasks that changed nothing.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walk the chain: name the first edited, deleted or reordered record, and runs without
+    /// an end. Exit status 1 when something is wrong.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditVerifyArgs {
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = MetricsFormat::Human)]
+    pub output: MetricsFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Text for people.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MetricsFormat {
+    /// A table: in total, per day, per group.
+    Human,
+    /// One JSON document.
+    Json,
+    /// The Prometheus text exposition format.
+    Prometheus,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// The host whose lease to release.
+    pub host: String,
+    /// The run holding it (refused if another run holds the host).
+    #[arg(long = "run", value_name = "RUN")]
+    pub run: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,8 +1,10 @@
 //! tend: configuration management and orchestration.
 
 mod cli;
+mod history;
 mod printer;
 mod prompt;
+mod recorder;
 mod settings;
 
 use std::io::Write;
@@ -24,6 +26,10 @@ fn main() -> ExitCode {
         Command::Apply(args) => apply(*args),
         Command::Inventory(args) => inventory(args),
         Command::Ping(args) => ping(args),
+        Command::History(args) => history::history(args),
+        Command::Audit(args) => history::audit(args),
+        Command::Metrics(args) => history::metrics_cmd(args),
+        Command::Unlock(args) => history::unlock(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),
     }
@@ -82,8 +88,29 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // The history is opened (and the run's hosts leased) before anything runs: a store that
+    // cannot be written stops tend here. See recorder.rs for the policy during the run.
+    let mut recorder = if args.no_history {
+        None
+    } else {
+        match recorder::Recorder::start(&prep, &args) {
+            Ok(r) => r,
+            Err(e) => {
+                history::report(&e);
+                let _ = writeln!(std::io::stderr(), "nothing was changed");
+                return ExitCode::from(1);
+            }
+        }
+    };
     let mut printer = Printer::new(args.output, args.verbose);
-    let Some(summary) = run_streaming(&prep, |e| printer.event(e)) else {
+    let summary = run_streaming(&prep, |e| {
+        printer.event(e);
+        if let Some(r) = recorder.as_mut() {
+            r.event(e);
+        }
+    });
+    let recorded = recorder.map(|r| r.finish(summary.as_ref()));
+    let Some(summary) = summary else {
         return ExitCode::from(250);
     };
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
@@ -103,7 +130,20 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    ExitCode::from(summary.exit_code() as u8)
+    match recorded {
+        Some(Err((run, e))) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: run {run} finished, but its history is incomplete: {e}\nhint: `tend audit verify` shows what the store holds"
+            );
+            ExitCode::from(if summary.exit_code() == 0 {
+                1
+            } else {
+                summary.exit_code() as u8
+            })
+        }
+        _ => ExitCode::from(summary.exit_code() as u8),
+    }
 }
 
 /// Writes a file next to its final name and renames it into place.

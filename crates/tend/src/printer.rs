@@ -166,8 +166,7 @@ impl Printer {
     }
 
     fn banner(&mut self, msg: &str) {
-        let stars = WIDTH.saturating_sub(msg.len() + 1).max(3);
-        let line = format!("\n{msg} {}\n", "*".repeat(stars));
+        let line = banner(msg);
         self.write(&line);
     }
 
@@ -325,6 +324,12 @@ impl Printer {
     }
 }
 
+/// `\nPLAY [name] *****…` to 80 columns, as ansible-playbook draws them.
+pub fn banner(msg: &str) -> String {
+    let stars = WIDTH.saturating_sub(msg.len() + 1).max(3);
+    format!("\n{msg} {}\n", "*".repeat(stars))
+}
+
 /// debug results carry only `msg` or one variable besides the bookkeeping keys.
 fn is_debug_result(r: &Value) -> bool {
     let Some(o) = r.as_object() else { return false };
@@ -438,7 +443,7 @@ fn pretty(v: &Value) -> String {
 }
 
 /// A unified diff of one Ansible-shaped diff record.
-fn render_diff(d: &Value) -> String {
+pub fn render_diff(d: &Value) -> String {
     let as_text = |v: Option<&Value>| -> String {
         match v {
             None | Some(Value::Null) => String::new(),

@@ -39,6 +39,9 @@ fn run(cwd: &Path, args: &[&str]) -> String {
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("ANSIBLE_CONFIG")
+        // Each test its own history: tests run the README's example at the same time, and
+        // the shared `examples/hello/.tend` store would lease `localhost` to one of them.
+        .env("TEND_STORE", cwd.join(".tend").join("history.db"))
         .output()
         .expect("run tend");
     let code = out

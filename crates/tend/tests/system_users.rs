@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tend_lab::Lab;
 
+// The skip note is for whoever runs the tests without root.
+#[allow(clippy::print_stderr)]
 fn lab() -> Option<Lab> {
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)

@@ -1,0 +1,372 @@
+//! The audit writer: a consumer of the run's event stream beside the printer. It records the
+//! run's start, each host's result as the host finishes a play, and the end.
+//!
+//! Failure policy:
+//! - A store named with `--store`/`TEND_STORE` that cannot be opened, a store of a newer schema,
+//!   a first record that cannot be written, or a host leased by another run: tend stops before
+//!   anything runs (Terraform's rule for its state: what you configured is a promise).
+//! - The default store (`.tend/history.db` beside the playbook) that cannot be created — a
+//!   read-only checkout, a playbook directory of another user: tend warns loudly and runs
+//!   without history (teams that rely on the audit trail name their store).
+//! - A write that fails during the run does not stop the run (stopping half-way would leave
+//!   hosts half-changed): tend warns at once, keeps going, and ends with exit status 1 if the
+//!   run would otherwise have succeeded, saying the history of this run is incomplete.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::Value;
+use tend_proto::{Event, HostStats};
+use tend_store::{
+    HostResult, RunEnd, RunKind, RunStart, RunStatus, Store, StoreError, StoreSpec, TaskRecord,
+};
+
+use crate::cli::ApplyArgs;
+
+/// Run leases outlive any sane run; a run that dies leaves them until then or `tend unlock`.
+const LEASE_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Secret-looking variables shorter than this are not masked everywhere (masking `16` in every
+/// result would destroy the record, and such values protect nothing).
+const MIN_SECRET_LEN: usize = 4;
+
+pub struct Recorder {
+    store: Store,
+    run_id: String,
+    play: String,
+    pending: HashMap<String, Vec<TaskRecord>>,
+    leased: bool,
+    /// The first write that failed.
+    failed: Option<StoreError>,
+}
+
+/// Which store a command uses: `--store`/`TEND_STORE`, else `default`.
+pub fn store_spec(arg: &Option<String>, default: StoreSpec) -> StoreSpec {
+    match arg.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => StoreSpec::parse(s),
+        None => default,
+    }
+}
+
+/// The user tend runs as.
+pub fn user() -> String {
+    tend_resources::fsutil::user_name(rustix::process::getuid().as_raw())
+}
+
+/// The controller's host name (the kernel's, as `uname -n` prints it).
+fn controller() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Every string in `v` (recursively) is a secret.
+fn mark_all(store: &mut Store, v: &Value) {
+    match v {
+        Value::String(s) if s.len() >= MIN_SECRET_LEN => store.mark_secret(s),
+        Value::Array(a) => a.iter().for_each(|x| mark_all(store, x)),
+        Value::Object(m) => m.values().for_each(|x| mark_all(store, x)),
+        _ => {}
+    }
+}
+
+/// Values under secret-looking names, at any depth.
+fn mark_secret_vars(store: &mut Store, vars: &serde_json::Map<String, Value>) {
+    for (k, v) in vars {
+        if tend_store::secret_looking(k) {
+            mark_all(store, v);
+        } else if let Value::Object(m) = v {
+            mark_secret_vars(store, m);
+        }
+    }
+}
+
+/// The command line as recorded: `--store` URLs without password, secret-looking `-e` values
+/// masked (file names such as `--vault-password-file F` or `-e @F` are kept: they are not the
+/// secret).
+pub fn recorded_argv(argv: &[String]) -> Vec<String> {
+    let mask_extra = |v: &str| -> String {
+        if v.starts_with('@') {
+            return v.to_string();
+        }
+        if v.trim_start().starts_with(['{', '[']) {
+            return match serde_json::from_str::<Value>(v) {
+                Ok(mut j) => {
+                    mask_keys(&mut j);
+                    j.to_string()
+                }
+                Err(_) if tend_store::secret_looking(v) => tend_store::MASK.into(),
+                Err(_) => v.to_string(),
+            };
+        }
+        v.split(' ')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if tend_store::secret_looking(k) => {
+                    format!("{k}={}", tend_store::MASK)
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = Vec::with_capacity(argv.len());
+    let mut next: Option<&str> = None;
+    for a in argv {
+        if let Some(opt) = next.take() {
+            out.push(match opt {
+                "-e" => mask_extra(a),
+                _ => tend_store::redact_url(a),
+            });
+            continue;
+        }
+        if a == "-e" || a == "--extra-vars" {
+            next = Some("-e");
+        } else if a == "--store" {
+            next = Some("--store");
+        }
+        let shown = if let Some(v) = a.strip_prefix("--extra-vars=") {
+            format!("--extra-vars={}", mask_extra(v))
+        } else if let Some(v) = a.strip_prefix("-e").filter(|v| !v.is_empty()) {
+            format!("-e{}", mask_extra(v))
+        } else if let Some(v) = a.strip_prefix("--store=") {
+            format!("--store={}", tend_store::redact_url(v))
+        } else {
+            a.clone()
+        };
+        out.push(shown);
+    }
+    out
+}
+
+fn mask_keys(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if tend_store::secret_looking(k) {
+                    *x = Value::String(tend_store::MASK.into());
+                } else {
+                    mask_keys(x);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(mask_keys),
+        _ => {}
+    }
+}
+
+impl Recorder {
+    /// Opens the store, takes the run's leases (unless in check mode) and records the start.
+    /// Any error here means nothing runs.
+    pub fn start(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+    ) -> Result<Option<Recorder>, StoreError> {
+        let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
+        let explicit = args
+            .store
+            .store
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty());
+        let mut store = match Store::open(&spec) {
+            Ok(s) => s,
+            Err(e @ StoreError::Open { .. }) if !explicit => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[WARNING]: this run is not recorded in the history: {e}; name a store with --store PATH|postgres://… (or TEND_STORE), or pass --no-history"
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+
+        let mut hosts: Vec<String> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for h in prep.play_hosts.iter().flatten() {
+            if seen.insert(h.clone()) {
+                hosts.push(h.clone());
+            }
+        }
+        if let Some(p) = &prep.settings.become_password {
+            store.mark_secret(p.expose());
+        }
+        mark_secret_vars(&mut store, &prep.settings.extra_vars);
+        let mut groups = BTreeMap::new();
+        for h in &hosts {
+            mark_secret_vars(
+                &mut store,
+                &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
+            );
+            groups.insert(h.clone(), prep.inventory.group_names(h));
+        }
+
+        let run_id = tend_store::new_run_id();
+        let user = user();
+        let leased = !args.check && !hosts.is_empty();
+        if leased {
+            store.acquire_lease_wait(
+                &hosts,
+                &run_id,
+                &user,
+                LEASE_TTL,
+                Duration::from_secs(args.lock_timeout),
+            )?;
+        }
+        let playbook_dir = args
+            .playbook
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let argv: Vec<String> = std::env::args().collect();
+        let start = RunStart {
+            kind: RunKind::Apply,
+            check: args.check,
+            argv: recorded_argv(&argv),
+            user: user.clone(),
+            controller: controller(),
+            started: tend_store::time::now(),
+            playbook: Some(args.playbook.display().to_string()),
+            git: tend_store::git::git_info(playbook_dir),
+            hosts,
+            groups,
+        };
+        if let Err(e) = store.start_run(&run_id, &start) {
+            if leased {
+                let _ = store.release_leases(&run_id);
+            }
+            return Err(e);
+        }
+        Ok(Some(Recorder {
+            store,
+            run_id,
+            play: String::new(),
+            pending: HashMap::new(),
+            leased,
+            failed: None,
+        }))
+    }
+
+    fn write_failed(&mut self, e: StoreError) {
+        if self.failed.is_none() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "[WARNING]: cannot record to the history ({e}); the run goes on, its history will be incomplete"
+            );
+            self.failed = Some(e);
+        }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        match e {
+            Event::PlayStart { name, .. } => self.play = name.clone(),
+            Event::TaskResult(r) => {
+                self.pending
+                    .entry(r.host.clone())
+                    .or_default()
+                    .push(TaskRecord {
+                        name: r.task.clone(),
+                        loc: r.loc.to_string(),
+                        status: serde_json::to_value(r.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        changed: r.status == tend_proto::ResultStatus::Changed,
+                        handler: r.handler,
+                        ignored: r.ignored,
+                        diffs: r.diffs.clone(),
+                        result: r.result.clone(),
+                    });
+            }
+            Event::HostDone { host, stats } => {
+                let result = HostResult {
+                    host: host.clone(),
+                    play: self.play.clone(),
+                    stats: *stats,
+                    tasks: self.pending.remove(host).unwrap_or_default(),
+                };
+                if let Err(e) = self.store.record_host(&self.run_id, &result) {
+                    self.write_failed(e);
+                }
+            }
+            Event::TaskStart { .. } | Event::ItemResult { .. } | Event::Warning { .. } => {}
+        }
+    }
+
+    /// Records the end (`summary` is `None` when the run itself crashed) and releases the
+    /// leases. `Err` when any record of this run could not be written.
+    pub fn finish(
+        mut self,
+        summary: Option<&tend_engine::Summary>,
+    ) -> Result<(), (String, StoreError)> {
+        let end = match summary {
+            Some(s) => {
+                let hosts: BTreeMap<String, HostStats> =
+                    s.stats.iter().map(|(h, st)| (h.clone(), *st)).collect();
+                RunEnd::new(hosts, s.exit_code())
+            }
+            None => RunEnd {
+                status: RunStatus::Error,
+                error: Some("the run stopped unexpectedly (internal error)".into()),
+                exit_code: 250,
+                ..RunEnd::new(BTreeMap::new(), 250)
+            },
+        };
+        if let Err(e) = self.store.end_run(&self.run_id, &end) {
+            self.write_failed(e);
+        }
+        if self.leased {
+            if let Err(e) = self.store.release_leases(&self.run_id) {
+                self.write_failed(e);
+            }
+        }
+        match self.failed {
+            Some(e) => Err((self.run_id, e)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recorded_command_lines_hide_secrets_not_file_names() {
+        let got = recorded_argv(&argv(&[
+            "tend",
+            "apply",
+            "site.yml",
+            "-e",
+            "db_password=hunter2 port=80",
+            "--extra-vars={\"api_token\": \"t0k\", \"x\": 1}",
+            "-e@vault.yml",
+            "--vault-password-file",
+            "pw.txt",
+            "--store",
+            "postgres://u:pw@db/h",
+        ]));
+        assert_eq!(
+            got,
+            argv(&[
+                "tend",
+                "apply",
+                "site.yml",
+                "-e",
+                "db_password=******** port=80",
+                "--extra-vars={\"api_token\":\"********\",\"x\":1}",
+                "-e@vault.yml",
+                "--vault-password-file",
+                "pw.txt",
+                "--store",
+                "postgres://u:***@db/h",
+            ])
+        );
+    }
+}
