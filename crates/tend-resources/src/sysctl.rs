@@ -48,10 +48,10 @@ pub struct Params {
 }
 
 fn params(args: &Args) -> Result<Params, ModuleError> {
-    let present = match args.choice("state", &["present", "absent"])?.as_deref() {
-        None | Some("present") => true,
-        _ => false,
-    };
+    let present = matches!(
+        args.choice("state", &["present", "absent"])?.as_deref(),
+        None | Some("present")
+    );
     let name = args
         .str_any(&["name", "key"])?
         .ok_or_else(|| ModuleError::new("missing required arguments: name"))?;
@@ -190,11 +190,8 @@ pub fn plan(p: &Params, file_value: Option<&str>, proc_value: Option<&str>) -> P
             plan.changed = true;
             plan.write_file = true;
         }
-        Some(_) => {
-            if p.reload && !values_equal(proc_value, &p.value) {
-                plan.changed = true;
-            }
-        }
+        Some(_) if p.reload && !values_equal(proc_value, &p.value) => plan.changed = true,
+        Some(_) => {}
     }
     if p.sysctl_set && p.present {
         match proc_value {

@@ -223,10 +223,7 @@ fn params(args: &Args, ctx: &ModuleCtx) -> Result<Params, ModuleError> {
         .unwrap_or_else(|| "safe".into());
     let status_code = match args.raw("status_code") {
         None => vec![200],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| status_int(v))
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(items)) => items.iter().map(status_int).collect::<Result<_, _>>()?,
         Some(Value::String(s)) => s
             .split(',')
             .map(|p| status_int(&Value::String(p.trim().to_string())))
@@ -822,9 +819,7 @@ mod tests {
                     header("user-agent")
                 );
                 reply("201 Created", "", &body)
-            } else if line.starts_with("GET /old ") {
-                reply("302 Found", "Location: /page\r\n", "")
-            } else if line.starts_with("POST /old ") {
+            } else if line.starts_with("GET /old ") || line.starts_with("POST /old ") {
                 reply("302 Found", "Location: /page\r\n", "")
             } else if line.starts_with("GET /secret ") {
                 if header("authorization") == "Basic dTpzM2NyM3Q=" {
