@@ -599,6 +599,15 @@ impl Action for Uri {
                 "application/x-www-form-urlencoded".into(),
             ));
         }
+        if body.is_none()
+            && matches!(p.method.as_str(), "POST" | "PUT" | "PATCH")
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        {
+            // http.client announces an empty body for the methods that expect one.
+            headers.push(("Content-Length".into(), "0".into()));
+        }
         let mut auth = p.auth.clone();
         let mut force_basic_auth = p.force_basic_auth;
         if auth.is_none() && p.use_netrc {
@@ -647,6 +656,10 @@ impl Action for Uri {
                             || m.starts_with("Connection failure") =>
                     {
                         m
+                    }
+                    // Python's socket says a read that timed out "timed out".
+                    http::HttpError::Connection(m) if m == "The read operation timed out" => {
+                        "Connection failure: timed out".to_string()
                     }
                     http::HttpError::Connection(m) => format!("Connection failure: {m}"),
                 };
@@ -924,6 +937,22 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_server_times_out_like_urllib() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            // Accept and never answer.
+            let held: Vec<_> = l.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(5));
+            drop(held);
+        });
+        assert_eq!(
+            failure(json!({"url": url, "timeout": 1})),
+            "Status code was -1 and not [200]: Connection failure: timed out"
+        );
+    }
+
+    #[test]
     fn bodies_are_encoded_like_ansible() {
         let srv = server();
         let url = format!("{}/echo", srv.base);
@@ -949,6 +978,7 @@ mod tests {
             post(json!({"body": "raw", "headers": {"Content-Type": "text/plain"}})),
             json!("text/plain|3|tend-test")
         );
+        assert_eq!(post(json!({})), json!("|0|tend-test"));
         assert_eq!(
             form_urlencoded(&json!({"name": "a b", "x": ["1", "&"], "n": null})).unwrap(),
             "name=a+b&x=1&x=%26"
