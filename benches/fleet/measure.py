@@ -127,6 +127,25 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
+def marked_cpu(marker: str | None) -> dict[int, float]:
+    """pid -> CPU seconds (user+sys) so far of the processes whose command line holds `marker`.
+    Between runs these are the ssh masters a tool detached (ControlPersist): nobody waits for
+    them, so GNU time does not count their CPU (the key exchange, the encryption)."""
+    if not marker:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid, (_, cmd) in _proc_table().items():
+        if marker in cmd and pid != os.getpid():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                out[pid] = (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
 def kill_marked(marker: str) -> int:
     """Stops the processes (by pid) whose command line holds `marker`: ssh masters a tool
     detached (ControlPersist) under this run's private ControlPath directory."""
@@ -383,6 +402,7 @@ def run_tool(tool: Tool, argv: list[str], cwd: Path, work: Path, cap: float, lab
     """One timed run: seconds, rc, output, max RSS KiB (largest process), tree peaks, capped,
     CPU of the controller's tree and of the lab's hosts."""
     hosts_before = lab.cpu_usec()
+    detached_before = marked_cpu(tool.marker(work))
     time_out = work / "time.txt"
     time_out.unlink(missing_ok=True)
     full = ["/usr/bin/time", "-f", "%M %U %S", "-o", str(time_out), *argv]
@@ -403,15 +423,20 @@ def run_tool(tool: Tool, argv: list[str], cwd: Path, work: Path, cap: float, lab
         elapsed = time.perf_counter() - start
         sampler.stop()
     hosts_after = lab.cpu_usec()
+    # Masters still running after the run are detached ones (the tool and its waited-for
+    # children are gone): add what they used during this run.
+    detached_after = marked_cpu(tool.marker(work))
+    detached = sum(v - detached_before.get(pid, 0.0) for pid, v in detached_after.items())
     hosts_cpu = (hosts_after - hosts_before) / 1e6 if hosts_before is not None and hosts_after is not None else None
     output = log_path.read_text(errors="replace")
     maxrss = cpu = None
     try:
         m, u, s = time_out.read_text().split()[-3:]
-        maxrss, cpu = int(m), float(u) + float(s)
+        maxrss, cpu = int(m), float(u) + float(s) + detached
     except (OSError, ValueError):
         pass
     return {"seconds": elapsed, "rc": rc, "capped": capped, "maxrss_kib": maxrss, "cpu_s": cpu,
+            "detached_cpu_s": detached,
             "tree_pss_kib": sampler.peak_pss, "tree_rss_kib": sampler.peak_rss,
             "tree_procs": sampler.peak_procs, "hosts_cpu_s": hosts_cpu,
             "load1": float(loadavg().split()[0])}, output
@@ -551,7 +576,8 @@ def report(results: list[dict], problems: list[str], targets: dict) -> str:
                      "classic key exchange; see below):", ""] + informative
     out = ("Wall clock (one run each):\n\n" + "\n".join(wall) + "\n\nTargets (tend as it is, defaults):\n\n" + "\n".join(verdicts)
            + "\n\nCPU time: the controller's process tree (GNU time: user+sys of the tool and every "
-           "process it waited for) and the hosts' (the lab's cgroup: sshd, agents, modules):\n\n"
+           "process it waited for, plus what its detached ssh masters used during the run) and the "
+           "hosts' (the lab's cgroup: sshd, agents, modules):\n\n"
            + "\n".join(cpu) + "\n\nController memory:\n\n" + "\n".join(mem) + "\n")
     checks = [f"- {r['tool']}, {r['hosts']} hosts: end state {r['same_state']}" for r in results if "same_state" in r]
     checks += [f"- {r['tool']}, {r['hosts']} hosts: {k} {v}" for r in results

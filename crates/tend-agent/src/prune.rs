@@ -29,7 +29,7 @@ pub fn prune(cache_dir: &Path, bundles_dir: &Path, running: Option<&Path>) -> Ve
     let bundles = entries(bundles_dir, |n| hex_after(n, ""));
     for (mut list, dir) in [(agents, false), (bundles, true)] {
         // Newest first.
-        list.sort_by(|a, b| b.1.cmp(&a.1));
+        list.sort_by_key(|e| std::cmp::Reverse(e.1));
         for (path, mtime) in list.into_iter().skip(KEEP_RECENT) {
             let fresh = now
                 .duration_since(mtime)
