@@ -13,7 +13,7 @@
 #
 # Environment knobs:
 #   BENCH_HOSTS=10,50      fleet sizes
-#   BENCH_TOOLS=tend,tend-x25519,ansible-fast,pyinfra,ansible-default   (tend first: its end state is the reference)
+#   BENCH_TOOLS=tend,tend-persist,tend-x25519,ansible-fast,pyinfra,ansible-default   (tend first: its end state is the reference)
 #   BENCH_CAP=1200         seconds after which one tool run is stopped and reported as "> N min"
 #   BENCH_WORKDIR          where logs and configs go (default: a fresh temporary directory)
 #   BENCH_KEEP=1           keep the work directory
@@ -40,7 +40,7 @@ if [ "$quick" = 1 ]; then
     BENCH_DOCS=0
 fi
 BENCH_HOSTS=${BENCH_HOSTS:-10,50}
-BENCH_TOOLS=${BENCH_TOOLS:-tend,tend-x25519,ansible-fast,pyinfra,ansible-default}
+BENCH_TOOLS=${BENCH_TOOLS:-tend,tend-persist,tend-x25519,ansible-fast,pyinfra,ansible-default}
 BENCH_CAP=${BENCH_CAP:-1200}
 BENCH_DOCS=${BENCH_DOCS:-1}
 ANSIBLE_PLAYBOOK=${ANSIBLE_PLAYBOOK:-/opt/tend-test/venv/bin/ansible-playbook}

@@ -8,6 +8,7 @@ mod builtin;
 pub mod bundle;
 mod loops;
 mod privilege;
+pub mod prune;
 mod run;
 pub mod serve;
 mod sync;

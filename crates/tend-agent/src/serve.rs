@@ -38,6 +38,16 @@ pub fn serve(
     });
     let mut installed: Option<String> = None;
     let bundles = crate::bundle::BundleCache::new(cache_dir.join(BUNDLES_DIR));
+    // Mark this agent as used and drop what no run has used for a while (cheap: two small
+    // directory listings).
+    let running = std::env::current_exe().ok();
+    let cache = cache_dir
+        .canonicalize()
+        .unwrap_or_else(|_| cache_dir.to_path_buf());
+    if let Some(exe) = running.as_deref().filter(|e| e.starts_with(&cache)) {
+        crate::prune::touch(exe);
+    }
+    crate::prune::prune(cache_dir, &cache_dir.join(BUNDLES_DIR), running.as_deref());
     loop {
         let msg = match wire.recv() {
             Ok(Some(m)) => m,
@@ -68,7 +78,12 @@ pub fn serve(
                 if let Some(hash) = bundle {
                     if installed.as_deref() != Some(hash.as_str()) {
                         match bundles.get(&hash) {
-                            Ok(Some(b)) => b.install(),
+                            Ok(Some(b)) => {
+                                if let Ok(p) = bundles.path(&hash) {
+                                    crate::prune::touch(&p);
+                                }
+                                b.install()
+                            }
                             Ok(None) => {
                                 return wire.fail(&format!("bundle {hash} was not sent"));
                             }

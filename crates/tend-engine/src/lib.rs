@@ -294,6 +294,24 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     summary
 }
 
+/// `tend ssh-close`: asks the persistent master connections (`--ssh-persist`) of the hosts
+/// that `pattern` selects to exit. Per SSH host, in inventory order, whether it had one.
+pub fn close_persistent(
+    settings: Settings,
+    pattern: &str,
+) -> Result<Vec<(String, bool)>, EngineError> {
+    let prep = prepare_adhoc(settings, pattern, "ping", Vars::new())?;
+    let control = tend_transport::ControlDir::persistent()
+        .map_err(|e| Diag::new(tend_proto::Loc::new("<ssh-close>", 0, 0), e))?;
+    let opts = prep.settings.remote.ssh_options();
+    let targets: Vec<&tend_transport::SshTarget> = prep.play_hosts[0]
+        .iter()
+        .filter_map(|h| prep.ssh_targets.get(h))
+        .collect();
+    let closed = tend_transport::exit_masters(&targets, &opts, &control);
+    Ok(targets.iter().map(|t| t.name.clone()).zip(closed).collect())
+}
+
 /// Everything SSH hosts share in a run: the agent to push, the sockets' directory, the bundle.
 fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote, String> {
     let agent = match &prep.settings.remote.agent_binary {
@@ -301,8 +319,8 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
         None => tend_transport::AgentBinary::current(),
     }
     .map_err(|e| format!("cannot read the tend binary to push to hosts: {e}"))?;
-    let control = tend_transport::ControlDir::new()
-        .map_err(|e| format!("cannot create a directory for SSH control sockets: {e}"))?;
+    let opts = prep.settings.remote.ssh_options();
+    let control = remote::control_dir(&opts)?;
     // What the agents read as the controller's files: the playbook tree and its roles.
     let roots = bundle_roots(prep);
     let bundle = if roots.is_empty() {
@@ -321,7 +339,7 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
     Ok(remote::Remote {
         agent,
         control,
-        opts: prep.settings.remote.ssh_options(),
+        opts,
         targets: prep.ssh_targets.clone(),
         bundle,
     })

@@ -25,12 +25,15 @@ pub struct RemoteSettings {
     pub ssh_extra_args: Option<String>,
     /// The agent binary to push; the running executable when unset.
     pub agent_binary: Option<PathBuf>,
+    /// `--ssh-persist SECONDS`: masters outlive the run by this much (0: closed at its end).
+    pub ssh_persist: u64,
 }
 
 impl RemoteSettings {
     pub fn ssh_options(&self) -> SshOptions {
         let mut o = SshOptions {
             accept_new_host_keys: self.accept_new_host_keys,
+            persist: self.ssh_persist,
             ..SshOptions::default()
         };
         if let Some(t) = self.timeout {
@@ -144,6 +147,17 @@ fn expand_home(p: &str) -> String {
     match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
         _ => p.to_string(),
+    }
+}
+
+/// The directory of the master connections: the run's own, or with `--ssh-persist` the stable
+/// one that later runs find them in.
+pub(crate) fn control_dir(opts: &SshOptions) -> Result<ControlDir, String> {
+    if opts.persist > 0 {
+        ControlDir::persistent().map_err(|e| format!("--ssh-persist: {e}"))
+    } else {
+        ControlDir::new()
+            .map_err(|e| format!("cannot create a directory for SSH control sockets: {e}"))
     }
 }
 

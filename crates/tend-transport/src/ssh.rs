@@ -24,6 +24,10 @@ pub struct SshOptions {
     pub boot_deadline: u64,
     /// The ssh client (`ssh` on PATH unless set).
     pub program: PathBuf,
+    /// `--ssh-persist SECONDS`: keep every master connection open this long after its last
+    /// session, in a stable private directory, so a later run reuses it (no new TCP connection,
+    /// no key exchange). 0: masters live only as long as the run.
+    pub persist: u64,
 }
 
 impl Default for SshOptions {
@@ -33,6 +37,7 @@ impl Default for SshOptions {
             connect_timeout: 10,
             boot_deadline: 120,
             program: PathBuf::from("ssh"),
+            persist: 0,
         }
     }
 }
@@ -55,12 +60,60 @@ pub struct SshTarget {
     pub persist: bool,
 }
 
-/// A private directory (mode 0700) for the run's ControlMaster sockets, removed on drop.
+/// A private directory (mode 0700) for ControlMaster sockets: the run's own, removed on drop,
+/// or ([`ControlDir::persistent`]) the stable one that masters outliving the run live in.
 pub struct ControlDir {
     path: PathBuf,
+    keep: bool,
 }
 
+/// Room ssh needs in a socket path beyond the directory: `/`, `%C` (40 hex digits) and the
+/// random suffix of the temporary name a new master binds first (`.` + 16 characters).
+const SOCKET_NAME_ROOM: usize = 1 + 40 + 17;
+/// `sun_path` holds 108 bytes on Linux, 104 on the BSDs and macOS (with the final NUL).
+const SOCKET_PATH_MAX: usize = 103;
+
 impl ControlDir {
+    /// The stable directory for masters that outlive a run (`--ssh-persist`):
+    /// `$XDG_RUNTIME_DIR/tend/ssh`, else `~/.cache/tend/ssh`. Both levels are made 0700; an
+    /// existing one must be a real directory (not a symlink) owned by this user and writable by
+    /// nobody else, or it is refused: whoever can write there can put a socket of their own in
+    /// the place of a verified connection.
+    pub fn persistent() -> Result<Self, String> {
+        let base = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+            Some(p) if p.is_absolute() && p.is_dir() => p,
+            _ => match std::env::var_os("HOME").map(PathBuf::from) {
+                Some(h) if h.is_absolute() => h.join(".cache"),
+                _ => {
+                    return Err(
+                        "neither XDG_RUNTIME_DIR nor HOME is set to an absolute path: \
+                                tend has no private place for persistent SSH connections"
+                            .into(),
+                    )
+                }
+            },
+        };
+        Self::persistent_in(&base)
+    }
+
+    /// [`ControlDir::persistent`] under `base` (`base/tend/ssh`).
+    pub fn persistent_in(base: &Path) -> Result<Self, String> {
+        let path = base.join("tend").join("ssh");
+        if path.as_os_str().len() + SOCKET_NAME_ROOM > SOCKET_PATH_MAX {
+            return Err(format!(
+                "{} is too long for SSH control sockets (at most {} characters): set \
+                 XDG_RUNTIME_DIR to a shorter private directory",
+                path.display(),
+                SOCKET_PATH_MAX - SOCKET_NAME_ROOM
+            ));
+        }
+        std::fs::create_dir_all(base)
+            .map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+        private_dir(&base.join("tend"))?;
+        private_dir(&path)?;
+        Ok(ControlDir { path, keep: true })
+    }
+
     pub fn new() -> std::io::Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let base = std::env::var_os("XDG_RUNTIME_DIR")
@@ -73,18 +126,67 @@ impl ControlDir {
             .unwrap_or(0);
         let path = base.join(format!("tend-ssh-{}-{nanos:08x}", std::process::id()));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(ControlDir { path })
+        Ok(ControlDir { path, keep: false })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Masters in this directory outlive the run.
+    pub fn is_persistent(&self) -> bool {
+        self.keep
+    }
 }
 
 impl Drop for ControlDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
+}
+
+/// Makes `dir` (mode 0700) or checks the one that is there: a directory, not a symlink, owned
+/// by this user, writable by nobody else; then tightens it to 0700 (as the agent cache on the
+/// hosts).
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !m.file_type().is_dir() {
+        return Err(format!(
+            "{} is not a directory; refusing to keep SSH connections there (remove it)",
+            dir.display()
+        ));
+    }
+    if m.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user (uid {me}); refusing to keep SSH \
+             connections there",
+            dir.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by other users (mode {:o}); refusing to keep SSH connections there: \
+             check who changed it, then remove it",
+            dir.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    if m.mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 impl SshTarget {
@@ -111,10 +213,14 @@ impl SshTarget {
         o("ServerAliveCountMax=3".into());
         o("ControlMaster=auto".into());
         o(format!("ControlPath={}/%C", control.path().display()));
-        o(format!(
-            "ControlPersist={}",
-            if self.persist { "300" } else { "no" }
-        ));
+        let persist = if control.is_persistent() && opts.persist > 0 {
+            opts.persist.to_string()
+        } else if self.persist {
+            "300".into()
+        } else {
+            "no".into()
+        };
+        o(format!("ControlPersist={persist}"));
         if let Some(p) = self.port {
             o(format!("Port={p}"));
         }
@@ -509,25 +615,44 @@ pub(crate) fn explain(
 }
 
 /// Closes the master connections kept open for later plays (`ssh -O exit`), in parallel.
+/// Masters in a persistent directory (`--ssh-persist`) are left running: that is their point.
 pub fn close_masters(targets: &[SshTarget], opts: &SshOptions, control: &ControlDir) {
+    if control.is_persistent() {
+        return;
+    }
+    let keep: Vec<&SshTarget> = targets.iter().filter(|t| t.persist).collect();
+    exit_masters(&keep, opts, control);
+}
+
+/// Asks the master connection of each target to exit (`ssh -O exit`), in parallel; per
+/// target, whether there was one. For `tend ssh-close`, and the end of a run.
+pub fn exit_masters(targets: &[&SshTarget], opts: &SshOptions, control: &ControlDir) -> Vec<bool> {
     std::thread::scope(|s| {
-        for t in targets.iter().filter(|t| t.persist) {
-            s.spawn(move || {
-                let mut args = t.args(opts, control);
-                // `-O exit` goes before the destination.
-                let dest = args.split_off(args.len() - 2);
-                let _ = Command::new(&opts.program)
-                    .args(&args)
-                    .arg("-O")
-                    .arg("exit")
-                    .args(dest)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            });
-        }
-    });
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|t| {
+                s.spawn(move || {
+                    let mut args = t.args(opts, control);
+                    // `-O exit` goes before the destination.
+                    let dest = args.split_off(args.len() - 2);
+                    Command::new(&opts.program)
+                        .args(&args)
+                        .arg("-O")
+                        .arg("exit")
+                        .args(dest)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -564,6 +689,76 @@ mod tests {
             m,
             "Failed to connect to the host via ssh: ssh: connect to host 10.0.0.1 port 22: Connection refused"
         );
+    }
+
+    #[test]
+    fn persistent_control_dir_is_private_and_refused_when_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let d = ControlDir::persistent_in(base.path()).unwrap();
+        assert!(d.is_persistent());
+        assert_eq!(d.path(), base.path().join("tend/ssh"));
+        assert_eq!(mode(&base.path().join("tend")), 0o700);
+        assert_eq!(mode(d.path()), 0o700);
+        // A directory of ours that is merely readable by others is tightened.
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(d);
+        assert!(base.path().join("tend/ssh").is_dir(), "kept after the run");
+        ControlDir::persistent_in(base.path()).unwrap();
+        assert_eq!(mode(&base.path().join("tend/ssh")), 0o700);
+        // Writable by others: someone could have put a socket of theirs there.
+        std::fs::set_permissions(
+            base.path().join("tend/ssh"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let e = ControlDir::persistent_in(base.path()).err().unwrap();
+        assert!(e.contains("writable by other users"), "{e}");
+        // A symlink in its place is not followed.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_dir(base.path().join("tend/ssh")).unwrap();
+        std::os::unix::fs::symlink(other.path(), base.path().join("tend/ssh")).unwrap();
+        let e = ControlDir::persistent_in(base.path()).err().unwrap();
+        assert!(e.contains("not a directory"), "{e}");
+        // Another user's directory (needs root to make one).
+        if rustix::process::geteuid().is_root() {
+            std::fs::remove_file(base.path().join("tend/ssh")).unwrap();
+            std::fs::create_dir(base.path().join("tend/ssh")).unwrap();
+            std::os::unix::fs::chown(base.path().join("tend/ssh"), Some(65534), None).unwrap();
+            let e = ControlDir::persistent_in(base.path()).err().unwrap();
+            assert!(e.contains("belongs to uid 65534"), "{e}");
+        }
+    }
+
+    #[test]
+    fn persist_sets_control_persist_only_in_the_persistent_directory() {
+        let t = SshTarget {
+            name: "h".into(),
+            address: "10.0.0.1".into(),
+            ..Default::default()
+        };
+        let opts = SshOptions {
+            persist: 600,
+            ..SshOptions::default()
+        };
+        let base = tempfile::tempdir().unwrap();
+        let stable = ControlDir::persistent_in(base.path()).unwrap();
+        let args = |c: &ControlDir| -> Vec<String> {
+            t.args(&opts, c)
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        let a = args(&stable);
+        assert!(a.contains(&"ControlPersist=600".to_string()), "{a:?}");
+        assert!(a.contains(&format!("ControlPath={}/%C", stable.path().display())));
+        assert!(
+            a.contains(&"StrictHostKeyChecking=yes".to_string()),
+            "{a:?}"
+        );
+        let run = ControlDir::new().unwrap();
+        assert!(args(&run).contains(&"ControlPersist=no".to_string()));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Release a host's run lease left behind by a run that died.
     Unlock(UnlockArgs),
+    /// Close the SSH connections that earlier runs kept open with --ssh-persist.
+    #[command(name = "ssh-close")]
+    SshClose(SshCloseArgs),
     /// The agent on a host: speaks the wire protocol on stdin/stdout (started by tend itself).
     #[command(hide = true)]
     Agent(AgentArgs),
@@ -78,6 +81,16 @@ pub struct ConnectionArgs {
     /// changed is always refused.
     #[arg(long = "accept-new-host-keys")]
     pub accept_new_host_keys: bool,
+    /// Keep each host's SSH connection open this many seconds after the run (like Ansible's
+    /// ControlPersist), so that a later run reuses it: no new connection, no key exchange.
+    /// 0 closes them at the end of the run. `tend ssh-close` closes them earlier.
+    #[arg(
+        long = "ssh-persist",
+        env = "TEND_SSH_PERSIST",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    pub ssh_persist: u64,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +110,21 @@ pub struct PingArgs {
     /// How many hosts are contacted at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SshCloseArgs {
+    /// Host pattern: `all`, a group, `web*:!web3` …
+    #[arg(default_value = "all")]
+    pub pattern: String,
+    /// Inventory file, directory or comma-separated host list (repeatable).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
+    /// Limit to hosts matching this pattern.
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Option<String>,
     #[command(flatten)]
     pub conn: ConnectionArgs,
 }

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => history::audit(args),
         Command::Metrics(args) => history::metrics_cmd(args),
         Command::Unlock(args) => history::unlock(args),
+        Command::SshClose(args) => ssh_close(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),
     }
@@ -204,6 +205,35 @@ fn ping(args: cli::PingArgs) -> ExitCode {
     match summary {
         Some(s) => ExitCode::from(s.exit_code() as u8),
         None => ExitCode::from(250),
+    }
+}
+
+/// `tend ssh-close`: one line per SSH host the pattern selects, saying whether a connection kept
+/// by `--ssh-persist` was open and is now closed.
+fn ssh_close(args: cli::SshCloseArgs) -> ExitCode {
+    let settings = tend_engine::Settings {
+        inventories: args.inventory.clone(),
+        limit: args.limit.clone(),
+        remote: settings::remote_settings(&args.conn),
+        ..Default::default()
+    };
+    match tend_engine::close_persistent(settings, &args.pattern) {
+        Ok(hosts) => {
+            let mut out = std::io::stdout().lock();
+            for (host, closed) in hosts {
+                let what = if closed {
+                    "closed"
+                } else {
+                    "no open connection"
+                };
+                let _ = writeln!(out, "{host} | {what}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
     }
 }
 

@@ -81,14 +81,17 @@ fn agent_is_pushed_once_and_runs_the_play() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
         .collect();
     assert_eq!(agents.len(), 1, "one cached agent, named by hash");
-    let before = agents[0].metadata().unwrap().modified().unwrap();
+    // A copy would be a new file renamed into place: a new inode. (The mtime is not a witness:
+    // each run marks the agent it uses, for the cache pruning.)
+    use std::os::unix::fs::MetadataExt;
+    let before = agents[0].metadata().unwrap().ino();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the cache directory is private");
 
     let second = f.apply(&[]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
-    let after = agents[0].metadata().unwrap().modified().unwrap();
+    let after = agents[0].metadata().unwrap().ino();
     assert_eq!(before, after, "a cached agent is not copied again");
 }
 

@@ -486,3 +486,113 @@ fn dns_and_authentication_failures_are_unreachable_with_their_reason() {
     // Ansible names the task that could not run: here the implicit fact gathering.
     assert!(t.contains("TASK [Gathering Facts]"), "{t}");
 }
+
+/// `--ssh-persist`: each host's master connection outlives the run, in a private directory, and
+/// the next run goes through it (the host sees the same TCP connection: the same client port in
+/// SSH_CONNECTION); `tend ssh-close` closes them, and a new master checks the host key again.
+/// Without it, a run leaves no master and no socket behind, even for a host in two plays.
+#[test]
+fn ssh_persist_keeps_connections_for_the_next_run() {
+    let lab = lab(2);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let play = |suffix: &str| {
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: printenv SSH_CONNECTION\n      register: conn\n    - copy: content=\"{{{{ conn.stdout }}}}\" dest=/root/conn-{{{{ run }}}}{suffix}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("site.yml"),
+        format!("{}{}", play(""), play("-2")),
+    )
+    .unwrap();
+    let inv = lab.inventory_path();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = tend(dir.path(), args);
+        c.env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("TEND_SSH_PERSIST");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), text(&out))
+    };
+    let apply = |id: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let var = format!("run={id}");
+        let mut args = vec!["apply", "site.yml", "-i", inv.to_str().unwrap(), "-e", &var];
+        args.extend_from_slice(extra);
+        run(&args, env)
+    };
+    let masters = || {
+        let marker = runtime.path().to_str().unwrap().to_string();
+        command_lines()
+            .into_iter()
+            .filter(|l| l.contains(&marker))
+            .count()
+    };
+    let conn = |h: &str, id: &str| lab.run(h, &["cat", &format!("/root/conn-{id}")]).unwrap();
+
+    // Default: the master is shared by the two plays of the run, and closed at its end.
+    let (code, t) = apply("a", &[], &[]);
+    assert_eq!(code, Some(0), "{t}");
+    assert_eq!(
+        conn("h01", "a"),
+        conn("h01", "a-2"),
+        "one connection per run"
+    );
+    assert_eq!(masters(), 0, "a master outlived a default run");
+    assert_eq!(
+        std::fs::read_dir(runtime.path()).unwrap().count(),
+        0,
+        "socket directory left behind"
+    );
+
+    // --ssh-persist: the masters stay, in a private directory of stable sockets.
+    let (code, t) = apply("b", &["--ssh-persist", "600"], &[]);
+    assert_eq!(code, Some(0), "{t}");
+    let sockets = runtime.path().join("tend/ssh");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sockets).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(
+        std::fs::read_dir(&sockets).unwrap().count(),
+        2,
+        "one socket per host"
+    );
+    assert_eq!(masters(), 2, "one master per host kept running");
+    // The next run (set by the environment this time) goes through them.
+    let (code, t) = apply("c", &[], &[("TEND_SSH_PERSIST", "600")]);
+    assert_eq!(code, Some(0), "{t}");
+    for h in ["h01", "h02"] {
+        assert_eq!(
+            conn(h, "b"),
+            conn(h, "c"),
+            "{h}: the second run reconnected"
+        );
+        assert_ne!(conn(h, "a"), conn(h, "b"));
+    }
+    assert_eq!(masters(), 2);
+
+    let (code, t) = run(&["ssh-close", "-i", inv.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("h01 | closed") && t.contains("h02 | closed"),
+        "{t}"
+    );
+    let start = Instant::now();
+    while masters() > 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(masters(), 0, "ssh-close left a master running");
+    let (_, t) = run(&["ssh-close", "-i", inv.to_str().unwrap(), "h01"], &[]);
+    assert!(t.contains("h01 | no open connection"), "{t}");
+
+    // A new master is checked like any connection: a changed host key is refused.
+    lab.rotate_host_key("h01").unwrap();
+    let (code, t) = apply("d", &["--ssh-persist", "600"], &[]);
+    assert_eq!(code, Some(4), "{t}");
+    assert!(t.contains("the host key of h01 has CHANGED"), "{t}");
+    assert!(recap_line(&t, "h02").contains("unreachable=0"), "{t}");
+    let (code, t) = run(&["ssh-close", "-i", inv.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{t}");
+}
