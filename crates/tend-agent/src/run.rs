@@ -1119,7 +1119,7 @@ impl<'a> HostRun<'a> {
                             search_dirs: &search,
                             environment: &environment,
                         };
-                        (entry.run)(&Args::new(args), &ctx).map_err(|e| e.msg)
+                        Ok((entry.run)(&Args::new(args), &ctx).unwrap_or_else(ModuleOutput::from))
                     }
                 }
             }

@@ -301,3 +301,30 @@ fn unsupported_connections_and_ssh_passwords_are_refused() {
     assert!(!err.contains("`localhost`"), "{err}");
     assert!(!d.path().join("out").exists());
 }
+
+#[test]
+fn a_failed_module_keeps_the_fields_it_registered() {
+    // ansible-core: a command that cannot start fails with rc=2 and its cmd, and both are
+    // registered beside msg.
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        r#"
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - file: path={{ root }} state=directory
+    - command: /nonexistent/tend-no-such-program --flag
+      register: missing
+      ignore_errors: true
+    - copy:
+        content: "{{ missing.rc }} {{ missing.cmd | join(' ') }} {{ missing.failed }}"
+        dest: "{{ root }}/f"
+"#,
+    );
+    let (s, _) = apply(d.path(), RunOptions::default());
+    assert_eq!(s.exit_code(), 0);
+    let text = std::fs::read_to_string(d.path().join("out/f")).unwrap();
+    assert_eq!(text, "2 /nonexistent/tend-no-such-program --flag True");
+}

@@ -171,6 +171,20 @@ impl From<args::ArgError> for ModuleError {
     }
 }
 
+impl From<ModuleError> for ModuleOutput {
+    /// A failed task's result: the message and the fields the module registered with it
+    /// (`status_code` of a download, `rc` of a command …), as ansible-core's `fail_json` keeps
+    /// them.
+    fn from(e: ModuleError) -> Self {
+        ModuleOutput {
+            failed: true,
+            msg: Some(e.msg),
+            fields: e.fields,
+            ..Default::default()
+        }
+    }
+}
+
 pub type ModuleResult = Result<ModuleOutput, ModuleError>;
 
 /// A module that does something and reports what happened.

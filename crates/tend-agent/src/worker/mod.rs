@@ -202,10 +202,8 @@ fn answer(req: Request, templar: &Templar) -> Response {
                 search_dirs: &m.search_dirs,
                 environment: &m.environment,
             };
-            match (entry.run)(&Args::new(m.args), &ctx) {
-                Ok(o) => Response::Output(o.into()),
-                Err(e) => Response::Error(e.msg),
-            }
+            let out = (entry.run)(&Args::new(m.args), &ctx).unwrap_or_else(ModuleOutput::from);
+            Response::Output(out.into())
         }
     }
 }
