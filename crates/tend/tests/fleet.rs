@@ -17,9 +17,7 @@ fn lab(n: usize) -> Lab {
 }
 
 fn tend(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tend"));
-    c.args(args).current_dir(dir).env("NO_COLOR", "1");
-    c
+    common::tend_command(dir, args)
 }
 
 /// Starts `tend ARGS` in `dir` with its output captured.

@@ -7,25 +7,14 @@
 //! Needs root (it starts a lab); skips with a note otherwise.
 
 mod common;
-use common::{recap_line, text};
+use common::{is_root, recap_line, text};
 use std::path::Path;
 use std::process::Command;
 
 use tend_lab::Lab;
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 fn tend(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tend"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    common::run_tend(dir, args)
 }
 
 const SETUP: &str = r#"set -e

@@ -1,7 +1,30 @@
 //! Helpers the run-level test files share (each `tests/*.rs` is its own crate; this module is
 //! included with `mod common;`).
 
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `tend ARGS` in `dir`, colours off.
+#[allow(dead_code)]
+pub fn tend_command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tend"));
+    c.args(args).current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+/// Runs `tend ARGS` in `dir` to the end, output captured.
+#[allow(dead_code)]
+pub fn run_tend(dir: &Path, args: &[&str]) -> Output {
+    tend_command(dir, args).output().expect("start tend")
+}
+
+/// Lab tests need root; without it they print a note and pass.
+#[allow(dead_code)]
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
 
 /// Exit status, stdout and stderr of a run, for assertion messages and `contains` checks.
 pub fn text(o: &Output) -> String {
