@@ -4,7 +4,7 @@
 #   benches/fleet/run.sh            # full run (as root); rewrites the results in docs/benchmarks.md
 #   benches/fleet/run.sh --quick    # 10 hosts, tend and ansible-core (fast) only; docs untouched
 #
-# Builds tend and tend-lab (release), installs pyinfra (pinned) into its own venv if missing,
+# Builds tend (build-release.sh: the slim agent embedded) and tend-lab, installs pyinfra (pinned) into its own venv if missing,
 # generates the workload (benches/fleet/gen.py: 31 tasks per host, one task list written as an
 # Ansible playbook and as a pyinfra deploy), then for each fleet size and tool brings up a fresh
 # lab (crates/tend-lab), times the first apply and the no-op re-apply, checks the recaps, compares
@@ -65,8 +65,9 @@ if [ ! -x "$PYINFRA_VENV/bin/pyinfra" ] || [ "$("$PYINFRA_VENV/bin/pyinfra" --ve
     "$PYINFRA_VENV/bin/pip" install --disable-pip-version-check --quiet "pyinfra==$PYINFRA_VERSION" >&2
 fi
 
-echo "== building tend and tend-lab (release)" >&2
-(cd "$repo" && cargo build --release -p tend -p tend-lab >&2)
+echo "== building tend (release, with the slim agent embedded) and tend-lab" >&2
+"$repo/build-release.sh" >&2
+(cd "$repo" && cargo build --release -p tend-lab >&2)
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 case "$target_dir" in /*) ;; *) target_dir=$repo/$target_dir ;; esac
 tend="$target_dir/release/tend"

@@ -3,7 +3,7 @@
 #
 #   benches/local/run.sh
 #
-# Builds tend (release), generates the playbook (benches/local/gen.py), measures the
+# Builds tend (build-release.sh), generates the playbook (benches/local/gen.py), measures the
 # first apply on an empty root and the no-op re-apply for each tool, checks that both
 # tools reach the same end state with changed=0 on the re-apply, and prints a
 # markdown table. Exit status 1 when a check failed.
@@ -41,8 +41,8 @@ if [ -z "$ANSIBLE_PLAYBOOK" ]; then
     exit 2
 fi
 
-echo "== building tend (release)" >&2
-(cd "$repo" && cargo build --release -p tend >&2)
+echo "== building tend (release, with the slim agent embedded)" >&2
+"$repo/build-release.sh" >&2
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 case "$target_dir" in /*) ;; *) target_dir=$repo/$target_dir ;; esac
 tend="$target_dir/release/tend"

@@ -21,6 +21,7 @@ pub use bundle::bundle_roots;
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
 pub use remote::RemoteSettings;
+pub use tend_transport::EmbeddedAgent;
 
 /// Everything a run needs, resolved from the command line once.
 #[derive(Clone, Debug, Default)]
@@ -314,11 +315,21 @@ pub fn close_persistent(
 
 /// Everything SSH hosts share in a run: the agent to push, the sockets' directory, the bundle.
 fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote, String> {
-    let agent = match &prep.settings.remote.agent_binary {
-        Some(p) => tend_transport::AgentBinary::from_path(p),
-        None => tend_transport::AgentBinary::current(),
-    }
-    .map_err(|e| format!("cannot read the tend binary to push to hosts: {e}"))?;
+    let remote_settings = &prep.settings.remote;
+    let agent = match (
+        &remote_settings.agent_binary,
+        &remote_settings.embedded_agent,
+    ) {
+        (Some(p), _) => tend_transport::AgentBinary::from_path(p).map_err(|e| {
+            format!(
+                "cannot read the agent binary {} (TEND_AGENT_BINARY): {e}",
+                p.display()
+            )
+        })?,
+        (None, Some(e)) => tend_transport::AgentBinary::embedded(e)?,
+        (None, None) => tend_transport::AgentBinary::current()
+            .map_err(|e| format!("cannot read the tend binary to push to hosts: {e}"))?,
+    };
     let opts = prep.settings.remote.ssh_options();
     let control = remote::control_dir(&opts)?;
     // What the agents read as the controller's files: the playbook tree and its roles.

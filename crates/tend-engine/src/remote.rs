@@ -23,8 +23,10 @@ pub struct RemoteSettings {
     pub private_key: Option<String>,
     pub ssh_common_args: Option<String>,
     pub ssh_extra_args: Option<String>,
-    /// The agent binary to push; the running executable when unset.
+    /// The agent binary to push (`TEND_AGENT_BINARY`); wins over `embedded_agent`.
     pub agent_binary: Option<PathBuf>,
+    /// The agent compiled into the controller (release builds); else the running executable.
+    pub embedded_agent: Option<tend_transport::EmbeddedAgent>,
     /// `--ssh-persist SECONDS`: masters outlive the run by this much (0: closed at its end).
     pub ssh_persist: u64,
 }

@@ -4,7 +4,8 @@
 //! for it (`~/.ssh/config`, ssh-agent, ProxyJump, certificates) just works. Per host and run there
 //! is one multiplexed connection (ControlMaster, its socket in a private directory of the run, or
 //! with `--ssh-persist` in a stable private directory so that later runs reuse it),
-//! host keys are checked strictly, and the agent — this very binary — is copied to the host once
+//! host keys are checked strictly, and the agent — the slim agent a release build embeds, else
+//! this very binary — is copied to the host once
 //! (cached there by hash) and started as `tend agent`, which then speaks
 //! [`tend_proto::wire`] over the SSH channel.
 
@@ -12,7 +13,7 @@ mod agent_binary;
 mod boot;
 mod ssh;
 
-pub use agent_binary::AgentBinary;
+pub use agent_binary::{AgentBinary, EmbeddedAgent};
 pub use ssh::{close_masters, exit_masters, ControlDir, Session, SshOptions, SshTarget};
 
 /// Why a host could not be used. Both are UNREACHABLE in the recap; the message says why.

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "tend",
-    version,
+    version = crate::embedded::VERSION,
     about = "Configuration management and orchestration: Ansible playbooks, natively fast."
 )]
 pub struct Cli {

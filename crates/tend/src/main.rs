@@ -1,6 +1,7 @@
 //! tend: configuration management and orchestration.
 
 mod cli;
+mod embedded;
 mod history;
 mod printer;
 mod prompt;

@@ -81,6 +81,7 @@ pub fn remote_settings(c: &crate::cli::ConnectionArgs) -> tend_engine::RemoteSet
         ssh_common_args: c.ssh_common_args.clone(),
         ssh_extra_args: c.ssh_extra_args.clone(),
         agent_binary: std::env::var_os("TEND_AGENT_BINARY").map(Into::into),
+        embedded_agent: crate::embedded::AGENT,
         ssh_persist: c.ssh_persist,
     }
 }

@@ -200,3 +200,60 @@ fn a_cache_directory_owned_by_someone_else_is_refused() {
     assert!(t.contains("belongs to uid 65534"), "{t}");
     assert!(t.contains("refusing to run an agent from it"), "{t}");
 }
+
+/// The slim agent (crates/tend-agentd, what release builds embed) is pushed instead of tend
+/// itself, cached by its own hash, and runs the play (templates, registered results, handlers,
+/// a bundle file) the same as `tend agent` does.
+#[test]
+fn the_slim_agent_runs_a_play_like_tend_itself() {
+    let slim = common::slim_agent();
+    let play = "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: echo hi\n      register: r\n      changed_when: false\n    - template: src=t.j2 dest={{ out }}-{{ inventory_hostname }}\n      notify: done\n    - assert: {that: [\"r.stdout == 'hi'\"]}\n  handlers:\n    - name: done\n      copy: content=handled dest={{ out }}-{{ inventory_hostname }}-handler\n";
+    let f = Fixture::new(play, "a ansible_host=hostA\nb ansible_host=hostB\n");
+    std::fs::write(
+        f.path().join("t.j2"),
+        "{{ inventory_hostname }} says {{ r.stdout }}\n",
+    )
+    .unwrap();
+    let slim_s = slim.to_str().unwrap();
+    let first = f.apply(&[("TEND_AGENT_BINARY", slim_s)]);
+    let t = text(&first);
+    assert_eq!(first.status.code(), Some(0), "{t}");
+    assert!(recap_line(&t, "a").contains("ok=4    changed=2"), "{t}");
+    let out = |s: &str| std::fs::read_to_string(f.path().join(format!("out-{s}"))).unwrap();
+    assert_eq!(out("a"), "a says hi\n");
+    assert_eq!(out("b-handler"), "handled");
+
+    // The cached agent is the slim binary, byte for byte.
+    let cache = f.path().join("home-hostA/.cache/tend");
+    let agents: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+        .collect();
+    assert_eq!(agents.len(), 1);
+    assert!(
+        std::fs::read(agents[0].path()).unwrap() == std::fs::read(&slim).unwrap(),
+        "the pushed agent is tend-agentd"
+    );
+
+    // Re-apply: nothing changes, nothing is pushed again.
+    let second = f.apply(&[("TEND_AGENT_BINARY", slim_s)]);
+    let t = text(&second);
+    assert_eq!(second.status.code(), Some(0), "{t}");
+    assert!(recap_line(&t, "b").contains("ok=3    changed=0"), "{t}");
+}
+
+/// tend-agentd's own command line: anything but the boot script's commands is a usage error
+/// (status 2), `--version` names it.
+#[test]
+fn the_slim_agent_refuses_other_command_lines() {
+    let slim = common::slim_agent();
+    let o = Command::new(&slim).arg("--version").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("tend-agentd "));
+    for args in [&["apply", "site.yml"][..], &["agent", "--verbose"], &[]] {
+        let o = Command::new(&slim).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("usage: tend-agentd"));
+    }
+}

@@ -594,3 +594,76 @@ fn ssh_persist_keeps_connections_for_the_next_run() {
     let (code, t) = run(&["ssh-close", "-i", inv.to_str().unwrap()], &[]);
     assert_eq!(code, Some(0), "{t}");
 }
+
+/// The slim agent (crates/tend-agentd, what release builds embed) on a real host: pushed over
+/// SSH to an unprivileged login, runs the play, and starts itself as the become worker
+/// (`EXE agent-worker` through sudo) for the root tasks.
+#[test]
+#[allow(clippy::print_stderr)]
+fn the_slim_agent_runs_plays_and_become_over_ssh() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let slim = common::slim_agent();
+    let lab = lab(1);
+    let dir = tempfile::tempdir().unwrap();
+    let h = &lab.hosts()[0];
+    std::fs::write(
+        dir.path().join("inv.ini"),
+        format!(
+            "{} ansible_host={} ansible_user={} ansible_become_password={} ansible_ssh_private_key_file={} ansible_ssh_common_args='-o UserKnownHostsFile={} -o IdentitiesOnly=yes'\n",
+            h.name,
+            h.ip,
+            tend_lab::DEPLOY_USER,
+            tend_lab::DEPLOY_PASSWORD,
+            lab.key_path().display(),
+            lab.known_hosts_path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - command: whoami\n      register: plain\n      changed_when: false\n    - command: whoami\n      register: root\n      changed_when: false\n      become: true\n    - copy: content=\"{{ plain.stdout }} {{ root.stdout }}\" dest=/root/who mode=0600\n      become: true\n    - file: path=/tmp/slim-{{ plain.stdout }} state=directory\n",
+    )
+    .unwrap();
+    let run = || {
+        let child = tend(dir.path(), &["apply", "site.yml", "-i", "inv.ini"])
+            .env("TEND_AGENT_BINARY", &slim)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait(child, Duration::from_secs(120))
+    };
+    let out = run();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(recap_line(&t, &h.name).contains("ok=4    changed=2"), "{t}");
+    assert_eq!(
+        lab.run(&h.name, &["cat", "/root/who"]).unwrap(),
+        format!("{} root", tend_lab::DEPLOY_USER)
+    );
+    // What the login's cache holds is tend-agentd, byte for byte (so the worker was it too).
+    let cached = lab
+        .run(
+            &h.name,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "sha256sum /home/{}/.cache/tend/agent-* | cut -d' ' -f1",
+                    tend_lab::DEPLOY_USER
+                ),
+            ],
+        )
+        .unwrap();
+    let local = Command::new("sha256sum").arg(&slim).output().unwrap();
+    let local = String::from_utf8_lossy(&local.stdout);
+    assert_eq!(cached.trim(), local.split_whitespace().next().unwrap());
+
+    let again = run();
+    let t = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{t}");
+    assert!(recap_line(&t, &h.name).contains("ok=4    changed=0"), "{t}");
+}

@@ -43,3 +43,38 @@ pub fn recap_line<'a>(out: &'a str, host: &str) -> &'a str {
         .find(|l| l.starts_with(host) && l.contains(" : ok="))
         .unwrap_or("")
 }
+
+/// The slim agent (crates/tend-agentd) for the same profile as the tend under test, built now
+/// if it is missing or stale (`cargo build -p tend-agentd` into the same target directory: a
+/// no-op when it is fresh). Cargo does not give one package's tests another package's binary.
+#[allow(dead_code)]
+pub fn slim_agent() -> std::path::PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let tend = std::path::Path::new(env!("CARGO_BIN_EXE_tend"));
+    let profile_dir = tend.parent().expect("target/<profile>/tend");
+    let target_dir = profile_dir.parent().expect("target/<profile>");
+    let profile = profile_dir.file_name().unwrap().to_string_lossy();
+    let mut c = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    c.args(["build", "--quiet", "-p", "tend-agentd"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir);
+    match &*profile {
+        "debug" => {}
+        "release" => {
+            c.arg("--release");
+        }
+        other => {
+            c.args(["--profile", other]);
+        }
+    }
+    let out = c.output().expect("run cargo to build tend-agentd");
+    assert!(
+        out.status.success(),
+        "cargo build -p tend-agentd failed:\n{}",
+        text(&out)
+    );
+    let agent = profile_dir.join("tend-agentd");
+    assert!(agent.is_file(), "{} was not built", agent.display());
+    agent
+}
