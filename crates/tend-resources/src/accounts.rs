@@ -1,12 +1,10 @@
 //! The local account databases (`/etc/passwd`, `/etc/group`, `/etc/shadow`) as the `user`,
 //! `group`, `authorized_key` and `cron` modules read them, and how those modules run the
-//! system's tools (`useradd`, `chpasswd`, `crontab` …): an argument vector, `LC_ALL=C`, and
-//! — what [`crate::process::run`] does not offer — input (a password hash, a crontab) on
-//! stdin, never in argv, never through a shell.
+//! system's tools (`useradd`, `chpasswd`, `crontab` …) through [`crate::process::execute`]:
+//! an argument vector, `LC_ALL=C`, and input (a password hash, a crontab) on stdin, never in
+//! argv, never through a shell.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::ModuleError;
 
@@ -158,12 +156,7 @@ pub fn shadow(name: &str) -> Result<Option<ShadowEntry>, ModuleError> {
 }
 
 /// What a finished command said.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Output {
-    pub rc: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::process::Ran as Output;
 
 /// Runs `argv` (no shell) with `LC_ALL=C`, `input` on its stdin, and waits for it. A program
 /// that cannot be started is an error naming it; a non-zero exit is the caller's to judge.
@@ -179,38 +172,15 @@ pub fn run_env(
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| ModuleError::new("empty command"))?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .env("LC_ALL", "C")
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().map_err(|e| {
+    let env: Vec<(&str, &str)> = [("LC_ALL", "C")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    crate::process::execute(prog, args, &env, None, input).map_err(|e| {
         ModuleError::new(format!(
             "Failed to find required executable \"{prog}\" ({e}); install the package that \
              provides it on the host"
         ))
-    })?;
-    if let Some(data) = input {
-        if let Some(mut stdin) = child.stdin.take() {
-            // A program that exits early closes its end: its exit status says what happened.
-            let _ = stdin.write_all(data);
-        }
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| ModuleError::new(format!("{prog} did not finish: {e}")))?;
-    Ok(Output {
-        rc: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
 
@@ -223,11 +193,6 @@ pub fn bin_path(name: &str) -> Result<String, ModuleError> {
             std::env::var("PATH").unwrap_or_default()
         ))
     })
-}
-
-/// `argv` from string slices.
-pub fn argv<S: AsRef<str>>(parts: &[S]) -> Vec<String> {
-    parts.iter().map(|s| s.as_ref().to_string()).collect()
 }
 
 #[cfg(test)]
@@ -273,14 +238,14 @@ mod tests {
     #[test]
     fn commands_get_stdin_and_report_status() {
         let o = run(
-            &argv(&["sh", "-c", "cat; echo err >&2; exit 3"]),
+            &crate::process::argv(["sh", "-c", "cat; echo err >&2; exit 3"]),
             Some(b"in"),
         )
         .unwrap();
         assert_eq!(o.rc, 3);
         assert_eq!(o.stdout, "in");
         assert_eq!(o.stderr, "err\n");
-        let e = run(&argv(&["/nonexistent/tool"]), None).unwrap_err();
+        let e = run(&crate::process::argv(["/nonexistent/tool"]), None).unwrap_err();
         assert!(e.msg.contains("/nonexistent/tool"), "{}", e.msg);
     }
 }

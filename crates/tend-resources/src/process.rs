@@ -40,16 +40,40 @@ pub fn run_in(
     let (prog, rest) = argv
         .split_first()
         .ok_or_else(|| ModuleError::new("no command given"))?;
+    execute(prog, rest, env, cwd, None)
+        .map_err(|e| ModuleError::new(format!("cannot run {prog}: {e}")))
+}
+
+/// The one way modules start a program: `prog` with `args` (no shell), `env` applied in order,
+/// `input` written to its stdin (stdin closed when `None`: nothing ever waits for a terminal),
+/// waited for. The error is the spawn's, for the caller to word.
+pub fn execute<K: AsRef<str>, V: AsRef<str>>(
+    prog: &str,
+    args: &[String],
+    env: &[(K, V)],
+    cwd: Option<&Path>,
+    input: Option<&[u8]>,
+) -> std::io::Result<Ran> {
+    use std::io::Write;
     let mut c = Command::new(prog);
-    c.args(rest)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null());
+    c.args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(d) = cwd {
         c.current_dir(d);
     }
-    let out = c
-        .output()
-        .map_err(|e| ModuleError::new(format!("cannot run {prog}: {e}")))?;
+    let mut child = c.spawn()?;
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A program that exits early closes its end: its exit status says what happened.
+        let _ = stdin.write_all(data);
+    }
+    let out = child.wait_with_output()?;
     let rc = match out.status.code() {
         Some(c) => c,
         None => {

@@ -537,16 +537,19 @@ fn observe_key(path: &str) -> KeyObs {
     let private_exists = p.exists();
     let public = format!("{path}.pub");
     let fingerprint = if private_exists {
-        accounts::run(&accounts::argv(&["ssh-keygen", "-l", "-f", path]), None)
-            .ok()
-            .map(|o| {
-                if o.rc == 0 {
-                    o.stdout.trim().to_string()
-                } else {
-                    o.stderr.trim().to_string()
-                }
-            })
-            .unwrap_or_default()
+        accounts::run(
+            &crate::process::argv(["ssh-keygen", "-l", "-f", path]),
+            None,
+        )
+        .ok()
+        .map(|o| {
+            if o.rc == 0 {
+                o.stdout.trim().to_string()
+            } else {
+                o.stderr.trim().to_string()
+            }
+        })
+        .unwrap_or_default()
     } else {
         String::new()
     };
