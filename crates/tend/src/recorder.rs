@@ -290,7 +290,13 @@ impl Recorder {
                         changed: r.status == tend_proto::ResultStatus::Changed,
                         handler: r.handler,
                         ignored: r.ignored,
-                        diffs: r.diffs.clone(),
+                        // A no_log result arrives censored; its diffs would tell the
+                        // secret all the same.
+                        diffs: if r.result.get("censored").is_some() {
+                            Vec::new()
+                        } else {
+                            r.diffs.clone()
+                        },
                         result: r.result.clone(),
                     });
             }

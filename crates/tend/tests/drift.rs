@@ -261,6 +261,11 @@ fn local_hosts_drift_exit_statuses_and_fix() {
         dest: "{{ playbook_dir }}/{{ inventory_hostname }}.conf"
         content: "a\nb\n"
         mode: "0644"
+    - name: hidden
+      copy:
+        dest: "{{ playbook_dir }}/{{ inventory_hostname }}.hidden"
+        content: "nolog-canary-4b1d\n"
+      no_log: true
     - name: broken on purpose
       command: "{{ '/bin/false' if break_me | default(false) else '/bin/true' }}"
       check_mode: false
@@ -281,7 +286,7 @@ fn local_hosts_drift_exit_statuses_and_fix() {
     let o = run(&["apply"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        recap_line(&stdout(&o), "web1").contains("changed=1 "),
+        recap_line(&stdout(&o), "web1").contains("changed=2 "),
         "{}",
         text(&o)
     );
@@ -289,6 +294,7 @@ fn local_hosts_drift_exit_statuses_and_fix() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     std::fs::write(dir.join("web1.conf"), "a\nc\n").unwrap();
+    std::fs::write(dir.join("web2.hidden"), "nolog-canary-4b1d edited\n").unwrap();
     std::fs::set_permissions(
         dir.join("web1.conf"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -312,9 +318,23 @@ fn local_hosts_drift_exit_statuses_and_fix() {
         text(&o)
     );
     assert!(
-        out.contains("hosts 50% (1 of 2 checked hosts fully in state)"),
+        out.contains("hosts 0% (0 of 2 checked hosts fully in state)"),
         "{}",
         text(&o)
+    );
+    // A no_log task's drift is reported without its details, and they are not recorded.
+    assert!(
+        out.contains(&format!(
+            "web2: copy[hidden]: changed outside tend (details hidden: no_log)\n"
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.contains("nolog-canary"), "{}", text(&o));
+    let db = std::fs::read(dir.join(".tend/history.db")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&db).contains("nolog-canary"),
+        "a no_log task's diff is in the history"
     );
 
     // A failing host: exit 1 even though web1 drifted.
@@ -338,5 +358,5 @@ fn local_hosts_drift_exit_statuses_and_fix() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["compliance"]["hosts_percent"], 100.0, "{doc}");
-    assert_eq!(doc["totals"]["in_state"], 2, "{doc}");
+    assert_eq!(doc["totals"]["in_state"], 4, "{doc}");
 }
