@@ -9,7 +9,7 @@
 //!   after = the playbook) as what happened outside tend;
 //! - **error**: failed (not ignored) or unreachable;
 //! - **not checkable**: skipped in check mode (a `command` without `creates` …) or a failure the
-//!   playbook ignores — counted apart, never as in state.
+//!   playbook ignores or rescues — counted apart, never as in state.
 //!
 //! Tasks skipped by `when`, handlers, and modules that only read (`debug`, `stat` …) are not
 //! resources. Any changed task counts as drifted, so the report agrees with the history's
@@ -114,6 +114,9 @@ pub struct HostReport {
     pub drifts: Vec<Drift>,
     pub errors: Vec<Note>,
     pub not_checkable: Vec<Note>,
+    /// Errors of the play under way (a `rescue` may still turn them into a continue).
+    #[serde(skip)]
+    play_errors: usize,
 }
 
 impl HostReport {
@@ -125,6 +128,7 @@ impl HostReport {
             drifts: Vec::new(),
             errors: Vec::new(),
             not_checkable: Vec::new(),
+            play_errors: 0,
         }
     }
 
@@ -261,6 +265,7 @@ impl Report {
                         }
                         Outcome::Error(n) => {
                             h.counts.errors += 1;
+                            h.play_errors += 1;
                             h.errors.push(n);
                         }
                         Outcome::NotCheckable(n) => {
@@ -274,6 +279,18 @@ impl Report {
             }
             Event::HostDone { host, stats } => {
                 let h = self.host(host);
+                // Failures of this play that left the host without a failure were rescued:
+                // the playbook handled them, as the recap (and the metrics) count them.
+                if stats.failed == 0 && stats.unreachable == 0 && h.play_errors > 0 {
+                    let at = h.errors.len() - h.play_errors.min(h.errors.len());
+                    for mut n in h.errors.drain(at..) {
+                        n.message = format!("failed (rescued by the playbook): {}", n.message);
+                        h.counts.errors -= 1;
+                        h.counts.not_checkable += 1;
+                        h.not_checkable.push(n);
+                    }
+                }
+                h.play_errors = 0;
                 // A host the engine could not reach may end without a task result.
                 if stats.unreachable > 0 && h.counts.errors == 0 {
                     h.counts.errors += 1;
@@ -1515,6 +1532,98 @@ mod tests {
                 not_checkable: 0
             }
         );
+    }
+
+    #[test]
+    fn services_and_rescued_failures() {
+        let idx = index(&[
+            (
+                "site.yml:1:7",
+                "systemd",
+                json!({"name": "nginx", "state": "stopped", "enabled": false}),
+            ),
+            (
+                "site.yml:2:7",
+                "service",
+                json!({"name": "cron", "state": "started"}),
+            ),
+            ("site.yml:3:7", "apt", json!({"name": "nope"})),
+        ]);
+        let hosts = ["a".to_string()];
+        let mut r = Report::new(hosts.iter());
+        let none = Scrubber::default();
+        r.event(
+            &result(
+                "a",
+                1,
+                ResultStatus::Changed,
+                json!({"changed": true, "name": "nginx", "state": "stopped", "enabled": false,
+            "status": {"ActiveState": "active", "UnitFileState": "enabled"}}),
+                vec![],
+            ),
+            &idx,
+            &none,
+        );
+        // A sysvinit host reports no unit status: the declared state tells what was found.
+        r.event(
+            &result(
+                "a",
+                2,
+                ResultStatus::Changed,
+                json!({"changed": true, "name": "cron", "state": "started"}),
+                vec![],
+            ),
+            &idx,
+            &none,
+        );
+        r.event(
+            &result(
+                "a",
+                3,
+                ResultStatus::Failed,
+                json!({"failed": true, "msg": "No package matching 'nope' is available"}),
+                vec![],
+            ),
+            &idx,
+            &none,
+        );
+        assert_eq!(r.exit_code(), EXIT_ERROR);
+        r.event(
+            &Event::HostDone {
+                host: "a".into(),
+                stats: tend_proto::HostStats {
+                    ok: 2,
+                    changed: 2,
+                    rescued: 1,
+                    ..Default::default()
+                },
+            },
+            &idx,
+            &none,
+        );
+        assert_eq!(
+            messages(&r, "a"),
+            [
+                "systemd[nginx]: started outside tend (declared stopped)",
+                "systemd[nginx]: enabled outside tend (declared disabled)",
+                "service[cron]: stopped outside tend (declared started)",
+            ]
+        );
+        let h = &r.hosts()[0];
+        assert_eq!(
+            h.counts,
+            Counts {
+                in_state: 0,
+                drifted: 2,
+                errors: 0,
+                not_checkable: 1
+            }
+        );
+        assert_eq!(
+            h.not_checkable[0].message,
+            "failed (rescued by the playbook): No package matching 'nope' is available"
+        );
+        assert_eq!(r.exit_code(), EXIT_DRIFT);
     }
 
     #[test]
