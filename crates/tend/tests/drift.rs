@@ -324,9 +324,7 @@ fn local_hosts_drift_exit_statuses_and_fix() {
     );
     // A no_log task's drift is reported without its details, and they are not recorded.
     assert!(
-        out.contains(&format!(
-            "web2: copy[hidden]: changed outside tend (details hidden: no_log)\n"
-        )),
+        out.contains("web2: copy[hidden]: changed outside tend (details hidden: no_log)\n"),
         "{}",
         text(&o)
     );
