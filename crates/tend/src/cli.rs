@@ -20,6 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a playbook against an inventory (like ansible-playbook).
     Apply(Box<ApplyArgs>),
+    /// Check every host against a playbook and report drift (check mode with diffs); --fix
+    /// corrects it.
+    Drift(Box<DriftArgs>),
     /// Show an inventory (like ansible-inventory).
     Inventory(InventoryArgs),
     /// Check that hosts are reachable and their agent runs (like `ansible -m ping`).
@@ -201,6 +204,69 @@ pub struct ApplyArgs {
     #[arg(long = "no-history")]
     pub no_history: bool,
     /// Wait up to this long for hosts another run holds, instead of failing at once.
+    #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+/// `tend drift`: the apply options that choose hosts, tasks and variables; the playbook always
+/// runs in check mode with diffs (`--fix` then applies it to the drifted hosts).
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Exit status: 0 every host checked is in its declared state, 2 drift found, 1 an error \
+(bad input, a failed task, an unreachable host, a history that cannot be written). An error \
+wins over drift: a run with both exits 1.
+With --fix: 0 when the drift was corrected without error (or there was none), 1 on any error.")]
+pub struct DriftArgs {
+    /// The playbook that declares the desired state.
+    pub playbook: PathBuf,
+    /// Inventory file, directory or comma-separated host list (repeatable).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
+    /// Extra variables: key=value, a JSON/YAML mapping, or @file (repeatable).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Only check hosts matching this pattern.
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Option<String>,
+    /// Only check tasks tagged with these tags (comma-separated, repeatable).
+    #[arg(short = 't', long = "tags", value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Skip tasks tagged with these tags (comma-separated, repeatable).
+    #[arg(long = "skip-tags", value_name = "TAGS")]
+    pub skip_tags: Vec<String>,
+    /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
+    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
+    pub connection: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Run tasks as another user (privilege escalation, like ansible-playbook -b).
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+    /// The user to become (default root); playbook keywords and variables override it.
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// How to become that user: sudo (default) or su.
+    #[arg(long = "become-method", value_name = "METHOD")]
+    pub become_method: Option<String>,
+    /// Ask for the privilege escalation password once, on the terminal.
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// How many hosts run at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50)]
+    pub forks: usize,
+    /// Correct the drift: apply the playbook to the hosts that drifted (recorded as a fix run).
+    #[arg(long = "fix")]
+    pub fix: bool,
+    /// Output format on stdout: the report for people, or one JSON document
+    /// (docs/architecture.md, "Drift", describes its fields).
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Do not record the check (or the fix) in the history.
+    #[arg(long = "no-history")]
+    pub no_history: bool,
+    /// With --fix: wait up to this long for hosts another run holds, instead of failing at once.
     #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
 }

@@ -1,6 +1,7 @@
 //! tend: configuration management and orchestration.
 
 mod cli;
+mod drift;
 mod embedded;
 mod history;
 mod printer;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Apply(args) => apply(*args),
+        Command::Drift(args) => drift::drift(*args),
         Command::Inventory(args) => inventory(args),
         Command::Ping(args) => ping(args),
         Command::History(args) => history::history(args),

@@ -165,6 +165,15 @@ impl Recorder {
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
     ) -> Result<Option<Recorder>, StoreError> {
+        Self::start_as(prep, args, RunKind::Apply)
+    }
+
+    /// [`Recorder::start`] for a run of another kind (`tend drift` records drift and fix runs).
+    pub fn start_as(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+        kind: RunKind,
+    ) -> Result<Option<Recorder>, StoreError> {
         let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
         let explicit = args
             .store
@@ -222,7 +231,7 @@ impl Recorder {
             .unwrap_or(std::path::Path::new("."));
         let argv: Vec<String> = std::env::args().collect();
         let start = RunStart {
-            kind: RunKind::Apply,
+            kind,
             check: args.check,
             argv: recorded_argv(&argv),
             user: user.clone(),
@@ -247,6 +256,11 @@ impl Recorder {
             leased,
             failed: None,
         }))
+    }
+
+    /// The id of the run being recorded.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     fn write_failed(&mut self, e: StoreError) {
@@ -276,7 +290,13 @@ impl Recorder {
                         changed: r.status == tend_proto::ResultStatus::Changed,
                         handler: r.handler,
                         ignored: r.ignored,
-                        diffs: r.diffs.clone(),
+                        // A no_log result arrives censored; its diffs would tell the
+                        // secret all the same.
+                        diffs: if r.result.get("censored").is_some() {
+                            Vec::new()
+                        } else {
+                            r.diffs.clone()
+                        },
                         result: r.result.clone(),
                     });
             }
