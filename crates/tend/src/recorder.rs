@@ -165,6 +165,18 @@ impl Recorder {
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
     ) -> Result<Option<Recorder>, StoreError> {
+        Self::start_as(prep, args, RunKind::Apply, None)
+    }
+
+    /// [`Recorder::start`] for a run of `kind`; `plan`: the id of the plan `tend apply PLAN`
+    /// applies, recorded in the start, and refused (after the leases are taken, so two applies
+    /// of one plan cannot both pass) when a run already applied it.
+    pub fn start_as(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+        kind: RunKind,
+        plan: Option<&str>,
+    ) -> Result<Option<Recorder>, StoreError> {
         let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
         let explicit = args
             .store
@@ -215,6 +227,28 @@ impl Recorder {
                 Duration::from_secs(args.lock_timeout),
             )?;
         }
+        if let Some(plan) = plan {
+            let applied = store.runs(&Default::default()).map(|runs| {
+                runs.into_iter()
+                    .find(|r| r.start.plan.as_deref() == Some(plan))
+            });
+            let refusal = match applied {
+                Ok(Some(r)) => Some(StoreError::PlanApplied {
+                    plan: plan.to_string(),
+                    run: r.run_id,
+                    started: r.start.started,
+                    user: r.start.user,
+                }),
+                Ok(None) => None,
+                Err(e) => Some(e),
+            };
+            if let Some(e) = refusal {
+                if leased {
+                    let _ = store.release_leases(&run_id);
+                }
+                return Err(e);
+            }
+        }
         let playbook_dir = args
             .playbook
             .parent()
@@ -222,7 +256,7 @@ impl Recorder {
             .unwrap_or(std::path::Path::new("."));
         let argv: Vec<String> = std::env::args().collect();
         let start = RunStart {
-            kind: RunKind::Apply,
+            kind,
             check: args.check,
             argv: recorded_argv(&argv),
             user: user.clone(),
@@ -232,6 +266,7 @@ impl Recorder {
             git: tend_store::git::git_info(playbook_dir),
             hosts,
             groups,
+            plan: plan.map(str::to_string),
         };
         if let Err(e) = store.start_run(&run_id, &start) {
             if leased {
@@ -247,6 +282,11 @@ impl Recorder {
             leased,
             failed: None,
         }))
+    }
+
+    /// The id of the run being recorded.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     fn write_failed(&mut self, e: StoreError) {
