@@ -8,8 +8,8 @@ use tend_lang::playbook::{role, Loader, RoleScope};
 use tend_lang::template::{to_jinja_ser, Layer, OMIT};
 use tend_lang::{Scope, Templar};
 use tend_proto::{
-    Become, Event, Handler, HostState, HostStats, PlanAction, PlannedChange, Program,
-    ResultStatus, Task, TaskKind, TaskResult, Value, Vars,
+    Become, Event, Handler, HostState, HostStats, PlanAction, PlannedChange, Program, ResultStatus,
+    Task, TaskKind, TaskResult, Value, Vars,
 };
 use tend_resources::{Args, ChangeKind, ModuleCtx, ModuleOutput, PlanMode};
 
@@ -1120,8 +1120,8 @@ impl<'a> HostRun<'a> {
         };
         let mut change: Option<PlannedChange> = None;
         let task_name = self.task_display_name(t);
-        let planned_change = |action: PlanAction, subject: String, diffs: Vec<Value>| {
-            PlannedChange {
+        let planned_change =
+            |action: PlanAction, subject: String, diffs: Vec<Value>| PlannedChange {
                 key: key.clone(),
                 module: m.name.clone(),
                 action,
@@ -1130,8 +1130,7 @@ impl<'a> HostRun<'a> {
                 digest: None,
                 censored: false,
                 changed_since_plan: false,
-            }
-        };
+            };
 
         let is_builtin = builtin::BUILTIN_MODULES.contains(&m.name.as_str());
         let out: Result<ModuleOutput, String> = if is_builtin {
@@ -1164,7 +1163,11 @@ impl<'a> HostRun<'a> {
             };
             if check && !entry.check_mode {
                 if mode != PlanMode::Off {
-                    change = Some(planned_change(PlanAction::Run, task_name.clone(), Vec::new()));
+                    change = Some(planned_change(
+                        PlanAction::Run,
+                        task_name.clone(),
+                        Vec::new(),
+                    ));
                 }
                 Ok(ModuleOutput {
                     skipped: true,
@@ -1175,7 +1178,17 @@ impl<'a> HostRun<'a> {
                 // An action under `tend apply PLAN`: one that cannot predict its result runs
                 // if the plan said it will; one that can is asked first, in check mode.
                 let expected = expected.clone();
-                if !entry.check_mode {
+                let predicted = if entry.check_mode {
+                    Some(self.call_module(t, inh, entry, &call, true, true, PlanMode::Off))
+                } else {
+                    None
+                };
+                let will_run = match &predicted {
+                    None => true,
+                    Some(Ok(o)) => o.skipped && !o.changed,
+                    Some(Err(_)) => false,
+                };
+                if will_run {
                     let mut pc = planned_change(PlanAction::Run, task_name.clone(), Vec::new());
                     if expected == Some(None) {
                         change = Some(pc);
@@ -1190,7 +1203,7 @@ impl<'a> HostRun<'a> {
                         )))
                     }
                 } else {
-                    match self.call_module(t, inh, entry, &call, true, true, PlanMode::Off) {
+                    match predicted.unwrap_or_else(|| Err(String::new())) {
                         Ok(o) if o.changed && !o.failed => {
                             let mut pc = action_change(
                                 planned_change(PlanAction::Update, String::new(), o.diffs),
@@ -1199,7 +1212,15 @@ impl<'a> HostRun<'a> {
                             );
                             if matches!(&expected, Some(Some(d)) if Some(d) == pc.digest.as_ref()) {
                                 change = Some(pc);
-                                self.call_module(t, inh, entry, &call, false, collect, PlanMode::Off)
+                                self.call_module(
+                                    t,
+                                    inh,
+                                    entry,
+                                    &call,
+                                    false,
+                                    collect,
+                                    PlanMode::Off,
+                                )
                             } else {
                                 pc.changed_since_plan = true;
                                 let msg = format!(
@@ -1231,6 +1252,13 @@ impl<'a> HostRun<'a> {
                         pc.digest = Some(c.digest());
                         pc.changed_since_plan = o.changed_since_plan;
                         change = Some(pc);
+                    } else if check && o.skipped && !o.changed && !entry.resource {
+                        // An action that declines check mode itself (`command`): it will run.
+                        change = Some(planned_change(
+                            PlanAction::Run,
+                            task_name.clone(),
+                            Vec::new(),
+                        ));
                     } else if o.changed && !o.failed && !entry.resource {
                         change = Some(action_change(
                             planned_change(PlanAction::Update, String::new(), o.diffs.clone()),
@@ -1440,12 +1468,12 @@ impl<'a> HostRun<'a> {
         // the rest of the plan applies, and the controller lists it at the end.
         let ignore = failed && only_changed_since_plan(&result)
             || failed && ignore_flag.is_some() && {
-            let scope = self.scope(t, inh, None);
-            self.eval_flag(&ignore_flag, &scope)
-                .ok()
-                .flatten()
-                .unwrap_or(false)
-        };
+                let scope = self.scope(t, inh, None);
+                self.eval_flag(&ignore_flag, &scope)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false)
+            };
         if let Some(reg) = &t.register {
             self.host_facts.set(reg, result.clone());
         }

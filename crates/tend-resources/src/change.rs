@@ -256,15 +256,15 @@ mod tests {
 
     #[test]
     fn the_digest_does_not_depend_on_key_order() {
-        let v1: Value = serde_json::from_str(r#"{"a": 1, "b": {"x": [1, {"q": 2, "p": 3}]}}"#)
-            .unwrap();
-        let v2: Value = serde_json::from_str(r#"{"b": {"x": [1, {"p": 3, "q": 2}]}, "a": 1}"#)
-            .unwrap();
+        let v1: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"x": [1, {"q": 2, "p": 3}]}}"#).unwrap();
+        let v2: Value =
+            serde_json::from_str(r#"{"b": {"x": [1, {"p": 3, "q": 2}]}, "a": 1}"#).unwrap();
         assert_eq!(digest_value("t", &v1), digest_value("t", &v2));
         assert_ne!(digest_value("t", &v1), digest_value("u", &v1));
         // Array order is meaning.
-        let v3: Value = serde_json::from_str(r#"{"a": 1, "b": {"x": [{"q": 2, "p": 3}, 1]}}"#)
-            .unwrap();
+        let v3: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"x": [{"q": 2, "p": 3}, 1]}}"#).unwrap();
         assert_ne!(digest_value("t", &v1), digest_value("t", &v3));
     }
 }

@@ -151,7 +151,8 @@ impl PlanFile {
                 path.display()
             ));
         }
-        serde_json::from_value(v).map_err(|e| format!("{} is not a valid tend plan: {e}", path.display()))
+        serde_json::from_value(v)
+            .map_err(|e| format!("{} is not a valid tend plan: {e}", path.display()))
     }
 }
 
@@ -186,7 +187,10 @@ pub fn render(plan: &PlanFile) -> String {
                 PlanAction::Delete => "will be destroyed",
                 PlanAction::Run => "will run",
             };
-            out.push_str(&format!("# {}: {}[{}] {what}\n", h.host, c.module, c.subject));
+            out.push_str(&format!(
+                "# {}: {}[{}] {what}\n",
+                h.host, c.module, c.subject
+            ));
             if c.censored {
                 out.push_str("  (the change is hidden: the task has no_log)\n");
             }
@@ -229,7 +233,8 @@ fn render_record(d: &Value) -> String {
             }
         }
         _ => {
-            for line in crate::printer::render_diff(d).lines() {
+            let text = crate::printer::render_diff(d);
+            for line in text.trim_end_matches('\n').lines() {
                 out.push_str("  ");
                 out.push_str(line);
                 out.push('\n');
@@ -268,7 +273,10 @@ fn scrubber(prep: &tend_engine::Prepared, hosts: &[String]) -> Scrubber {
     }
     named(&mut s, &prep.settings.extra_vars);
     for h in hosts {
-        named(&mut s, &prep.inventory.host_vars(h, Some(&prep.playbook_vars)));
+        named(
+            &mut s,
+            &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
+        );
     }
     s
 }
@@ -302,12 +310,11 @@ fn inputs(
     let skip: Vec<PathBuf> = plan_path.into_iter().map(Path::to_path_buf).collect();
     let all = tend_engine::input_digests(prep, &extra_var_files(&options.extra_vars), &skip)
         .map_err(|e| format!("{e}; every input of a plan must be readable"))?;
-    let base = std::path::absolute(&prep.playbook.dir).unwrap_or_else(|_| prep.playbook.dir.clone());
+    let base =
+        std::path::absolute(&prep.playbook.dir).unwrap_or_else(|_| prep.playbook.dir.clone());
     Ok(all
         .into_iter()
-        .filter(|(name, _)| {
-            !(name.ends_with(".json") && is_plan_file(&base.join(name)))
-        })
+        .filter(|(name, _)| !(name.ends_with(".json") && is_plan_file(&base.join(name))))
         .collect())
 }
 
@@ -439,9 +446,10 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         out(&crate::settings::listing(&prep, &run));
         return ExitCode::SUCCESS;
     }
-    let plan_path = args.out.as_deref().map(|p| {
-        std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-    });
+    let plan_path = args
+        .out
+        .as_deref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     let inputs = match inputs(&prep, &options, plan_path.as_deref()) {
         Ok(i) => i,
         Err(e) => return error(&e, None),
@@ -639,6 +647,26 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         Ok(p) => p,
         Err(e) => return error(&e, None),
     };
+    // Said first, before inputs are hashed; checked again under the leases when the run starts.
+    let spec = crate::recorder::store_spec(
+        &args.store.store,
+        tend_store::StoreSpec::beside(&plan_dir_playbook(&plan)),
+    );
+    if let Ok(mut store) = tend_store::Store::open_existing(&spec) {
+        if let Ok(runs) = store.runs(&Default::default()) {
+            if let Some(r) = runs
+                .into_iter()
+                .find(|r| r.start.plan.as_deref() == Some(&plan.id))
+            {
+                return crate::history::report(&tend_store::StoreError::PlanApplied {
+                    plan: plan.id.clone(),
+                    run: r.run_id,
+                    started: r.start.started,
+                    user: r.start.user,
+                });
+            }
+        }
+    }
     let plan_path = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     // Relative paths of the plan mean what they meant where it was made.
     let mut args = args;
@@ -809,6 +837,11 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The plan's playbook, as a path from here.
+fn plan_dir_playbook(plan: &PlanFile) -> PathBuf {
+    Path::new(&plan.dir).join(&plan.options.playbook)
+}
+
 /// Inputs that differ between a plan and now: changed, gone, or new.
 pub fn changed_inputs(
     planned: &BTreeMap<String, String>,
@@ -891,7 +924,12 @@ mod tests {
                 changes: vec![PlannedChange {
                     censored: true,
                     module: "copy".into(),
-                    ..change("0:site.yml:12:7#1", PlanAction::Create, "Install key", vec![])
+                    ..change(
+                        "0:site.yml:12:7#1",
+                        PlanAction::Create,
+                        "Install key",
+                        vec![],
+                    )
                 }],
             },
             HostPlan {
@@ -948,7 +986,9 @@ mod tests {
         let yml = t.path().join("site.yml");
         std::fs::write(&yml, "- hosts: all\n").unwrap();
         assert!(!is_plan_file(&yml));
-        assert!(PlanFile::read(&yml).unwrap_err().contains("not a tend plan"));
+        assert!(PlanFile::read(&yml)
+            .unwrap_err()
+            .contains("not a tend plan"));
         let old = t.path().join("old.json");
         std::fs::write(&old, r#"{"format": "tend-plan", "version": 99}"#).unwrap();
         assert!(PlanFile::read(&old).unwrap_err().contains("version 99"));
@@ -957,7 +997,9 @@ mod tests {
     #[test]
     fn changed_inputs_are_named_changed_removed_or_new() {
         let m = |v: &[(&str, &str)]| -> BTreeMap<String, String> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         let planned = m(&[("site.yml", "1"), ("templates/a.j2", "2"), ("inv", "3")]);
         let now = m(&[("site.yml", "1"), ("templates/a.j2", "9"), ("new.yml", "4")]);
@@ -972,7 +1014,16 @@ mod tests {
     fn options_that_shape_the_run_are_refused_with_a_plan() {
         use clap::Parser;
         let cli = crate::cli::Cli::parse_from([
-            "tend", "apply", "plan.json", "-e", "x=1", "-l", "web", "-f", "5", "-D",
+            "tend",
+            "apply",
+            "plan.json",
+            "-e",
+            "x=1",
+            "-l",
+            "web",
+            "-f",
+            "5",
+            "-D",
         ]);
         let crate::cli::Command::Apply(a) = cli.command else {
             panic!()
