@@ -185,7 +185,8 @@ mod tests {
         let extra = d.join("extra.yml");
         std::fs::write(&extra, "a: 1\n").unwrap();
         let prep = prepared(d);
-        let got = input_digests(&prep, &[extra.clone()], &[d.join("plan.json")]).unwrap();
+        let got =
+            input_digests(&prep, std::slice::from_ref(&extra), &[d.join("plan.json")]).unwrap();
         let names: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(names, vec!["extra.yml", "site.yml", "templates/motd.j2"]);
         // sha256("hello\n")

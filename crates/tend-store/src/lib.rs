@@ -125,12 +125,12 @@ pub enum StoreError {
     AmbiguousRun { prefix: String, runs: Vec<String> },
     #[error("{0}")]
     BadFilter(String),
-    #[error("plan {plan} was already applied by run {run} (started {started} by {user}); a plan may be applied once")]
+    #[error("plan {plan} was already applied by run {run} ({by}); a plan may be applied once")]
     PlanApplied {
         plan: String,
         run: String,
-        started: String,
-        user: String,
+        /// `started WHEN by USER`.
+        by: String,
     },
 }
 

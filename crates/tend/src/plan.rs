@@ -661,8 +661,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
                 return crate::history::report(&tend_store::StoreError::PlanApplied {
                     plan: plan.id.clone(),
                     run: r.run_id,
-                    started: r.start.started,
-                    user: r.start.user,
+                    by: format!("started {} by {}", r.start.started, r.start.user),
                 });
             }
         }

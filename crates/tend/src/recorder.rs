@@ -236,8 +236,7 @@ impl Recorder {
                 Ok(Some(r)) => Some(StoreError::PlanApplied {
                     plan: plan.to_string(),
                     run: r.run_id,
-                    started: r.start.started,
-                    user: r.start.user,
+                    by: format!("started {} by {}", r.start.started, r.start.user),
                 }),
                 Ok(None) => None,
                 Err(e) => Some(e),

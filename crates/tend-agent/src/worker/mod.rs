@@ -149,7 +149,7 @@ pub(crate) struct WireOutput {
     pub fields: Vars,
     pub diffs: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change: Option<Change>,
+    pub change: Option<Box<Change>>,
     #[serde(default)]
     pub changed_since_plan: bool,
 }
@@ -163,7 +163,7 @@ impl From<ModuleOutput> for WireOutput {
             msg: o.msg,
             fields: o.fields,
             diffs: o.diffs,
-            change: o.change,
+            change: o.change.map(Box::new),
             changed_since_plan: o.changed_since_plan,
         }
     }
@@ -178,7 +178,7 @@ impl From<WireOutput> for ModuleOutput {
             msg: o.msg,
             fields: o.fields,
             diffs: o.diffs,
-            change: o.change,
+            change: o.change.map(|c| *c),
             changed_since_plan: o.changed_since_plan,
         }
     }
