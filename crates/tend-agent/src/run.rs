@@ -8,10 +8,10 @@ use tend_lang::playbook::{role, Loader, RoleScope};
 use tend_lang::template::{to_jinja_ser, Layer, OMIT};
 use tend_lang::{Scope, Templar};
 use tend_proto::{
-    Become, Event, Handler, HostState, HostStats, Program, ResultStatus, Task, TaskKind,
-    TaskResult, Value, Vars,
+    Become, Event, Handler, HostState, HostStats, PlanAction, PlannedChange, Program, ResultStatus,
+    Task, TaskKind, TaskResult, Value, Vars,
 };
-use tend_resources::{Args, ModuleCtx, ModuleOutput};
+use tend_resources::{Args, ChangeKind, ModuleCtx, ModuleOutput, PlanMode};
 
 use crate::builtin;
 use crate::loops;
@@ -19,7 +19,7 @@ use crate::privilege::{self, Escalation, Resolved};
 use crate::sync::{Rendezvous, RunOnce};
 use crate::vars::{layer, DynVars};
 use crate::worker::spawn::Worker;
-use crate::worker::{ModuleRequest, Request, Response, WireLayer};
+use crate::worker::{ModuleRequest, Request, Response, WireLayer, WirePlan};
 
 const NO_LOG_MSG: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
@@ -76,6 +76,12 @@ pub struct HostRun<'a> {
     started: bool,
     /// Privileged workers started so far, one per way of becoming a user.
     workers: std::collections::HashMap<Escalation, Worker>,
+    /// How often this host reached each module task's location (part of a change's key).
+    loc_seen: std::collections::HashMap<String, usize>,
+    /// The module task running now: its location and occurrence, and the loop item.
+    current: (String, usize, Option<usize>),
+    /// Plans: the changes of the task running now (one per loop item), for its result.
+    task_changes: Vec<PlannedChange>,
 }
 
 /// The program-wide layers, converted once.
@@ -137,7 +143,21 @@ impl<'a> HostRun<'a> {
             stats: HostStats::default(),
             started: program.options.start_at_task.is_none(),
             workers: Default::default(),
+            loc_seen: Default::default(),
+            current: (String::new(), 0, None),
+            task_changes: Vec::new(),
         }
+    }
+
+    /// Whether this run reports changes (`tend plan`, `tend apply PLAN`).
+    fn plans(&self) -> bool {
+        self.program.options.plan || self.program.guard.is_some()
+    }
+
+    /// The key of the resource running now (see [`tend_proto::change_key`]).
+    fn change_key(&self) -> String {
+        let (loc, n, item) = &self.current;
+        tend_proto::change_key(self.program.play.index, loc, *n, *item)
     }
 
     fn host(&self) -> &str {
@@ -206,6 +226,7 @@ impl<'a> HostRun<'a> {
             ignored: false,
             handler: false,
             diffs: Vec::new(),
+            changes: Vec::new(),
         }));
         Flow::Failed
     }
@@ -264,6 +285,7 @@ impl<'a> HostRun<'a> {
             handler: false,
             result,
             diffs: Vec::new(),
+            changes: Vec::new(),
         }));
         if status == ResultStatus::Failed {
             Flow::Failed
@@ -747,6 +769,11 @@ impl<'a> HostRun<'a> {
         let TaskKind::Module(m) = &t.kind else {
             return Flow::Continue;
         };
+        let loc = t.loc.to_string();
+        let seen = self.loc_seen.entry(loc.clone()).or_insert(0);
+        *seen += 1;
+        self.current = (loc, *seen, None);
+        self.task_changes.clear();
         if let Some(refused) = self.refuse_delegated(t, inh, handler) {
             return refused;
         }
@@ -879,6 +906,7 @@ impl<'a> HostRun<'a> {
                 );
             }
             let scope = self.scope(t, inh, Some(layer(&lv, false)));
+            self.current.2 = Some(idx);
             let (mut r, diffs) = match self.eval_when(conds, &scope) {
                 Err(e) => (failed_result(&t.loc, &e), Vec::new()),
                 Ok(false) => (skipped_result(conds), Vec::new()),
@@ -911,6 +939,7 @@ impl<'a> HostRun<'a> {
             });
             results.push(r);
         }
+        self.current.2 = None;
         let changed = results
             .iter()
             .any(|r| r.get("changed") == Some(&Value::Bool(true)));
@@ -1075,6 +1104,33 @@ impl<'a> HostRun<'a> {
             Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
         };
         let search = self.search_dirs(t);
+        // Diffs are collected for the history and for plans even without `--diff`; only
+        // `--diff` puts them into the registered result and the printed output.
+        let collect = diff || self.program.options.collect_diffs || self.plans();
+        let key = self.change_key();
+        let planned: Option<Option<Option<String>>> = self
+            .program
+            .guard
+            .as_ref()
+            .map(|g| g.expected.get(&key).cloned());
+        let mode = match &planned {
+            Some(p) => PlanMode::Expect(p.as_ref().and_then(|d| d.as_deref())),
+            None if self.program.options.plan => PlanMode::Report,
+            None => PlanMode::Off,
+        };
+        let mut change: Option<PlannedChange> = None;
+        let task_name = self.task_display_name(t);
+        let planned_change =
+            |action: PlanAction, subject: String, diffs: Vec<Value>| PlannedChange {
+                key: key.clone(),
+                module: m.name.clone(),
+                action,
+                subject,
+                diffs,
+                digest: None,
+                censored: false,
+                changed_since_plan: false,
+            };
 
         let is_builtin = builtin::BUILTIN_MODULES.contains(&m.name.as_str());
         let out: Result<ModuleOutput, String> = if is_builtin {
@@ -1098,30 +1154,120 @@ impl<'a> HostRun<'a> {
                 Err(e) => Err(e),
             }
         } else if let Some(entry) = tend_resources::lookup(&m.name) {
+            let call = ModuleCall {
+                m,
+                args: &args,
+                environment: &environment,
+                search: &search,
+                scope,
+            };
             if check && !entry.check_mode {
+                if mode != PlanMode::Off {
+                    change = Some(planned_change(
+                        PlanAction::Run,
+                        task_name.clone(),
+                        Vec::new(),
+                    ));
+                }
                 Ok(ModuleOutput {
                     skipped: true,
                     msg: Some("Command would have run if not in check mode".into()),
                     ..Default::default()
                 })
-            } else {
-                match self.escalation(t, inh, scope) {
-                    Err(e) => Err(e),
-                    Ok(Some(r)) => {
-                        self.module_in_worker(r, m, args, check, diff, environment, search, scope)
+            } else if let (Some(expected), false, false) = (&planned, check, entry.resource) {
+                // An action under `tend apply PLAN`: one that cannot predict its result runs
+                // if the plan said it will; one that can is asked first, in check mode.
+                let expected = expected.clone();
+                let predicted = if entry.check_mode {
+                    Some(self.call_module(t, inh, entry, &call, true, true, PlanMode::Off))
+                } else {
+                    None
+                };
+                let will_run = match &predicted {
+                    None => true,
+                    Some(Ok(o)) => o.skipped && !o.changed,
+                    Some(Err(_)) => false,
+                };
+                if will_run {
+                    let mut pc = planned_change(PlanAction::Run, task_name.clone(), Vec::new());
+                    if expected == Some(None) {
+                        change = Some(pc);
+                        self.call_module(t, inh, entry, &call, false, collect, PlanMode::Off)
+                    } else {
+                        pc.changed_since_plan = true;
+                        change = Some(pc);
+                        Ok(refused(format!(
+                            "changed since plan: {}[{task_name}] was not touched: the plan did \
+                             not run it; run `tend plan` again and review the new plan",
+                            m.name
+                        )))
                     }
-                    Ok(None) => {
-                        let ctx = ModuleCtx {
-                            check,
-                            diff,
-                            templar: &self.templar,
-                            scope,
-                            search_dirs: &search,
-                            environment: &environment,
-                        };
-                        Ok((entry.run)(&Args::new(args), &ctx).unwrap_or_else(ModuleOutput::from))
+                } else {
+                    match predicted.unwrap_or_else(|| Err(String::new())) {
+                        Ok(o) if o.changed && !o.failed => {
+                            let mut pc = action_change(
+                                planned_change(PlanAction::Update, String::new(), o.diffs),
+                                &args,
+                                &task_name,
+                            );
+                            if matches!(&expected, Some(Some(d)) if Some(d) == pc.digest.as_ref()) {
+                                change = Some(pc);
+                                self.call_module(
+                                    t,
+                                    inh,
+                                    entry,
+                                    &call,
+                                    false,
+                                    collect,
+                                    PlanMode::Off,
+                                )
+                            } else {
+                                pc.changed_since_plan = true;
+                                let msg = format!(
+                                    "changed since plan: {}[{}] was not touched: the host is not \
+                                     as it was when the plan was made; run `tend plan` again and \
+                                     review the new plan",
+                                    m.name, pc.subject
+                                );
+                                change = Some(pc);
+                                Ok(refused(msg))
+                            }
+                        }
+                        _ => self.call_module(t, inh, entry, &call, false, collect, PlanMode::Off),
                     }
                 }
+            } else {
+                let out = self.call_module(t, inh, entry, &call, check, collect, mode);
+                if let (Ok(o), true) = (&out, mode != PlanMode::Off) {
+                    if let Some(c) = &o.change {
+                        let mut pc = planned_change(
+                            match c.kind {
+                                ChangeKind::Create => PlanAction::Create,
+                                ChangeKind::Delete => PlanAction::Delete,
+                                ChangeKind::Update | ChangeKind::None => PlanAction::Update,
+                            },
+                            c.subject.clone(),
+                            c.diff_records(),
+                        );
+                        pc.digest = Some(c.digest());
+                        pc.changed_since_plan = o.changed_since_plan;
+                        change = Some(pc);
+                    } else if check && o.skipped && !o.changed && !entry.resource {
+                        // An action that declines check mode itself (`command`): it will run.
+                        change = Some(planned_change(
+                            PlanAction::Run,
+                            task_name.clone(),
+                            Vec::new(),
+                        ));
+                    } else if o.changed && !o.failed && !entry.resource {
+                        change = Some(action_change(
+                            planned_change(PlanAction::Update, String::new(), o.diffs.clone()),
+                            &args,
+                            &task_name,
+                        ));
+                    }
+                }
+                out
             }
         } else {
             Err(format!("module `{}` is not supported by tend", m.name))
@@ -1147,10 +1293,14 @@ impl<'a> HostRun<'a> {
                 if let Some(msg) = o.msg {
                     r.insert("msg".into(), Value::String(msg));
                 }
+                if o.changed_since_plan {
+                    r.insert("changed_since_plan".into(), Value::Bool(true));
+                }
                 if diff && !o.diffs.is_empty() {
                     r.insert("diff".into(), Value::Array(o.diffs.clone()));
                 }
-                (r, if diff { o.diffs } else { Vec::new() })
+                let keep = diff || self.program.options.collect_diffs;
+                (r, if keep { o.diffs } else { Vec::new() })
             }
             Err(msg) => {
                 let mut r = Vars::new();
@@ -1197,36 +1347,69 @@ impl<'a> HostRun<'a> {
         if !result.contains_key("failed") {
             result.insert("failed".into(), Value::Bool(false));
         }
+        if let Some(c) = change {
+            // Retries run the same key again: the last attempt's change stands.
+            self.task_changes.retain(|x| x.key != c.key);
+            self.task_changes.push(c);
+        }
         (Value::Object(result), diffs)
     }
 
-    /// Runs a module in the privileged worker of `r`.
+    /// Runs a module of the registry here or in the become worker.
     #[allow(clippy::too_many_arguments)]
+    fn call_module(
+        &mut self,
+        t: &Task,
+        inh: &Inherited,
+        entry: &tend_resources::ModuleEntry,
+        call: &ModuleCall<'_>,
+        check: bool,
+        diff: bool,
+        plan: PlanMode<'_>,
+    ) -> Result<ModuleOutput, String> {
+        match self.escalation(t, inh, call.scope) {
+            Err(e) => Err(e),
+            Ok(Some(r)) => self.module_in_worker(r, call, check, diff, WirePlan::of(plan)),
+            Ok(None) => {
+                let ctx = ModuleCtx {
+                    check,
+                    diff,
+                    templar: &self.templar,
+                    scope: call.scope,
+                    search_dirs: call.search,
+                    environment: call.environment,
+                    plan,
+                };
+                Ok((entry.run)(&Args::new(call.args.clone()), &ctx)
+                    .unwrap_or_else(ModuleOutput::from))
+            }
+        }
+    }
+
+    /// Runs a module in the privileged worker of `r`.
     fn module_in_worker(
         &mut self,
         r: Resolved,
-        m: &tend_proto::Module,
-        args: Vars,
+        call: &ModuleCall<'_>,
         check: bool,
         diff: bool,
-        environment: Vec<(String, String)>,
-        search_dirs: Vec<PathBuf>,
-        scope: &Scope,
+        plan: WirePlan,
     ) -> Result<ModuleOutput, String> {
-        let scope = if tend_resources::renders_templates(&m.name) {
-            WireLayer::export(scope)?
+        let scope = if tend_resources::renders_templates(&call.m.name) {
+            WireLayer::export(call.scope)?
         } else {
             Vec::new()
         };
         let req = Request::Module(ModuleRequest {
-            name: m.name.clone(),
-            args,
+            name: call.m.name.clone(),
+            args: call.args.clone(),
             check,
             diff,
-            environment,
-            search_dirs,
+            environment: call.environment.to_vec(),
+            search_dirs: call.search.to_vec(),
             cwd: std::env::current_dir().ok(),
             scope,
+            plan,
         });
         match self.escalated(r, &req)? {
             Response::Output(o) => Ok(o.into()),
@@ -1281,13 +1464,16 @@ impl<'a> HostRun<'a> {
         let status = status_of(&result);
         let failed = status == ResultStatus::Failed;
         let ignore_flag = t.ignore_errors.clone().or(inh.ignore_errors.clone());
-        let ignore = failed && ignore_flag.is_some() && {
-            let scope = self.scope(t, inh, None);
-            self.eval_flag(&ignore_flag, &scope)
-                .ok()
-                .flatten()
-                .unwrap_or(false)
-        };
+        // A resource not touched because it changed since the plan does not stop the host:
+        // the rest of the plan applies, and the controller lists it at the end.
+        let ignore = failed && only_changed_since_plan(&result)
+            || failed && ignore_flag.is_some() && {
+                let scope = self.scope(t, inh, None);
+                self.eval_flag(&ignore_flag, &scope)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(false)
+            };
         if let Some(reg) = &t.register {
             self.host_facts.set(reg, result.clone());
         }
@@ -1320,10 +1506,19 @@ impl<'a> HostRun<'a> {
         if status == ResultStatus::Changed && !t.notify.is_empty() {
             self.notify(&t.notify, t);
         }
-        let shown = if no_log.unwrap_or(false) {
-            censor(&result)
+        let no_log = no_log.unwrap_or(false);
+        let mut changes = std::mem::take(&mut self.task_changes);
+        let (shown, diffs) = if no_log {
+            // Diffs show what a file holds: a `no_log` task's stay hidden, as in ansible-core
+            // (its callbacks get the censored result, without `diff`).
+            for c in &mut changes {
+                c.censored = true;
+                c.diffs.clear();
+                c.subject = name.clone();
+            }
+            (censor(&result), Vec::new())
         } else {
-            result
+            (result, diffs)
         };
         let host = self.host().to_string();
         self.emit(Event::TaskResult(TaskResult {
@@ -1335,6 +1530,7 @@ impl<'a> HostRun<'a> {
             handler,
             result: shown,
             diffs,
+            changes,
         }));
         if failed && !ignore {
             Flow::Failed
@@ -1562,6 +1758,7 @@ impl<'a> HostRun<'a> {
                     handler: false,
                     result: json!({"include": what, "changed": false, "item": label}),
                     diffs: Vec::new(),
+                    changes: Vec::new(),
                 }));
                 self.run_list(&tasks, &child)
             }
@@ -1607,6 +1804,57 @@ fn apply_keywords(apply: &Vars, child: &mut Inherited) -> Result<(), String> {
 }
 
 /// Why a task that Ansible runs on the controller is refused on a remote host.
+/// What a module call needs besides the run's flags.
+struct ModuleCall<'a> {
+    m: &'a tend_proto::Module,
+    args: &'a Vars,
+    environment: &'a [(String, String)],
+    search: &'a [PathBuf],
+    scope: &'a Scope,
+}
+
+/// The output of a module that was not run because the host changed since the plan.
+fn refused(msg: String) -> ModuleOutput {
+    ModuleOutput {
+        failed: true,
+        changed_since_plan: true,
+        msg: Some(msg),
+        ..Default::default()
+    }
+}
+
+/// An action's planned change: named by its main argument, its digest taken over its diffs
+/// (actions have no structured change; what they would do shows there).
+fn action_change(mut pc: PlannedChange, args: &Vars, task_name: &str) -> PlannedChange {
+    pc.subject = ["name", "path", "dest", "key", "repo", "url"]
+        .iter()
+        .find_map(|k| match args.get(*k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v @ Value::Array(_)) => Some(v.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| task_name.to_string());
+    pc.digest = Some(tend_resources::digest_value(
+        "tend-action-v1",
+        &json!({"module": pc.module, "subject": pc.subject, "diffs": pc.diffs}),
+    ));
+    pc
+}
+
+/// A failed result whose every failure is a resource that changed since the plan.
+fn only_changed_since_plan(r: &Value) -> bool {
+    let refused = |r: &Value| r.get("changed_since_plan") == Some(&Value::Bool(true));
+    match r.get("results").and_then(Value::as_array) {
+        Some(items) => {
+            items.iter().any(refused)
+                && items
+                    .iter()
+                    .all(|i| i.get("failed") != Some(&Value::Bool(true)) || refused(i))
+        }
+        None => refused(r),
+    }
+}
+
 fn runs_on_controller(what: &str) -> String {
     format!("{what}: Ansible runs it on the controller, but this host is reached over SSH and tend would run it on the host itself, so it refuses it (delegation arrives with a later issue); run such steps in a play for `localhost`")
 }

@@ -251,6 +251,7 @@ pub fn compile(
             playbook_dir: dir,
             force_handlers: play.force_handlers,
             connection: play.connection.clone(),
+            index: play_idx,
             ..Default::default()
         },
         vars: ProgramVars {
@@ -268,6 +269,11 @@ pub fn compile(
         handlers: play.handlers.clone(),
         options: prep.settings.options.clone(),
         become_password: prep.settings.become_password.clone(),
+        guard: prep
+            .settings
+            .guards
+            .as_ref()
+            .map(|g| g.get(host).cloned().unwrap_or_default()),
     })
 }
 

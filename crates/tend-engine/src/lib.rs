@@ -4,6 +4,7 @@
 mod bundle;
 mod compile;
 mod extra_vars;
+mod inputs;
 mod remote;
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,7 @@ use tend_proto::{Event, HostState, HostStats, RunOptions, Secret, Vars};
 pub use bundle::bundle_roots;
 pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
+pub use inputs::{input_digests, InputError};
 pub use remote::RemoteSettings;
 pub use tend_transport::EmbeddedAgent;
 
@@ -38,6 +40,9 @@ pub struct Settings {
     pub remote: RemoteSettings,
     /// `-K/--ask-become-pass`: the password typed on the controller.
     pub become_password: Option<Secret>,
+    /// `tend apply PLAN`: per host, the changes the plan holds (a host without an entry gets
+    /// an empty guard: nothing may change there).
+    pub guards: Option<std::collections::BTreeMap<String, tend_proto::PlanGuard>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -461,6 +466,7 @@ fn run_host(
                 handler: false,
                 result: serde_json::json!({"failed": true, "msg": d.render()}),
                 diffs: Vec::new(),
+                changes: Vec::new(),
             }));
             rv.host_done(host);
             sink(Event::HostDone {

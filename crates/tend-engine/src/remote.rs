@@ -231,6 +231,7 @@ fn report_unreachable(
             "unreachable": true,
         }),
         diffs: Vec::new(),
+        changes: Vec::new(),
     }));
     let mut stats = seen.stats;
     stats.unreachable += 1;

@@ -25,6 +25,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         connection: None,
         remote: Default::default(),
         become_password: None,
+        guards: None,
     }
 }
 
@@ -168,6 +169,70 @@ fn no_log_results_never_reach_the_event_stream() {
     let all = serde_json::to_string(&events).unwrap();
     assert!(!all.contains("hunter2-canary"), "secret leaked: {all}");
     assert!(all.contains("censored"));
+}
+
+/// Diffs are collected for the history without `--diff` (the registered result has no `diff`
+/// key then), and a `no_log` task's diffs and planned changes never leave the agent.
+#[test]
+fn diffs_are_collected_without_diff_and_stay_censored_under_no_log() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        r#"
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - file: path={{ root }} state=directory
+    - copy: content="shown-content" dest={{ root }}/a
+      register: r
+    - copy: content="hunter2-canary" dest={{ root }}/b
+      no_log: true
+    - copy: content="{{ item }}-canary" dest={{ root }}/{{ item }}
+      loop: [c]
+      no_log: true
+    - assert:
+        that: r.diff is not defined
+"#,
+    );
+    let options = RunOptions {
+        collect_diffs: true,
+        plan: true,
+        check: false,
+        ..Default::default()
+    };
+    let (s, events) = apply(d.path(), options);
+    assert_eq!(s.stats["localhost"].failed, 0, "{events:?}");
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains("canary"), "secret leaked: {all}");
+    let results: Vec<&tend_proto::TaskResult> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TaskResult(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        all.contains("shown-content"),
+        "the diff was not collected: {all}"
+    );
+    assert!(results[1]
+        .diffs
+        .iter()
+        .any(|d| d.to_string().contains("shown-content")));
+    assert_eq!(results[1].changes.len(), 1);
+    assert_eq!(results[1].changes[0].key, format!("0:{}#1", results[1].loc));
+    for r in &results[2..4] {
+        assert!(r.diffs.is_empty(), "{r:?}");
+        assert!(
+            r.changes.iter().all(|c| c.censored && c.diffs.is_empty()),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        results[3].changes[0].key,
+        format!("0:{}#1[0]", results[3].loc)
+    );
 }
 
 #[test]

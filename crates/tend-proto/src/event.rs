@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{Loc, Value};
+use crate::{Loc, PlannedChange, Value};
 
 /// One thing that happened during a run. The human printer, `--output json`, the recap file and
 /// (later) the audit store are all consumers of this one stream.
@@ -63,6 +63,10 @@ pub struct TaskResult {
     /// `--diff` output: Ansible-shaped `{before, after, before_header, after_header}` records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diffs: Vec<Value>,
+    /// Under `tend plan` and `tend apply PLAN` (`RunOptions::plan`, `Program::guard`): each
+    /// resource's change, one per loop item for a looped task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<PlannedChange>,
 }
 
 /// The per-host counters of a PLAY RECAP, counted as ansible-core counts them.

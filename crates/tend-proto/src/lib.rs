@@ -6,11 +6,13 @@
 
 mod event;
 mod loc;
+mod plan;
 mod program;
 pub mod wire;
 
 pub use event::{Event, HostStats, ResultStatus, TaskResult};
 pub use loc::Loc;
+pub use plan::{change_key, PlanAction, PlanGuard, PlannedChange};
 pub use program::{
     Become, Handler, HostState, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars,
     RoleInfo, RunOptions, Secret, Task, TaskKind, PROTOCOL_VERSION,

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{Loc, Value, Vars};
+use crate::{Loc, PlanGuard, Value, Vars};
 
 /// Version of the controller ↔ agent wire format. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -24,6 +24,9 @@ pub struct Program {
     /// variables takes precedence. Travels to the agent, never into an event or output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_password: Option<Secret>,
+    /// Under `tend apply PLAN`: the changes the plan holds for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<PlanGuard>,
 }
 
 /// A value that must never be shown: `Debug` prints `<redacted>`, and there is no `Display`.
@@ -136,6 +139,9 @@ pub struct PlayInfo {
     /// The play's `connection:` keyword (`local`: Ansible runs every task on the controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// The play's number in the playbook (0-based), part of each planned change's key.
+    #[serde(default)]
+    pub index: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -159,6 +165,13 @@ pub struct RunOptions {
     /// `--become`, `--become-user`, `--become-method`: below every keyword and variable.
     #[serde(default, rename = "become", skip_serializing_if = "Become::is_empty")]
     pub become_: Become,
+    /// `tend plan`: report each resource's change (with its key and digest) in the task result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan: bool,
+    /// Collect diffs into the events even without `--diff` (for the history); the registered
+    /// result has a `diff` key, and the printer shows diffs, only under `--diff`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collect_diffs: bool,
 }
 
 /// A task as written, with its templates unrendered.

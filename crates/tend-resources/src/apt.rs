@@ -1484,6 +1484,7 @@ Inst tree (2.1.0-1 Debian:12)\n";
                 scope: &scope,
                 search_dirs: &[],
                 environment: &[],
+                plan: crate::PlanMode::Off,
             };
             let r = Run {
                 p: a,

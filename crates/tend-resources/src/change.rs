@@ -172,3 +172,99 @@ impl Change {
         out
     }
 }
+
+impl Change {
+    /// sha256 (hex) of the change's canonical form: JSON with object keys sorted and no
+    /// whitespace, behind a version tag. The desired state is fixed by the plan's input
+    /// digests, so two equal digests mean the host was observed in the same state.
+    pub fn digest(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or(Value::Null);
+        digest_value("tend-change-v1", &v)
+    }
+}
+
+/// sha256 (hex) of `tag` and the canonical JSON of `v` (object keys sorted, no whitespace).
+pub fn digest_value(tag: &str, v: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut text = String::new();
+    canonical(v, &mut text);
+    let mut h = Sha256::new();
+    h.update(tag.as_bytes());
+    h.update(b"\n");
+    h.update(text.as_bytes());
+    hex::encode(h.finalize())
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_is_stable_and_changes_with_what_was_observed() {
+        let a = Change::new(ChangeKind::Update, "/etc/motd")
+            .field("mode", "0644", "0600")
+            .with_content("old\n".into(), "new\n".into());
+        let again = Change::new(ChangeKind::Update, "/etc/motd")
+            .field("mode", "0644", "0600")
+            .with_content("old\n".into(), "new\n".into());
+        assert_eq!(a.digest(), again.digest());
+        assert_eq!(a.digest().len(), 64);
+        // Another observed mode, or other observed content: another digest.
+        let mode = Change::new(ChangeKind::Update, "/etc/motd")
+            .field("mode", "0640", "0600")
+            .with_content("old\n".into(), "new\n".into());
+        let content = Change::new(ChangeKind::Update, "/etc/motd")
+            .field("mode", "0644", "0600")
+            .with_content("edited\n".into(), "new\n".into());
+        assert_ne!(a.digest(), mode.digest());
+        assert_ne!(a.digest(), content.digest());
+        assert_ne!(
+            a.digest(),
+            Change::new(ChangeKind::Create, "/etc/motd").digest()
+        );
+    }
+
+    #[test]
+    fn the_digest_does_not_depend_on_key_order() {
+        let v1: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"x": [1, {"q": 2, "p": 3}]}}"#).unwrap();
+        let v2: Value =
+            serde_json::from_str(r#"{"b": {"x": [1, {"p": 3, "q": 2}]}, "a": 1}"#).unwrap();
+        assert_eq!(digest_value("t", &v1), digest_value("t", &v2));
+        assert_ne!(digest_value("t", &v1), digest_value("u", &v1));
+        // Array order is meaning.
+        let v3: Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"x": [{"q": 2, "p": 3}, 1]}}"#).unwrap();
+        assert_ne!(digest_value("t", &v1), digest_value("t", &v3));
+    }
+}

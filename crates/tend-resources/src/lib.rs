@@ -52,7 +52,7 @@ pub mod user;
 pub mod wait_for;
 
 pub use args::Args;
-pub use change::{Change, ChangeKind, FieldChange};
+pub use change::{digest_value, Change, ChangeKind, FieldChange};
 pub use registry::{lookup, module_names, renders_templates, ModuleEntry};
 
 use std::path::PathBuf;
@@ -73,6 +73,21 @@ pub struct ModuleCtx<'a> {
     pub search_dirs: &'a [PathBuf],
     /// `environment:` of the task, for modules that start processes.
     pub environment: &'a [(String, String)],
+    /// Plans: whether to report the change, and under `tend apply PLAN` what the plan holds.
+    pub plan: PlanMode<'a>,
+}
+
+/// What a run asks of a resource about plans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlanMode<'a> {
+    /// An ordinary run.
+    #[default]
+    Off,
+    /// `tend plan`: report the change ([`ModuleOutput::change`]).
+    Report,
+    /// `tend apply PLAN`: report the change, and apply it only if its digest is the planned
+    /// one (`None`: the plan changes nothing here, so any change is refused).
+    Expect(Option<&'a str>),
 }
 
 impl ModuleCtx<'_> {
@@ -110,6 +125,11 @@ pub struct ModuleOutput {
     pub fields: Vars,
     /// `--diff` records: `{before, after, before_header, after_header}`.
     pub diffs: Vec<Value>,
+    /// Under [`PlanMode::Report`] and [`PlanMode::Expect`]: a resource's change (none when it
+    /// changes nothing).
+    pub change: Option<Change>,
+    /// Under [`PlanMode::Expect`]: the change is not the planned one, nothing was touched.
+    pub changed_since_plan: bool,
 }
 
 impl ModuleOutput {
@@ -239,8 +259,21 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
     if change.is_none() {
         return Ok(output(false, r.result(&d, &before, &change), diffs));
     }
+    let reported = (ctx.plan != PlanMode::Off).then(|| change.clone());
+    if let PlanMode::Expect(planned) = ctx.plan {
+        if planned != Some(change.digest().as_str()) {
+            let mut out = output(false, r.result(&d, &before, &change), diffs);
+            out.failed = true;
+            out.changed_since_plan = true;
+            out.msg = Some(changed_since_plan_msg(name, &change, planned.is_some()));
+            out.change = reported;
+            return Ok(out);
+        }
+    }
     if ctx.check {
-        return Ok(output(true, r.result(&d, &before, &change), diffs));
+        let mut out = output(true, r.result(&d, &before, &change), diffs);
+        out.change = reported;
+        return Ok(out);
     }
     let after = r.apply(&d, &before, &change, ctx)?;
     let residual = r.diff(&d, &after);
@@ -251,7 +284,23 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
             residual.summary()
         )));
     }
-    Ok(output(true, r.result(&d, &after, &change), diffs))
+    let mut out = output(true, r.result(&d, &after, &change), diffs);
+    out.change = reported;
+    Ok(out)
+}
+
+/// Why a resource was not touched under `tend apply PLAN`.
+pub fn changed_since_plan_msg(module: &str, change: &Change, planned: bool) -> String {
+    let what = if planned {
+        "the change it would make now is not the planned one"
+    } else {
+        "the plan has no change for it"
+    };
+    format!(
+        "changed since plan: {module}[{}] was not touched: the host is not as it was when the \
+         plan was made ({what}); run `tend plan` again and review the new plan",
+        change.subject
+    )
 }
 
 /// A resource's output; a string `msg` among its result fields becomes the output's `msg`.
@@ -300,6 +349,7 @@ pub(crate) mod testutil {
             scope: &scope,
             search_dirs: &o.search_dirs,
             environment: &[],
+            plan: crate::PlanMode::Off,
         };
         let entry = crate::lookup(name).ok_or_else(|| format!("no module {name}"))?;
         let a = Args::new(args.as_object().cloned().unwrap_or_default());

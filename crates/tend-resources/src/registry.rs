@@ -7,6 +7,8 @@ pub struct ModuleEntry {
     pub name: &'static str,
     /// Whether the module predicts its result in check mode (otherwise it is skipped there).
     pub check_mode: bool,
+    /// A [`crate::Resource`]: observe, diff, apply — guarded by plans itself.
+    pub resource: bool,
     /// The argument names the module accepts (checked before a run, where they are literal).
     pub params: &'static [&'static str],
     pub run: fn(&Args, &ModuleCtx) -> ModuleResult,
@@ -23,6 +25,7 @@ macro_rules! modules {
         ModuleEntry {
             name: $name,
             check_mode: true,
+            resource: true,
             params: <$ty as $crate::Resource>::params(&$ty),
             run: |a, c| run_resource(&$ty, $name, a, c),
         }
@@ -31,6 +34,7 @@ macro_rules! modules {
         ModuleEntry {
             name: $name,
             check_mode: <$ty as $crate::Action>::supports_check_mode(&$ty),
+            resource: false,
             params: <$ty as $crate::Action>::params(&$ty),
             run: |a, c| {
                 a.check_known($name, <$ty as $crate::Action>::params(&$ty))?;

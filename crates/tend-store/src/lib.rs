@@ -125,6 +125,13 @@ pub enum StoreError {
     AmbiguousRun { prefix: String, runs: Vec<String> },
     #[error("{0}")]
     BadFilter(String),
+    #[error("plan {plan} was already applied by run {run} ({by}); a plan may be applied once")]
+    PlanApplied {
+        plan: String,
+        run: String,
+        /// `started WHEN by USER`.
+        by: String,
+    },
 }
 
 impl StoreError {
@@ -145,6 +152,9 @@ impl StoreError {
                 h.run_id, h.host, h.run_id
             )),
             StoreError::NoRun(_) => Some("`tend history` lists the runs and their ids".into()),
+            StoreError::PlanApplied { run, .. } => Some(format!(
+                "`tend history show {run}` shows what it did; run `tend plan` again for a new plan"
+            )),
             _ => None,
         }
     }

@@ -123,6 +123,9 @@ pub struct RunStart {
     /// Each host's inventory groups (for metrics per group).
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// `tend apply PLAN`: the id of the plan applied (a plan may be applied once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// One task's outcome on one host.

@@ -18,11 +18,17 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a playbook against an inventory (like ansible-playbook).
+    /// Run a playbook against an inventory (like ansible-playbook), or apply a saved plan
+    /// (`tend apply plan.json`): exactly that plan, refused if its inputs changed.
     Apply(Box<ApplyArgs>),
     /// Check every host against a playbook and report drift (check mode with diffs); --fix
     /// corrects it.
     Drift(Box<DriftArgs>),
+    /// Check mode with diffs on every host, printed as a plan and saved with -o for
+    /// `tend apply PLAN`.
+    Plan(Box<PlanArgs>),
+    /// Render a saved plan as `tend plan` printed it.
+    Show(ShowArgs),
     /// Show an inventory (like ansible-inventory).
     Inventory(InventoryArgs),
     /// Check that hosts are reachable and their agent runs (like `ansible -m ping`).
@@ -269,6 +275,28 @@ pub struct DriftArgs {
     /// With --fix: wait up to this long for hosts another run holds, instead of failing at once.
     #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The run's options: the same as `tend apply`'s.
+    #[command(flatten)]
+    pub run: ApplyArgs,
+    /// Save the plan to this file (JSON), for `tend show` and `tend apply`.
+    #[arg(short = 'o', long = "out", value_name = "PLAN")]
+    pub out: Option<PathBuf>,
+    /// Exit status 0: no changes, 2: changes, 1: error.
+    #[arg(long = "detailed-exitcode")]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// A plan saved by `tend plan -o`.
+    pub plan: PathBuf,
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
 }
 
 /// Where the history is kept.

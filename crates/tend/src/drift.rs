@@ -990,7 +990,7 @@ fn run_recorded(
     let mut recorder = if args.no_history {
         None
     } else {
-        match crate::recorder::Recorder::start_as(prep, args, kind) {
+        match crate::recorder::Recorder::start_as(prep, args, kind, None) {
             Ok(r) => r,
             Err(e) => {
                 crate::history::report(&e);
@@ -1277,6 +1277,7 @@ mod tests {
             handler: false,
             result: r,
             diffs,
+            changes: Vec::new(),
         })
     }
 

@@ -4,6 +4,7 @@ mod cli;
 mod drift;
 mod embedded;
 mod history;
+mod plan;
 mod printer;
 mod prompt;
 mod recorder;
@@ -25,7 +26,12 @@ const EXIT_BAD_INPUT: u8 = 5;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Apply(args) => apply(*args),
+        Command::Apply(args) => match plan::plan_file(&args.playbook) {
+            Some(file) => plan::apply_plan(*args, &file),
+            None => apply(*args),
+        },
+        Command::Plan(args) => plan::plan(*args),
+        Command::Show(args) => plan::show(args),
         Command::Drift(args) => drift::drift(*args),
         Command::Inventory(args) => inventory(args),
         Command::Ping(args) => ping(args),
@@ -66,13 +72,15 @@ fn report_error(e: &EngineError) {
 }
 
 fn apply(args: cli::ApplyArgs) -> ExitCode {
-    let settings = match settings::apply_settings(&args) {
+    let mut settings = match settings::apply_settings(&args) {
         Ok(s) => s,
         Err(e) => {
             report_error(&e);
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    // The history keeps each changed task's diff, also without --diff.
+    settings.options.collect_diffs = !args.no_history;
     let prep = match tend_engine::prepare(settings) {
         Ok(p) => p,
         Err(e) => {
@@ -106,7 +114,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
             }
         }
     };
-    let mut printer = Printer::new(args.output, args.verbose);
+    let mut printer = Printer::new(args.output, args.verbose).diffs(args.diff);
     let summary = run_streaming(&prep, |e| {
         printer.event(e);
         if let Some(r) = recorder.as_mut() {

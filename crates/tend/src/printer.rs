@@ -24,6 +24,9 @@ pub struct Printer {
     held: HashMap<String, Vec<Event>>,
     /// The live status line (stderr is a terminal, human output).
     progress: Option<Progress>,
+    /// `--diff`: print every task's diffs (otherwise only those of tasks whose own `diff:`
+    /// keyword asked for them, which put a `diff` key into their result).
+    diffs: bool,
 }
 
 /// `hosts done / changed / failed` of the current play, redrawn in place on a terminal.
@@ -59,7 +62,14 @@ impl Printer {
             held: HashMap::new(),
             progress: (format == OutputFormat::Human && io::stderr().is_terminal())
                 .then(Progress::default),
+            diffs: false,
         }
+    }
+
+    /// `--diff`: print diffs. Events carry diffs for the history also without it.
+    pub fn diffs(mut self, on: bool) -> Self {
+        self.diffs = on;
+        self
     }
 
     /// Clears the status line before normal output is written under it.
@@ -224,9 +234,11 @@ impl Printer {
     }
 
     fn task_result(&mut self, r: &TaskResult) {
-        for d in &r.diffs {
-            let text = render_diff(d);
-            self.write(&text);
+        if self.diffs || asked_for_diff(&r.result) {
+            for d in &r.diffs {
+                let text = render_diff(d);
+                self.write(&text);
+            }
         }
         let host = &r.host;
         if let Some(inc) = r.result.get("include").and_then(Value::as_str) {
@@ -440,6 +452,16 @@ fn pretty(v: &Value) -> String {
         return v.to_string();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Whether a result (or one of its loop items) carries a `diff` key: the task ran with
+/// `diff` on, by keyword or `--diff`.
+fn asked_for_diff(result: &Value) -> bool {
+    result.get("diff").is_some()
+        || result
+            .get("results")
+            .and_then(Value::as_array)
+            .is_some_and(|items| items.iter().any(|i| i.get("diff").is_some()))
 }
 
 /// A unified diff of one Ansible-shaped diff record.

@@ -165,14 +165,17 @@ impl Recorder {
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
     ) -> Result<Option<Recorder>, StoreError> {
-        Self::start_as(prep, args, RunKind::Apply)
+        Self::start_as(prep, args, RunKind::Apply, None)
     }
 
-    /// [`Recorder::start`] for a run of another kind (`tend drift` records drift and fix runs).
+    /// [`Recorder::start`] for a run of `kind`; `plan`: the id of the plan `tend apply PLAN`
+    /// applies, recorded in the start, and refused (after the leases are taken, so two applies
+    /// of one plan cannot both pass) when a run already applied it.
     pub fn start_as(
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
         kind: RunKind,
+        plan: Option<&str>,
     ) -> Result<Option<Recorder>, StoreError> {
         let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
         let explicit = args
@@ -224,6 +227,27 @@ impl Recorder {
                 Duration::from_secs(args.lock_timeout),
             )?;
         }
+        if let Some(plan) = plan {
+            let applied = store.runs(&Default::default()).map(|runs| {
+                runs.into_iter()
+                    .find(|r| r.start.plan.as_deref() == Some(plan))
+            });
+            let refusal = match applied {
+                Ok(Some(r)) => Some(StoreError::PlanApplied {
+                    plan: plan.to_string(),
+                    run: r.run_id,
+                    by: format!("started {} by {}", r.start.started, r.start.user),
+                }),
+                Ok(None) => None,
+                Err(e) => Some(e),
+            };
+            if let Some(e) = refusal {
+                if leased {
+                    let _ = store.release_leases(&run_id);
+                }
+                return Err(e);
+            }
+        }
         let playbook_dir = args
             .playbook
             .parent()
@@ -241,6 +265,7 @@ impl Recorder {
             git: tend_store::git::git_info(playbook_dir),
             hosts,
             groups,
+            plan: plan.map(str::to_string),
         };
         if let Err(e) = store.start_run(&run_id, &start) {
             if leased {
@@ -290,8 +315,8 @@ impl Recorder {
                         changed: r.status == tend_proto::ResultStatus::Changed,
                         handler: r.handler,
                         ignored: r.ignored,
-                        // A no_log result arrives censored; its diffs would tell the
-                        // secret all the same.
+                        // A no_log result arrives censored (the agent drops its diffs too);
+                        // its diffs would tell the secret all the same.
                         diffs: if r.result.get("censored").is_some() {
                             Vec::new()
                         } else {

@@ -64,8 +64,11 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
                 method: a.become_method.clone().map(Value::String),
                 ..Default::default()
             },
+            plan: false,
+            collect_diffs: false,
         },
         become_password,
+        guards: None,
         forks: a.forks.max(1),
         connection: a.connection.clone(),
         remote: remote_settings(&a.conn),

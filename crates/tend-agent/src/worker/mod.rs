@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tend_lang::{Layer, Scope, Templar};
 use tend_proto::{Value, Vars};
-use tend_resources::{Args, ModuleCtx, ModuleOutput};
+use tend_resources::{Args, Change, ModuleCtx, ModuleOutput, PlanMode};
 
 /// Version of the agent ↔ worker protocol. Both ends are the same binary, so a mismatch means
 /// a binary was replaced during a run; the agent refuses it.
@@ -59,6 +59,37 @@ pub(crate) struct ModuleRequest {
     /// empty for the others.
     #[serde(default)]
     pub scope: Vec<WireLayer>,
+    /// Plans: report the change, or guard it with the planned digest.
+    #[serde(default)]
+    pub plan: WirePlan,
+}
+
+/// [`PlanMode`] on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WirePlan {
+    #[default]
+    Off,
+    Report,
+    Expect(Option<String>),
+}
+
+impl WirePlan {
+    pub fn of(p: PlanMode<'_>) -> WirePlan {
+        match p {
+            PlanMode::Off => WirePlan::Off,
+            PlanMode::Report => WirePlan::Report,
+            PlanMode::Expect(d) => WirePlan::Expect(d.map(str::to_string)),
+        }
+    }
+
+    fn mode(&self) -> PlanMode<'_> {
+        match self {
+            WirePlan::Off => PlanMode::Off,
+            WirePlan::Report => PlanMode::Report,
+            WirePlan::Expect(d) => PlanMode::Expect(d.as_deref()),
+        }
+    }
 }
 
 /// One layer of a [`Scope`]: its values and whether they are templates rendered on read.
@@ -117,6 +148,10 @@ pub(crate) struct WireOutput {
     pub msg: Option<String>,
     pub fields: Vars,
     pub diffs: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Box<Change>>,
+    #[serde(default)]
+    pub changed_since_plan: bool,
 }
 
 impl From<ModuleOutput> for WireOutput {
@@ -128,6 +163,8 @@ impl From<ModuleOutput> for WireOutput {
             msg: o.msg,
             fields: o.fields,
             diffs: o.diffs,
+            change: o.change.map(Box::new),
+            changed_since_plan: o.changed_since_plan,
         }
     }
 }
@@ -141,6 +178,8 @@ impl From<WireOutput> for ModuleOutput {
             msg: o.msg,
             fields: o.fields,
             diffs: o.diffs,
+            change: o.change.map(|c| *c),
+            changed_since_plan: o.changed_since_plan,
         }
     }
 }
@@ -201,6 +240,7 @@ fn answer(req: Request, templar: &Templar) -> Response {
                 scope: &scope,
                 search_dirs: &m.search_dirs,
                 environment: &m.environment,
+                plan: m.plan.mode(),
             };
             let out = (entry.run)(&Args::new(m.args), &ctx).unwrap_or_else(ModuleOutput::from);
             Response::Output(out.into())
@@ -260,6 +300,7 @@ mod tests {
                 search_dirs: vec![dir.path().to_path_buf()],
                 cwd: None,
                 scope: exported,
+                plan: WirePlan::Off,
             }),
             Request::Module(ModuleRequest {
                 name: "no_such_module".into(),
@@ -270,6 +311,7 @@ mod tests {
                 search_dirs: Vec::new(),
                 cwd: None,
                 scope: Vec::new(),
+                plan: WirePlan::Off,
             }),
         ]);
         assert_eq!(lines[0], ready_line());
