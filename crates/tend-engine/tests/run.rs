@@ -25,6 +25,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         connection: None,
         remote: Default::default(),
         become_password: None,
+        lock: None,
     }
 }
 

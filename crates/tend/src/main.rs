@@ -71,7 +71,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let prep = match tend_engine::prepare(settings) {
+    let mut prep = match tend_engine::prepare(settings) {
         Ok(p) => p,
         Err(e) => {
             report_error(&e);
@@ -90,12 +90,26 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // Every run has an id, recorded or not: it names the run in the hosts' locks.
+    let run_id = tend_store::new_run_id();
+    if !args.check {
+        prep.settings.lock = Some(tend_engine::LockRequest {
+            owner: tend_proto::wire::LockOwner {
+                run_id: run_id.clone(),
+                user: recorder::user(),
+                controller: recorder::controller(),
+                since: tend_store::time::now(),
+                pid: 0,
+            },
+            wait: std::time::Duration::from_secs(args.lock_timeout),
+        });
+    }
     // The history is opened (and the run's hosts leased) before anything runs: a store that
     // cannot be written stops tend here. See recorder.rs for the policy during the run.
     let mut recorder = if args.no_history {
         None
     } else {
-        match recorder::Recorder::start(&prep, &args) {
+        match recorder::Recorder::start(&prep, &args, &run_id) {
             Ok(r) => r,
             Err(e) => {
                 history::report(&e);
