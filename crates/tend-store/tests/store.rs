@@ -674,7 +674,11 @@ fn batched_host_results_keep_the_chain_and_mask_secrets() {
         let order: Vec<&str> = detail.hosts.iter().map(|h| h.host.as_str()).collect();
         assert_eq!(order, names, "{}: results in the order given", b.name);
         drop(s);
-        assert!(!b.dump().contains(CANARY), "{}: canary in the store", b.name);
+        assert!(
+            !b.dump().contains(CANARY),
+            "{}: canary in the store",
+            b.name
+        );
     });
 }
 

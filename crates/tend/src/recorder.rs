@@ -456,6 +456,48 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The writer thread renews the run's leases while it lives (another run cannot take the
+    /// hosts, well past one TTL); once it is gone (the run died), they expire within a TTL.
+    #[test]
+    fn the_writer_renews_leases_until_it_stops() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = StoreSpec::Sqlite(d.path().join("history.db"));
+        let hosts = vec!["web1".to_string()];
+        let ttl = Duration::from_millis(800);
+        let mut store = Store::open(&spec).unwrap();
+        store.acquire_lease(&hosts, "r1", "alice", ttl).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            store,
+            run_id: "r1".into(),
+            leases: 1,
+            ttl,
+            renew_every: Duration::from_millis(200),
+            failed: None,
+            renew_warned: false,
+        }
+        .spawn(rx)
+        .unwrap();
+        let mut other = Store::open(&spec).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < ttl * 3 {
+            match other.acquire_lease(&hosts, "r2", "bob", ttl) {
+                Err(StoreError::Leased(h)) => assert_eq!(h.run_id, "r1"),
+                got => panic!(
+                    "the renewed lease was taken after {:?}: {got:?}",
+                    start.elapsed()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(tx);
+        let w = writer.join().unwrap();
+        assert!(w.failed.is_none());
+        assert!(other.acquire_lease(&hosts, "r2", "bob", ttl).is_err());
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        other.acquire_lease(&hosts, "r2", "bob", ttl).unwrap();
+    }
+
     #[test]
     fn recorded_command_lines_hide_secrets_not_file_names() {
         let got = recorded_argv(&argv(&[
