@@ -42,6 +42,9 @@ pub struct HostLock {
     file: File,
     path: PathBuf,
     shared: bool,
+    /// False when another process of the same run holds the flock (two inventory names for
+    /// one machine): this one shares it and must not touch the file.
+    holder: bool,
 }
 
 impl HostLock {
@@ -59,7 +62,9 @@ impl HostLock {
 impl Drop for HostLock {
     fn drop(&mut self) {
         // Say nobody holds it any more; closing the file releases the flock.
-        let _ = rustix::fs::ftruncate(self.file.as_fd(), 0);
+        if self.holder {
+            let _ = rustix::fs::ftruncate(self.file.as_fd(), 0);
+        }
     }
 }
 
@@ -119,6 +124,15 @@ pub fn acquire(
         match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => break,
             Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {
+                // The same run on this machine under another inventory name: already ours.
+                if read_owner(&mut file).is_some_and(|h| h.run_id == owner.run_id) {
+                    return Ok(HostLock {
+                        file,
+                        path,
+                        shared,
+                        holder: false,
+                    });
+                }
                 let waited = start.elapsed();
                 if waited >= wait {
                     return Err(LockError::Busy {
@@ -149,7 +163,12 @@ pub fn acquire(
             .and_then(|_| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(&text));
     }
-    Ok(HostLock { file, path, shared })
+    Ok(HostLock {
+        file,
+        path,
+        shared,
+        holder: true,
+    })
 }
 
 /// Creates the directory if needed (sticky and writable by all when `shared`, else private)
@@ -348,6 +367,13 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(300));
         t.join().unwrap();
         assert!(second.shared());
+        // The same run under another name for this machine shares it, and leaves the holder's
+        // record alone.
+        let alias = acquire(&dir, true, &owner("r2"), Duration::ZERO).unwrap();
+        drop(alias);
+        let text = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
+        assert!(text.contains("\"run_id\":\"r2\""), "{text}");
+        assert!(acquire(&dir, true, &owner("r3"), Duration::ZERO).is_err());
     }
 
     #[test]
