@@ -157,6 +157,8 @@ def run_environment(workdir: Path) -> dict[str, str]:
     # tend records its runs: in the run's own directory, not beside the case's site.yml in
     # the source tree.
     env["TEND_STORE"] = str(workdir / "history.db")
+    # Cases run at the same time on this machine: each its own host lock for localhost.
+    env["TEND_LOCK_DIR"] = str(workdir)
     return env
 
 

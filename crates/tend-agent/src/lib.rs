@@ -6,6 +6,7 @@
 
 mod builtin;
 pub mod bundle;
+pub mod hostlock;
 mod loops;
 mod privilege;
 pub mod prune;

@@ -37,6 +37,8 @@ pub fn serve(
         uid: crate::privilege::own_uid(),
     });
     let mut installed: Option<String> = None;
+    // The host's lock, once the controller asked for it: held until the session ends.
+    let mut held: Option<crate::hostlock::HostLock> = None;
     let bundles = crate::bundle::BundleCache::new(cache_dir.join(BUNDLES_DIR));
     // Mark this agent as used and drop what no run has used for a while (cheap: two small
     // directory listings).
@@ -98,6 +100,39 @@ pub fn serve(
                     stats,
                     state: Box::new(state),
                 });
+            }
+            ToAgent::Lock { owner, wait_ms } => {
+                let reply = match &held {
+                    Some(l) => FromAgent::Locked {
+                        path: l.path().display().to_string(),
+                        shared: l.shared(),
+                    },
+                    None => {
+                        let (dir, shared) = crate::hostlock::lock_dir(cache_dir);
+                        let wait = std::time::Duration::from_millis(wait_ms);
+                        match crate::hostlock::acquire(&dir, shared, &owner, wait) {
+                            Ok(l) => {
+                                let reply = FromAgent::Locked {
+                                    path: l.path().display().to_string(),
+                                    shared: l.shared(),
+                                };
+                                held = Some(l);
+                                reply
+                            }
+                            Err(crate::hostlock::LockError::Busy { holder, .. }) => {
+                                FromAgent::NotLocked {
+                                    holder,
+                                    error: None,
+                                }
+                            }
+                            Err(e) => FromAgent::NotLocked {
+                                holder: None,
+                                error: Some(e.to_string()),
+                            },
+                        }
+                    }
+                };
+                wire.send(&reply);
             }
             ToAgent::RunOnceAnswer { key, .. } => {
                 return wire.fail(&format!("unexpected run_once answer for {key}"));

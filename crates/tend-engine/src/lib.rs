@@ -43,6 +43,18 @@ pub struct Settings {
     /// `tend apply PLAN`: per host, the changes the plan holds (a host without an entry gets
     /// an empty guard: nothing may change there).
     pub guards: Option<std::collections::BTreeMap<String, tend_proto::PlanGuard>>,
+    /// Runs that may change hosts lock each one for the whole run; `None` takes no lock.
+    pub lock: Option<LockRequest>,
+}
+
+/// The host lock a run takes on every host before its first task there (see
+/// [`tend_agent::hostlock`]): held until the run ends, or until the process holding it dies.
+#[derive(Clone, Debug)]
+pub struct LockRequest {
+    /// Who this run is, as the next run will be told.
+    pub owner: tend_proto::wire::LockOwner,
+    /// How long to wait for another run's lock (`--lock-timeout`).
+    pub wait: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,14 +302,45 @@ impl Summary {
 }
 
 /// Runs every play on its hosts. Events go to `tx`; compile errors of one host fail that host.
+/// Every SSH host keeps one agent session for the whole run (so its lock spans every play);
+/// the sessions end, and the locks with them, when the run ends.
 pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     let remote = (!prep.ssh_targets.is_empty()).then(|| remote_context(prep, tx));
-    let summary = run_plays(prep, remote.as_ref(), tx);
+    let local = LocalLock::default();
+    let summary = run_plays(prep, remote.as_ref(), &local, tx);
     if let Some(Ok(r)) = &remote {
+        r.end_sessions(prep.settings.forks);
         let targets: Vec<_> = r.targets.values().cloned().collect();
         tend_transport::close_masters(&targets, &r.opts, &r.control);
     }
     summary
+}
+
+/// The host lock of this machine, for the hosts that run here in-process (`connection:
+/// local`): taken once, by the first such host, and shared by all of them (a second `flock`
+/// of the same file from this process would wait for the first).
+#[derive(Default)]
+struct LocalLock(
+    Mutex<Option<Result<tend_agent::hostlock::HostLock, tend_agent::hostlock::LockError>>>,
+);
+
+impl LocalLock {
+    /// `Err` is the message to report for `host`.
+    fn ensure(&self, settings: &Settings, host: &str) -> Result<(), String> {
+        let Some(req) = &settings.lock else {
+            return Ok(());
+        };
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let got = slot.get_or_insert_with(|| {
+            let cache = tend_agent::serve::default_cache_dir();
+            let (dir, shared) = tend_agent::hostlock::lock_dir(&cache);
+            tend_agent::hostlock::acquire(&dir, shared, &req.owner, req.wait)
+        });
+        match got {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.message(host)),
+        }
+    }
 }
 
 /// `tend ssh-close`: asks the persistent master connections (`--ssh-persist`) of the hosts
@@ -358,12 +401,19 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
         opts,
         targets: prep.ssh_targets.clone(),
         bundle,
+        lock: prep.settings.lock.clone(),
+        sessions: Default::default(),
     })
 }
 
 type RemoteCtx = Result<remote::Remote, String>;
 
-fn run_plays(prep: &Prepared, remote: Option<&RemoteCtx>, tx: &Sender<Event>) -> Summary {
+fn run_plays(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    tx: &Sender<Event>,
+) -> Summary {
     let mut summary = Summary::default();
     let mut failed: HashSet<String> = HashSet::new();
     let mut states: HashMap<String, HostState> = HashMap::new();
@@ -401,7 +451,8 @@ fn run_plays(prep: &Prepared, remote: Option<&RemoteCtx>, tx: &Sender<Event>) ->
                     };
                     let Some(host) = hosts.get(i) else { return };
                     let state = states.get(host).cloned().unwrap_or_default();
-                    let (stats, state) = run_host(prep, remote, idx, host, hosts, state, rv, &tx);
+                    let (stats, state) =
+                        run_host(prep, remote, local, idx, host, hosts, state, rv, &tx);
                     if let Ok(mut r) = results.lock() {
                         r.push((host.clone(), stats, state));
                     }
@@ -423,6 +474,7 @@ fn run_plays(prep: &Prepared, remote: Option<&RemoteCtx>, tx: &Sender<Event>) ->
 fn run_host(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
+    local: &LocalLock,
     play: usize,
     host: &str,
     play_hosts: &[String],
@@ -439,7 +491,10 @@ fn run_host(
             // `connection: local` on a play runs its tasks here, for every host (as Ansible).
             let local_play = program.play.connection.as_deref() == Some("local");
             match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
-                (false, _) => tend_agent::run(&program, &mut sink, Some(rv)),
+                (false, _) => match local.ensure(&prep.settings, host) {
+                    Ok(()) => tend_agent::run(&program, &mut sink, Some(rv)),
+                    Err(why) => remote::unreachable(&program, &why, rv, tx),
+                },
                 (true, Some(Ok(r))) => remote::run_host(r, &program, rv, tx),
                 (true, _) => {
                     let why = match remote {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
+use std::sync::Mutex;
 
 use tend_lang::{Diag, Layer, Scope, Templar};
 use tend_proto::wire::{FromAgent, ToAgent};
@@ -170,6 +171,65 @@ pub(crate) struct Remote {
     pub opts: SshOptions,
     pub targets: HashMap<String, SshTarget>,
     pub bundle: Option<tend_agent::bundle::Bundle>,
+    /// The host lock each session takes first, for runs that may change hosts.
+    pub lock: Option<crate::LockRequest>,
+    /// Sessions between plays: one agent per host for the whole run.
+    pub sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Remote {
+    /// Ends every session still open (the agents exit and their locks go with them), `forks`
+    /// at a time.
+    pub fn end_sessions(&self, forks: usize) {
+        let open: Vec<Session> = match self.sessions.lock() {
+            Ok(mut s) => s.drain().map(|(_, s)| s).collect(),
+            Err(_) => return,
+        };
+        if open.is_empty() {
+            return;
+        }
+        let queue = Mutex::new(open);
+        std::thread::scope(|s| {
+            for _ in 0..forks.clamp(1, 64) {
+                s.spawn(|| loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    match next {
+                        Some(session) => session.finish(),
+                        None => return,
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// Takes the host's lock in a new session; the host's message when another run holds it.
+fn take_lock(
+    session: &mut Session,
+    host: &str,
+    req: &crate::LockRequest,
+) -> Result<(), TransportError> {
+    let start = std::time::Instant::now();
+    session.send(&ToAgent::Lock {
+        owner: req.owner.clone(),
+        wait_ms: u64::try_from(req.wait.as_millis()).unwrap_or(u64::MAX),
+    })?;
+    match session.recv()? {
+        FromAgent::Locked { .. } => Ok(()),
+        FromAgent::NotLocked { holder, error } => {
+            let msg = match error {
+                Some(e) => tend_agent::hostlock::unusable_message(host, &e),
+                None => tend_agent::hostlock::busy_message(host, holder.as_ref(), start.elapsed()),
+            };
+            Err(TransportError::Unreachable(msg))
+        }
+        FromAgent::Error { msg } => Err(TransportError::Unreachable(format!(
+            "the agent stopped: {msg}"
+        ))),
+        other => Err(TransportError::Unreachable(format!(
+            "the agent answered the lock request with {other:?}"
+        ))),
+    }
 }
 
 /// Runs one play on one SSH host. Every failure to reach or keep the host becomes an
@@ -303,19 +363,29 @@ fn drive(
         .get(host)
         .ok_or_else(|| TransportError::Unreachable(format!("no SSH settings for host {host}")))?;
     let bundle_hash = remote.bundle.as_ref().map(|b| b.hash());
-    let mut session = Session::open(
-        target,
-        &remote.opts,
-        &remote.control,
-        &remote.agent,
-        bundle_hash,
-    )?;
-    for w in session.warnings.drain(..) {
-        let _ = tx.send(Event::Warning {
-            host: Some(host.clone()),
-            msg: w,
-        });
-    }
+    let pooled = remote.sessions.lock().ok().and_then(|mut s| s.remove(host));
+    let mut session = match pooled {
+        Some(s) => s,
+        None => {
+            let mut session = Session::open(
+                target,
+                &remote.opts,
+                &remote.control,
+                &remote.agent,
+                bundle_hash,
+            )?;
+            for w in session.warnings.drain(..) {
+                let _ = tx.send(Event::Warning {
+                    host: Some(host.clone()),
+                    msg: w,
+                });
+            }
+            if let Some(req) = &remote.lock {
+                take_lock(&mut session, host, req)?;
+            }
+            session
+        }
+    };
     if let Some(b) = &remote.bundle {
         if !session.has_bundle {
             session.send_bundle(b.hash(), b.bytes())?;
@@ -351,10 +421,15 @@ fn drive(
                 if !released {
                     rv.host_done(host);
                 }
-                session.finish();
+                // Kept for the host's next play; ended with the run.
+                if let Ok(mut pool) = remote.sessions.lock() {
+                    pool.insert(host.clone(), session);
+                }
                 return Ok((stats, *state));
             }
-            Ok(FromAgent::Hello { .. }) => {}
+            Ok(FromAgent::Hello { .. })
+            | Ok(FromAgent::Locked { .. })
+            | Ok(FromAgent::NotLocked { .. }) => {}
             Ok(FromAgent::Error { msg }) => {
                 return Err(TransportError::Unreachable(format!(
                     "the agent stopped: {msg}"

@@ -26,6 +26,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         remote: Default::default(),
         become_password: None,
         guards: None,
+        lock: None,
     }
 }
 

@@ -7,6 +7,8 @@
 //!
 //! ```text
 //! controller                                   agent (`tend agent --cache DIR`)
+//!   [lock {owner, wait_ms}]            ──►      takes the host's lock for the session
+//!                                      ◄──      locked {path, shared}  or  not_locked {…}
 //!   [bundle {hash, len} + len bytes]   ──►      unpacks it into DIR/bundle-HASH (atomic)
 //!   run {program}                      ──►      runs the play
 //!                                      ◄──      event … (every Event of the run)
@@ -41,6 +43,26 @@ pub enum ToAgent {
     },
     /// The answer to [`FromAgent::RunOnceAsk`]: another host's result, or `None`: lead it.
     RunOnceAnswer { key: String, result: Option<Value> },
+    /// Take the host's lock (an exclusive `flock`) and hold it until the session ends, waiting
+    /// up to `wait_ms` for another holder. Sent once, before the first `run`, by runs that may
+    /// change the host. The agent answers [`FromAgent::Locked`] or [`FromAgent::NotLocked`].
+    Lock { owner: LockOwner, wait_ms: u64 },
+}
+
+/// Who holds a host's lock: written into the lock file by its holder, so that a second run can
+/// name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwner {
+    pub run_id: String,
+    /// The user tend runs as on the controller.
+    pub user: String,
+    /// The controller's host name.
+    pub controller: String,
+    /// When the run started (UTC, RFC 3339).
+    pub since: String,
+    /// The process holding the lock on the host (set by the holder).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// Agent → controller.
@@ -69,6 +91,21 @@ pub enum FromAgent {
     PlayDone {
         stats: HostStats,
         state: Box<HostState>,
+    },
+    /// The host's lock is held for this session; `shared` is false when it lives in the
+    /// agent's cache directory (the system lock directory was not writable), where it only
+    /// excludes runs by the same login user.
+    Locked {
+        path: String,
+        shared: bool,
+    },
+    /// The lock could not be taken: another run holds it (`holder`, when it said who it is),
+    /// or `error` says why it could not be used. The session goes on; the controller ends it.
+    NotLocked {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<LockOwner>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// The agent cannot go on (bad message, bundle failure …); the session ends.
     Error {

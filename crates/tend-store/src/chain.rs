@@ -394,43 +394,70 @@ impl Store {
     /// concurrent writers (threads or processes, on SQLite or PostgreSQL) never fork the chain.
     /// The body is scrubbed of every value marked secret, then stored as canonical JSON.
     pub fn append(&mut self, run_id: &str, kind: &str, host: &str, body: &Value) -> Result<Record> {
-        let mut body = body.clone();
-        self.scrubber.scrub(&mut body);
-        let text = canonical_json(&body);
+        let mut out = self.append_many(run_id, &[(kind, host, body.clone())])?;
+        Ok(out.pop().expect("one record appended"))
+    }
+
+    /// Appends `items` (kind, host, body) of one run in order, in one write transaction: one
+    /// commit (one fsync on SQLite) for all of them. Either all are written or none.
+    pub fn append_many(
+        &mut self,
+        run_id: &str,
+        items: &[(&str, &str, Value)],
+    ) -> Result<Vec<Record>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bodies: Vec<String> = items
+            .iter()
+            .map(|(_, _, body)| {
+                let mut body = body.clone();
+                self.scrubber.scrub(&mut body);
+                canonical_json(&body)
+            })
+            .collect();
         let out = self.backend.write(Lock::Chain, |sql| {
             let head = sql.query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])?;
-            let (seq, prev_hash) = match head.into_iter().next() {
+            let (mut seq, mut prev_hash) = match head.into_iter().next() {
                 Some(mut row) => {
                     let hash = row.pop().unwrap_or(Val::Null).text();
-                    (row[0].int() + 1, hash)
+                    (row[0].int(), hash)
                 }
-                None => (1, GENESIS.to_string()),
+                None => (0, GENESIS.to_string()),
             };
-            let mut rec = Record {
-                seq,
-                run_id: run_id.to_string(),
-                kind: kind.to_string(),
-                host: host.to_string(),
-                at: time::now(),
-                body: text,
-                prev_hash,
-                hash: String::new(),
-            };
-            rec.hash = rec.compute_hash(seq);
-            sql.exec(
-                &format!("INSERT INTO audit ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
-                &[
-                    Val::Int(rec.seq),
-                    Val::from(rec.run_id.as_str()),
-                    Val::from(rec.kind.as_str()),
-                    Val::from(rec.host.as_str()),
-                    Val::from(rec.at.as_str()),
-                    Val::from(rec.body.as_str()),
-                    Val::from(rec.prev_hash.as_str()),
-                    Val::from(rec.hash.as_str()),
-                ],
-            )?;
-            Ok::<_, String>(rec)
+            let mut written = Vec::with_capacity(items.len());
+            for ((kind, host, _), text) in items.iter().zip(bodies) {
+                seq += 1;
+                let mut rec = Record {
+                    seq,
+                    run_id: run_id.to_string(),
+                    kind: kind.to_string(),
+                    host: host.to_string(),
+                    at: time::now(),
+                    body: text,
+                    prev_hash,
+                    hash: String::new(),
+                };
+                rec.hash = rec.compute_hash(seq);
+                sql.exec(
+                    &format!(
+                        "INSERT INTO audit ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    ),
+                    &[
+                        Val::Int(rec.seq),
+                        Val::from(rec.run_id.as_str()),
+                        Val::from(rec.kind.as_str()),
+                        Val::from(rec.host.as_str()),
+                        Val::from(rec.at.as_str()),
+                        Val::from(rec.body.as_str()),
+                        Val::from(rec.prev_hash.as_str()),
+                        Val::from(rec.hash.as_str()),
+                    ],
+                )?;
+                prev_hash = rec.hash.clone();
+                written.push(rec);
+            }
+            Ok::<_, String>(written)
         });
         match out {
             Ok(Ok(r)) => Ok(r),

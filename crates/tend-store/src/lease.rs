@@ -122,6 +122,24 @@ impl Store {
         }
     }
 
+    /// Extends every lease `run_id` still holds to `ttl` from now (a live run renews its leases
+    /// well before they expire, so that a run that died frees its hosts within one `ttl`).
+    /// Returns how many leases were renewed: fewer than the run took means some expired and
+    /// were taken by another run.
+    pub fn renew_leases(&mut self, run_id: &str, ttl: Duration) -> Result<u64> {
+        let expires = time::format(time::now_millis() + ttl.as_millis() as i64);
+        let out = self.backend.write(Lock::Leases, |sql| {
+            sql.exec(
+                "UPDATE leases SET expires = $1 WHERE run_id = $2",
+                &[Val::from(expires.as_str()), Val::from(run_id)],
+            )
+        });
+        match out {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) | Err(e) => Err(self.backend_err(e)),
+        }
+    }
+
     /// Releases every lease of `run_id` (the run ended).
     pub fn release_leases(&mut self, run_id: &str) -> Result<()> {
         let out = self.backend.write(Lock::Leases, |sql| {

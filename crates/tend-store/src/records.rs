@@ -296,6 +296,16 @@ impl Store {
         self.append(run_id, kind::HOST_RESULT, &result.host, &to_value(result))
     }
 
+    /// Several host results of one run, in order, in one transaction (see
+    /// [`Store::append_many`]).
+    pub fn record_hosts(&mut self, run_id: &str, results: &[HostResult]) -> Result<Vec<Record>> {
+        let items: Vec<(&str, &str, Value)> = results
+            .iter()
+            .map(|r| (kind::HOST_RESULT, r.host.as_str(), to_value(r)))
+            .collect();
+        self.append_many(run_id, &items)
+    }
+
     pub fn end_run(&mut self, run_id: &str, end: &RunEnd) -> Result<Record> {
         self.append(run_id, kind::RUN_END, "", &to_value(end))
     }

@@ -629,3 +629,83 @@ fn postgres_urls_never_show_their_password() {
     assert!(!err.to_string().contains("s3cr3t"), "{err}");
     assert!(err.to_string().contains("127.0.0.1"), "{err}");
 }
+
+/// Host results written in batches (one transaction each, as the recorder's writer does) form
+/// the same verifiable chain, in the order given, with secrets masked; a concurrent writer
+/// between two batches does not fork the chain.
+#[test]
+fn batched_host_results_keep_the_chain_and_mask_secrets() {
+    const CANARY: &str = "batch-canary-51c0";
+    both(|b| {
+        let mut s = b.open();
+        s.mark_secret(CANARY);
+        let id = tend_store::new_run_id();
+        let hosts: Vec<String> = (0..600).map(|i| format!("h{i:03}")).collect();
+        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        s.start_run(&id, &start(RunKind::Apply, &names, &[]))
+            .unwrap();
+        let results: Vec<HostResult> = hosts
+            .iter()
+            .map(|h| HostResult {
+                host: h.clone(),
+                play: "p".into(),
+                stats: stats(1, 1, 0),
+                tasks: vec![TaskRecord {
+                    name: "t".into(),
+                    status: "changed".into(),
+                    result: json!({"msg": format!("{h} token {CANARY}")}),
+                    ..Default::default()
+                }],
+            })
+            .collect();
+        let mut other = b.open();
+        for (i, chunk) in results.chunks(256).enumerate() {
+            let written = s.record_hosts(&id, chunk).unwrap();
+            assert_eq!(written.len(), chunk.len());
+            if i == 0 {
+                run(&mut other, RunKind::Apply, &[("db1", stats(1, 0, 0))]);
+            }
+        }
+        s.end_run(&id, &RunEnd::new(BTreeMap::new(), 0)).unwrap();
+        let rep = s.verify().unwrap();
+        assert!(rep.ok(), "{}: {:?}", b.name, rep.problems);
+        assert_eq!(rep.records, 600 + 2 + 3, "{}", b.name);
+        let detail = s.run(&id).unwrap();
+        let order: Vec<&str> = detail.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(order, names, "{}: results in the order given", b.name);
+        drop(s);
+        assert!(
+            !b.dump().contains(CANARY),
+            "{}: canary in the store",
+            b.name
+        );
+    });
+}
+
+/// A lease that its run stops renewing expires after its TTL; while renewed it holds.
+#[test]
+fn a_lease_expires_once_its_run_stops_renewing_it() {
+    both(|b| {
+        let mut s = b.open();
+        let mut other = b.open();
+        let ttl = Duration::from_millis(600);
+        let hosts = vec!["web1".to_string(), "web2".to_string()];
+        s.acquire_lease(&hosts, "r1", "alice", ttl).unwrap();
+        // Renewed three times, well past one TTL: still held.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(s.renew_leases("r1", ttl).unwrap(), 2, "{}", b.name);
+        }
+        match other.acquire_lease(&hosts[1..], "r2", "bob", ttl) {
+            Err(StoreError::Leased(h)) => assert_eq!(h.run_id, "r1"),
+            other => panic!("{}: {other:?}", b.name),
+        }
+        // r1 stops renewing (it died): after the TTL, r2 gets the hosts.
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        other
+            .acquire_lease(&hosts, "r2", "bob", Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        // r1 coming back renews nothing: its leases are gone.
+        assert_eq!(s.renew_leases("r1", ttl).unwrap(), 0, "{}", b.name);
+    });
+}

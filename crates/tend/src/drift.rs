@@ -982,15 +982,20 @@ fn stderr_line(s: &str) {
 /// One run of the playbook, recorded as `kind`; events go to `on_event` too.
 /// `Err(exit status)` when it could not run or its history is incomplete (already reported).
 fn run_recorded(
-    prep: &tend_engine::Prepared,
+    prep: &mut tend_engine::Prepared,
     args: &ApplyArgs,
     kind: RunKind,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Option<String>, u8> {
+    let run_id = tend_store::new_run_id();
+    if !args.check {
+        // A fix changes hosts: it locks them like any apply.
+        crate::lock_hosts(prep, &run_id, args.lock_timeout);
+    }
     let mut recorder = if args.no_history {
         None
     } else {
-        match crate::recorder::Recorder::start_as(prep, args, kind, None) {
+        match crate::recorder::Recorder::start_as(prep, args, &run_id, kind, None) {
             Ok(r) => r,
             Err(e) => {
                 crate::history::report(&e);
@@ -1032,7 +1037,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let prep = match tend_engine::prepare(settings.clone()) {
+    let mut prep = match tend_engine::prepare(settings.clone()) {
         Ok(p) => p,
         Err(e) => {
             crate::report_error(&e);
@@ -1052,7 +1057,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
         .filter(|h| seen.insert(*h))
         .collect();
     let mut report = Report::new(hosts);
-    let check_run = match run_recorded(&prep, &check_args, RunKind::Drift, |e| {
+    let check_run = match run_recorded(&mut prep, &check_args, RunKind::Drift, |e| {
         report.event(e, &tasks, &scrub)
     }) {
         Ok(id) => id,
@@ -1076,7 +1081,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
         let mut fix_settings = settings;
         fix_settings.options.check = false;
         fix_settings.limit = Some(targets.join(","));
-        let fix_prep = match tend_engine::prepare(fix_settings) {
+        let mut fix_prep = match tend_engine::prepare(fix_settings) {
             Ok(p) => p,
             Err(e) => {
                 crate::report_error(&e);
@@ -1084,7 +1089,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
             }
         };
         let fix_args = apply_args(&args, false);
-        match run_recorded(&fix_prep, &fix_args, RunKind::Fix, |e| {
+        match run_recorded(&mut fix_prep, &fix_args, RunKind::Fix, |e| {
             fix.event(e, &tasks, &scrub)
         }) {
             Ok(id) => fix.run_id = id,

@@ -81,7 +81,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
     };
     // The history keeps each changed task's diff, also without --diff.
     settings.options.collect_diffs = !args.no_history;
-    let prep = match tend_engine::prepare(settings) {
+    let mut prep = match tend_engine::prepare(settings) {
         Ok(p) => p,
         Err(e) => {
             report_error(&e);
@@ -100,12 +100,17 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // Every run has an id, recorded or not: it names the run in the hosts' locks.
+    let run_id = tend_store::new_run_id();
+    if !args.check {
+        lock_hosts(&mut prep, &run_id, args.lock_timeout);
+    }
     // The history is opened (and the run's hosts leased) before anything runs: a store that
     // cannot be written stops tend here. See recorder.rs for the policy during the run.
     let mut recorder = if args.no_history {
         None
     } else {
-        match recorder::Recorder::start(&prep, &args) {
+        match recorder::Recorder::start(&prep, &args, &run_id) {
             Ok(r) => r,
             Err(e) => {
                 history::report(&e);
@@ -156,6 +161,21 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
         }
         _ => ExitCode::from(summary.exit_code() as u8),
     }
+}
+
+/// Makes a run that may change hosts lock each of them for the whole run (the host lock on the
+/// target, named after `run_id`), waiting up to `timeout` seconds for another run's lock.
+fn lock_hosts(prep: &mut tend_engine::Prepared, run_id: &str, timeout: u64) {
+    prep.settings.lock = Some(tend_engine::LockRequest {
+        owner: tend_proto::wire::LockOwner {
+            run_id: run_id.to_string(),
+            user: recorder::user(),
+            controller: recorder::controller(),
+            since: tend_store::time::now(),
+            pid: 0,
+        },
+        wait: std::time::Duration::from_secs(timeout),
+    });
 }
 
 /// Writes a file next to its final name and renames it into place.

@@ -459,7 +459,13 @@ pub fn plan(args: PlanArgs) -> ExitCode {
     let mut recorder = if run.no_history {
         None
     } else {
-        match crate::recorder::Recorder::start_as(&prep, &run, RunKind::Plan, None) {
+        match crate::recorder::Recorder::start_as(
+            &prep,
+            &run,
+            &tend_store::new_run_id(),
+            RunKind::Plan,
+            None,
+        ) {
             Ok(r) => r,
             Err(e) => return crate::history::report(&e),
         }
@@ -721,7 +727,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
             })
             .collect(),
     );
-    let prep = match tend_engine::prepare(settings) {
+    let mut prep = match tend_engine::prepare(settings) {
         Ok(p) => p,
         Err(e) => {
             crate::report_error(&e);
@@ -768,15 +774,22 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         );
     }
 
-    let mut recorder =
-        match crate::recorder::Recorder::start_as(&prep, &args, RunKind::Apply, Some(&plan.id)) {
-            Ok(r) => r,
-            Err(e) => {
-                crate::history::report(&e);
-                let _ = writeln!(std::io::stderr(), "nothing was changed");
-                return ExitCode::from(1);
-            }
-        };
+    let run_id = tend_store::new_run_id();
+    crate::lock_hosts(&mut prep, &run_id, args.lock_timeout);
+    let mut recorder = match crate::recorder::Recorder::start_as(
+        &prep,
+        &args,
+        &run_id,
+        RunKind::Apply,
+        Some(&plan.id),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::history::report(&e);
+            let _ = writeln!(std::io::stderr(), "nothing was changed");
+            return ExitCode::from(1);
+        }
+    };
     if recorder.is_none() {
         return error(
             &format!(

@@ -11,10 +11,19 @@
 //! - A write that fails during the run does not stop the run (stopping half-way would leave
 //!   hosts half-changed): tend warns at once, keeps going, and ends with exit status 1 if the
 //!   run would otherwise have succeeded, saying the history of this run is incomplete.
+//! - Renewing the run's leases is a write like the others: a failure warns and the run goes
+//!   on (the hosts' own locks still keep other runs out).
+//!
+//! Writing: host results go to a writer thread, which commits whatever has queued up (at most
+//! [`BATCH_MAX`] records) in one transaction — group commit: one fsync for many hosts when
+//! they finish together, no added delay when they do not. The chain order is the order the
+//! results arrived in. The same thread renews the run's leases every [`LEASE_RENEW`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tend_proto::{Event, HostStats};
@@ -24,21 +33,104 @@ use tend_store::{
 
 use crate::cli::ApplyArgs;
 
-/// Run leases outlive any sane run; a run that dies leaves them until then or `tend unlock`.
-const LEASE_TTL: Duration = Duration::from_secs(12 * 3600);
+/// A run lease lasts this long unless its run renews it: a run that died frees its hosts within
+/// minutes (or at once with `tend unlock`).
+const LEASE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// How often a live run renews its leases (well inside [`LEASE_TTL`]).
+const LEASE_RENEW: Duration = Duration::from_secs(60);
+
+/// At most this many host results in one transaction.
+const BATCH_MAX: usize = 256;
 
 /// Secret-looking variables shorter than this are not masked everywhere (masking `16` in every
 /// result would destroy the record, and such values protect nothing).
 const MIN_SECRET_LEN: usize = 4;
 
 pub struct Recorder {
-    store: Store,
     run_id: String,
     play: String,
     pending: HashMap<String, Vec<TaskRecord>>,
-    leased: bool,
+    /// Host results on their way to the writer thread.
+    queue: Option<mpsc::Sender<HostResult>>,
+    writer: Option<JoinHandle<Writer>>,
+}
+
+/// The writer thread's side: the store, and what went wrong so far.
+struct Writer {
+    store: Store,
+    run_id: String,
+    /// How many hosts the run leased (0: none, nothing to renew).
+    leases: usize,
+    ttl: Duration,
+    renew_every: Duration,
     /// The first write that failed.
     failed: Option<StoreError>,
+    /// A renewal warning was shown (say it once, not every minute).
+    renew_warned: bool,
+}
+
+impl Writer {
+    fn spawn(self, rx: mpsc::Receiver<HostResult>) -> std::io::Result<JoinHandle<Writer>> {
+        std::thread::Builder::new()
+            .name("tend-history".into())
+            .spawn(move || self.serve(rx))
+    }
+
+    fn serve(mut self, rx: mpsc::Receiver<HostResult>) -> Writer {
+        let mut next_renew = Instant::now() + self.renew_every;
+        let mut batch = Vec::with_capacity(BATCH_MAX);
+        loop {
+            let wait = next_renew.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(first) => {
+                    batch.push(first);
+                    while batch.len() < BATCH_MAX {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = self.store.record_hosts(&self.run_id, &batch) {
+                        self.write_failed(e);
+                    }
+                    batch.clear();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self,
+            }
+            if self.leases > 0 && Instant::now() >= next_renew {
+                self.renew();
+                next_renew = Instant::now() + self.renew_every;
+            }
+        }
+    }
+
+    fn renew(&mut self) {
+        let problem = match self.store.renew_leases(&self.run_id, self.ttl) {
+            Ok(n) if n as usize >= self.leases => return,
+            Ok(n) => format!(
+                "{} of this run's {} host leases expired before they could be renewed; another run may take those hosts in the history store (their host locks still hold)",
+                self.leases - n as usize,
+                self.leases
+            ),
+            Err(e) => format!("cannot renew this run's host leases ({e}); the run goes on"),
+        };
+        if !self.renew_warned {
+            self.renew_warned = true;
+            let _ = writeln!(std::io::stderr(), "[WARNING]: {problem}");
+        }
+    }
+
+    fn write_failed(&mut self, e: StoreError) {
+        if self.failed.is_none() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "[WARNING]: cannot record to the history ({e}); the run goes on, its history will be incomplete"
+            );
+            self.failed = Some(e);
+        }
+    }
 }
 
 /// Which store a command uses: `--store`/`TEND_STORE`, else `default`.
@@ -55,7 +147,7 @@ pub fn user() -> String {
 }
 
 /// The controller's host name (the kernel's, as `uname -n` prints it).
-fn controller() -> String {
+pub fn controller() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -159,13 +251,14 @@ fn mask_keys(v: &mut Value) {
 }
 
 impl Recorder {
-    /// Opens the store, takes the run's leases (unless in check mode) and records the start.
-    /// Any error here means nothing runs.
+    /// Opens the store, takes the run's leases (unless in check mode) and records the start of
+    /// run `run_id`. Any error here means nothing runs.
     pub fn start(
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
+        run_id: &str,
     ) -> Result<Option<Recorder>, StoreError> {
-        Self::start_as(prep, args, RunKind::Apply, None)
+        Self::start_as(prep, args, run_id, RunKind::Apply, None)
     }
 
     /// [`Recorder::start`] for a run of `kind`; `plan`: the id of the plan `tend apply PLAN`
@@ -174,6 +267,7 @@ impl Recorder {
     pub fn start_as(
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
+        run_id: &str,
         kind: RunKind,
         plan: Option<&str>,
     ) -> Result<Option<Recorder>, StoreError> {
@@ -215,9 +309,10 @@ impl Recorder {
             groups.insert(h.clone(), prep.inventory.group_names(h));
         }
 
-        let run_id = tend_store::new_run_id();
+        let run_id = run_id.to_string();
         let user = user();
         let leased = !args.check && !hosts.is_empty();
+        let leases = if leased { hosts.len() } else { 0 };
         if leased {
             store.acquire_lease_wait(
                 &hosts,
@@ -273,14 +368,16 @@ impl Recorder {
             }
             return Err(e);
         }
-        Ok(Some(Recorder {
+        let writer = Writer {
             store,
-            run_id,
-            play: String::new(),
-            pending: HashMap::new(),
-            leased,
+            run_id: run_id.clone(),
+            leases,
+            ttl: LEASE_TTL,
+            renew_every: LEASE_RENEW,
             failed: None,
-        }))
+            renew_warned: false,
+        };
+        Ok(Some(Recorder::with_writer(run_id, writer)?))
     }
 
     /// The id of the run being recorded.
@@ -288,13 +385,23 @@ impl Recorder {
         &self.run_id
     }
 
-    fn write_failed(&mut self, e: StoreError) {
-        if self.failed.is_none() {
-            let _ = writeln!(
-                std::io::stderr(),
-                "[WARNING]: cannot record to the history ({e}); the run goes on, its history will be incomplete"
-            );
-            self.failed = Some(e);
+    /// Starts the writer thread. A thread that cannot start is like a first record that
+    /// cannot be written: nothing runs (the leases are released).
+    fn with_writer(run_id: String, writer: Writer) -> Result<Recorder, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let location = writer.store.location().to_string();
+        match writer.spawn(rx) {
+            Ok(handle) => Ok(Recorder {
+                run_id,
+                play: String::new(),
+                pending: HashMap::new(),
+                queue: Some(tx),
+                writer: Some(handle),
+            }),
+            Err(e) => Err(StoreError::Backend {
+                location,
+                reason: format!("cannot start the history writer thread: {e}"),
+            }),
         }
     }
 
@@ -332,20 +439,33 @@ impl Recorder {
                     stats: *stats,
                     tasks: self.pending.remove(host).unwrap_or_default(),
                 };
-                if let Err(e) = self.store.record_host(&self.run_id, &result) {
-                    self.write_failed(e);
+                // The writer only goes away by panicking; finish() reports that.
+                if let Some(q) = &self.queue {
+                    let _ = q.send(result);
                 }
             }
             Event::TaskStart { .. } | Event::ItemResult { .. } | Event::Warning { .. } => {}
         }
     }
 
-    /// Records the end (`summary` is `None` when the run itself crashed) and releases the
-    /// leases. `Err` when any record of this run could not be written.
+    /// Waits for the writer to write every host result, records the end (`summary` is `None`
+    /// when the run itself crashed) and releases the leases. `Err` when any record of this run
+    /// could not be written.
     pub fn finish(
         mut self,
         summary: Option<&tend_engine::Summary>,
     ) -> Result<(), (String, StoreError)> {
+        drop(self.queue.take());
+        let joined = self.writer.take().map(JoinHandle::join);
+        let Some(Ok(mut w)) = joined else {
+            return Err((
+                self.run_id,
+                StoreError::Backend {
+                    location: String::from("(history writer)"),
+                    reason: "the history writer thread stopped unexpectedly".into(),
+                },
+            ));
+        };
         let end = match summary {
             Some(s) => {
                 let hosts: BTreeMap<String, HostStats> =
@@ -359,15 +479,15 @@ impl Recorder {
                 ..RunEnd::new(BTreeMap::new(), 250)
             },
         };
-        if let Err(e) = self.store.end_run(&self.run_id, &end) {
-            self.write_failed(e);
+        if let Err(e) = w.store.end_run(&self.run_id, &end) {
+            w.write_failed(e);
         }
-        if self.leased {
-            if let Err(e) = self.store.release_leases(&self.run_id) {
-                self.write_failed(e);
+        if w.leases > 0 {
+            if let Err(e) = w.store.release_leases(&self.run_id) {
+                w.write_failed(e);
             }
         }
-        match self.failed {
+        match w.failed {
             Some(e) => Err((self.run_id, e)),
             None => Ok(()),
         }
@@ -380,6 +500,48 @@ mod tests {
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The writer thread renews the run's leases while it lives (another run cannot take the
+    /// hosts, well past one TTL); once it is gone (the run died), they expire within a TTL.
+    #[test]
+    fn the_writer_renews_leases_until_it_stops() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = StoreSpec::Sqlite(d.path().join("history.db"));
+        let hosts = vec!["web1".to_string()];
+        let ttl = Duration::from_millis(800);
+        let mut store = Store::open(&spec).unwrap();
+        store.acquire_lease(&hosts, "r1", "alice", ttl).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            store,
+            run_id: "r1".into(),
+            leases: 1,
+            ttl,
+            renew_every: Duration::from_millis(200),
+            failed: None,
+            renew_warned: false,
+        }
+        .spawn(rx)
+        .unwrap();
+        let mut other = Store::open(&spec).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < ttl * 3 {
+            match other.acquire_lease(&hosts, "r2", "bob", ttl) {
+                Err(StoreError::Leased(h)) => assert_eq!(h.run_id, "r1"),
+                got => panic!(
+                    "the renewed lease was taken after {:?}: {got:?}",
+                    start.elapsed()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(tx);
+        let w = writer.join().unwrap();
+        assert!(w.failed.is_none());
+        assert!(other.acquire_lease(&hosts, "r2", "bob", ttl).is_err());
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        other.acquire_lease(&hosts, "r2", "bob", ttl).unwrap();
     }
 
     #[test]

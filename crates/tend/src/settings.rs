@@ -72,6 +72,7 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
         forks: a.forks.max(1),
         connection: a.connection.clone(),
         remote: remote_settings(&a.conn),
+        lock: None,
     })
 }
 

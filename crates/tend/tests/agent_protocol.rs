@@ -13,14 +13,16 @@ use std::process::{Command, Output};
 
 use tempfile::TempDir;
 
-/// `ssh [options] -- DEST COMMAND` → runs COMMAND with HOME=<root>/home-DEST. A destination
-/// named `down*` behaves like a host whose sshd refuses connections.
+/// `ssh [options] -- DEST COMMAND` → runs COMMAND with HOME=<root>/home-DEST (and the host
+/// lock in that HOME: each "host" is its own machine). A destination named `down*` behaves
+/// like a host whose sshd refuses connections.
 const FAKE_SSH: &str = r#"#!/bin/sh
 for a; do dest="$cmd"; cmd="$a"; done
 case "$dest" in
   down*) echo "ssh: connect to host $dest port 22: Connection refused" >&2; exit 255 ;;
 esac
 export HOME="$FAKE_ROOT/home-$dest"
+export TEND_LOCK_DIR="$HOME"
 mkdir -p "$HOME"
 exec /bin/sh -c "$cmd"
 "#;
@@ -55,7 +57,8 @@ impl Fixture {
             .arg(format!("out={}", p.join("out").display()))
             .current_dir(p)
             .env("TEND_SSH", p.join("ssh"))
-            .env("FAKE_ROOT", p);
+            .env("FAKE_ROOT", p)
+            .env("TEND_LOCK_DIR", p);
         for (k, v) in extra_env {
             c.env(k, v);
         }

@@ -106,6 +106,8 @@ impl Lab {
             .args(&argv[1..])
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
+            // Each test its own host lock (tests run at the same time on this machine).
+            .env("TEND_LOCK_DIR", self.dir.path())
             .stdin(if typed.is_some() {
                 Stdio::piped()
             } else {

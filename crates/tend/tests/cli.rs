@@ -42,6 +42,8 @@ fn run(cwd: &Path, args: &[&str]) -> String {
         // Each test its own history: tests run the README's example at the same time, and
         // the shared `examples/hello/.tend` store would lease `localhost` to one of them.
         .env("TEND_STORE", cwd.join(".tend").join("history.db"))
+        // Likewise its own host lock for localhost (tests run at the same time).
+        .env("TEND_LOCK_DIR", cwd)
         .output()
         .expect("run tend");
     let code = out

@@ -14,6 +14,8 @@ fn tend(dir: &Path, args: &[&str]) -> Command {
     c.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        // Each test its own lock for its local host (tests run at the same time).
+        .env("TEND_LOCK_DIR", dir)
         .env_remove("TEND_STORE");
     c
 }

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 pub fn tend_command(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tend"));
     c.args(args).current_dir(dir).env("NO_COLOR", "1");
+    // Tests run many tends on this machine at once: each its own host lock for local hosts.
+    c.env("TEND_LOCK_DIR", dir);
     c
 }
 
