@@ -1108,10 +1108,13 @@ impl<'a> HostRun<'a> {
         // `--diff` puts them into the registered result and the printed output.
         let collect = diff || self.program.options.collect_diffs || self.plans();
         let key = self.change_key();
+        // Under `tend apply PLAN`, a key the controller approved just before the run applies
+        // as planned; any other is compared with the plan.
         let planned: Option<Option<Option<String>>> = self
             .program
             .guard
             .as_ref()
+            .filter(|g| !g.approved.contains(&key))
             .map(|g| g.expected.get(&key).cloned());
         let mode = match &planned {
             Some(p) => PlanMode::Expect(p.as_ref().and_then(|d| d.as_deref())),

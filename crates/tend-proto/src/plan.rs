@@ -61,6 +61,13 @@ pub fn change_key(play: usize, loc: &str, occurrence: usize, item: Option<usize>
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlanGuard {
     pub expected: BTreeMap<String, Option<String>>,
+    /// Keys the controller found unchanged since the plan when it planned the host again just
+    /// before applying (`tend apply PLAN` does): those apply as planned without comparing
+    /// digests again, because by the time the run reaches them its own earlier tasks may have
+    /// changed what they observe (a package that brings a config file, a second `lineinfile`
+    /// on one file). An empty digest in `expected` matches nothing: that key was found changed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub approved: std::collections::BTreeSet<String>,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! Plans are recorded in the history as `plan` runs. They take no host leases: a plan
 //! changes nothing, so two plans (or a plan during an apply) may run at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -723,7 +723,13 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
                     .iter()
                     .map(|c| (c.key.clone(), c.digest.clone()))
                     .collect();
-                (h.host.clone(), PlanGuard { expected })
+                (
+                    h.host.clone(),
+                    PlanGuard {
+                        expected,
+                        approved: Default::default(),
+                    },
+                )
             })
             .collect(),
     );
@@ -774,6 +780,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         );
     }
 
+    refresh(&mut prep);
     let run_id = tend_store::new_run_id();
     crate::lock_hosts(&mut prep, &run_id, args.lock_timeout);
     let mut recorder = match crate::recorder::Recorder::start_as(
@@ -847,6 +854,56 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         }
     }
     ExitCode::from(code)
+}
+
+/// Plans every host again, just before the apply and before anything changes, and approves in
+/// each host's guard the keys whose change is still the planned one; a key whose change differs
+/// gets a digest that matches nothing (refused as changed since plan); a key the plan lacks
+/// stays absent (refused too). Comparing here rather than while applying is what makes a plan
+/// applicable at all: an apply's earlier tasks change what later ones observe (a package brings
+/// its config file; a second `lineinfile` sees the first one's line), so digests taken mid-run
+/// differ from the plan's even when nobody touched the host. An edit in the seconds between this
+/// pass and the apply is not seen. A host this pass could not plan (unreachable, failed) keeps
+/// the plain guard: every change there is compared with the plan as it is made.
+fn refresh(prep: &mut tend_engine::Prepared) {
+    let options = prep.settings.options.clone();
+    let guards = prep.settings.guards.take();
+    prep.settings.options.check = true;
+    prep.settings.options.plan = true;
+    prep.settings.options.collect_diffs = true;
+    let mut collector = Collector::default();
+    let mut failed = BTreeSet::new();
+    let summary = crate::run_streaming(prep, |e| {
+        collector.event(e);
+        if let Event::TaskResult(r) = e {
+            if (r.status == ResultStatus::Failed && !r.ignored)
+                || r.status == ResultStatus::Unreachable
+            {
+                failed.insert(r.host.clone());
+            }
+        }
+    });
+    prep.settings.options = options;
+    let Some(mut guards) = guards else {
+        return;
+    };
+    if summary.is_some() {
+        for (host, guard) in guards.iter_mut() {
+            if failed.contains(host) {
+                continue;
+            }
+            for c in collector.changes.get(host).into_iter().flatten() {
+                match guard.expected.get_mut(&c.key) {
+                    Some(planned) if *planned == c.digest => {
+                        guard.approved.insert(c.key.clone());
+                    }
+                    Some(planned) => *planned = Some(String::new()),
+                    None => {}
+                }
+            }
+        }
+    }
+    prep.settings.guards = Some(guards);
 }
 
 /// The plan's playbook, as a path from here.

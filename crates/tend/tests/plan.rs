@@ -265,3 +265,74 @@ fn plan_apply_exactly_that_plan_then_nothing_is_left() {
     let db = String::from_utf8_lossy(&db);
     assert_no_canary("the history store", &db);
 }
+
+/// A plan whose tasks build on each other (a file created, then edited twice) applies as planned on a local host: the apply's own earlier tasks change what later
+/// ones observe, which is not "changed since plan". An edit made outside tend between plan and
+/// apply still is. No root needed.
+#[test]
+fn tasks_that_build_on_each_other_apply_as_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Outside the playbook's directory: everything in there is an input of the plan.
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path();
+    std::fs::write(
+        d.join("inventory.ini"),
+        "localhost ansible_connection=local\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("site.yml"),
+        format!(
+            r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - copy:
+        content: "first\n"
+        dest: "{t}/app.conf"
+        mode: "0644"
+    - lineinfile: path={t}/app.conf line=second create=yes
+    - lineinfile: path={t}/app.conf line=third create=yes
+    - copy:
+        content: "other\n"
+        dest: "{t}/other.conf"
+"#,
+            t = target.display()
+        ),
+    )
+    .unwrap();
+    let plan = ["plan", "site.yml", "-i", "inventory.ini", "-o", "plan.json"];
+    let o = tend(d, &plan);
+    assert!(o.status.success(), "plan failed:\n{}", text(&o));
+    let o = tend(d, &["apply", "plan.json"]);
+    assert!(
+        o.status.success(),
+        "apply of the plan failed:\n{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("changed since plan"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(target.join("app.conf")).unwrap(),
+        "first\nsecond\nthird\n"
+    );
+
+    // Start over; this time app.conf is edited between plan and apply.
+    std::fs::remove_file(target.join("app.conf")).unwrap();
+    std::fs::remove_file(target.join("other.conf")).unwrap();
+    let o = tend(d, &plan);
+    assert!(o.status.success(), "plan failed:\n{}", text(&o));
+    std::fs::write(target.join("app.conf"), "written by someone else\n").unwrap();
+    let o = tend(d, &["apply", "plan.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("changed since plan"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(target.join("app.conf")).unwrap(),
+        "written by someone else\n",
+        "a resource changed since the plan was touched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("other.conf")).unwrap(),
+        "other\n",
+        "the rest of the plan was not applied"
+    );
+}
