@@ -268,6 +268,11 @@ pub fn compile(
         handlers: play.handlers.clone(),
         options: prep.settings.options.clone(),
         become_password: prep.settings.become_password.clone(),
+        vault: if prep.ssh_targets.contains_key(host) {
+            prep.vault_known.clone()
+        } else {
+            Default::default()
+        },
     })
 }
 

@@ -264,22 +264,31 @@ pub fn has_secrets() -> bool {
     with_state(|s| !s.keyring.secrets.is_empty())
 }
 
-/// The plaintexts decrypted so far, by hex SHA-256 of their envelope (for a remote agent).
-pub fn known() -> BTreeMap<String, Vec<u8>> {
+/// The plaintexts decrypted so far, for a remote agent: hex SHA-256 of the envelope → the
+/// plaintext in base64.
+pub fn known() -> BTreeMap<String, tend_proto::Secret> {
+    use base64::Engine;
     with_state(|s| {
         s.known
             .iter()
-            .map(|(k, v)| (hex::encode(k), v.as_ref().clone()))
+            .map(|(k, v)| {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(v.as_slice());
+                (hex::encode(k), tend_proto::Secret::new(b64))
+            })
             .collect()
     })
 }
 
-/// On an agent: the plaintexts the controller decrypted ([`known`]).
-pub fn install_known(map: &BTreeMap<String, Vec<u8>>) {
+/// On an agent: the plaintexts the controller decrypted ([`known`]). Entries that do not
+/// decode are left out (the read then fails as "no vault password").
+pub fn install_known(map: &BTreeMap<String, tend_proto::Secret>) {
+    use base64::Engine;
     with_state(|s| {
         for (k, v) in map {
-            if let Ok(d) = <[u8; 32]>::try_from(hex::decode(k).unwrap_or_default().as_slice()) {
-                s.known.insert(d, Arc::new(v.clone()));
+            let digest = hex::decode(k).ok().and_then(|d| <[u8; 32]>::try_from(d).ok());
+            let plain = base64::engine::general_purpose::STANDARD.decode(v.expose()).ok();
+            if let (Some(d), Some(p)) = (digest, plain) {
+                s.known.insert(d, Arc::new(p));
             }
         }
     });
@@ -363,12 +372,24 @@ fn error_diag(e: &VaultError, label: Option<&str>, keyring: &Keyring, loc: &Loc)
     }
 }
 
+/// The contents of a controller file read as data (`copy`/`template` `src`, the `file`
+/// lookup): decrypted if it is vault-encrypted (its text, whole and by line, is then a secret),
+/// else as it is.
+pub fn decrypt_file(data: Vec<u8>, path: &std::path::Path) -> Result<Vec<u8>, Diag> {
+    if !is_encrypted(&data) {
+        return Ok(data);
+    }
+    let plain = decrypt(&data, &Loc::new(path.to_string_lossy().as_ref(), 1, 1))?;
+    reveal_text(&String::from_utf8_lossy(&plain));
+    Ok(plain)
+}
+
 /// The value of an inline `!vault |` scalar. The envelope is decrypted and the text revealed.
 pub fn decrypt_scalar(envelope: &str, loc: &Loc) -> Result<String, Diag> {
     let plain = decrypt(envelope.trim_start().as_bytes(), loc)?;
     let text = String::from_utf8(plain)
         .map_err(|_| Diag::new(loc.clone(), "vault: the decrypted value is not UTF-8 text"))?;
-    reveal(&text);
+    reveal_text(&text);
     Ok(text)
 }
 

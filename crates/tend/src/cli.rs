@@ -96,6 +96,22 @@ pub struct ConnectionArgs {
     pub ssh_persist: u64,
 }
 
+/// Vault passwords, for every command that reads the user's files.
+#[derive(Args, Clone, Debug, Default)]
+pub struct VaultArgs {
+    /// A vault password file (repeatable); an executable file is run and what it prints is
+    /// the password. Default: $ANSIBLE_VAULT_PASSWORD_FILE.
+    #[arg(long = "vault-password-file", alias = "vault-pass-file", value_name = "FILE")]
+    pub vault_password_file: Vec<std::path::PathBuf>,
+    /// Ask for the vault password once, on the terminal.
+    #[arg(short = 'J', long = "ask-vault-pass", alias = "ask-vault-password")]
+    pub ask_vault_pass: bool,
+    /// A vault id and the source of its password: [LABEL@]SOURCE, SOURCE being a file, a
+    /// script or `prompt` (repeatable).
+    #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
+    pub vault_id: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct PingArgs {
     /// Host pattern (like ansible's): `all`, a group, `web*:!web3` …
@@ -115,6 +131,8 @@ pub struct PingArgs {
     pub forks: usize,
     #[command(flatten)]
     pub conn: ConnectionArgs,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +192,8 @@ pub struct ApplyArgs {
     /// Ask for the privilege escalation password once, on the terminal.
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
+    #[command(flatten)]
+    pub vault: VaultArgs,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,
@@ -251,6 +271,8 @@ pub struct DriftArgs {
     /// Ask for the privilege escalation password once, on the terminal.
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
+    #[command(flatten)]
+    pub vault: VaultArgs,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,

@@ -170,6 +170,10 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 /// `tend ping`: the `ping` module on every matching host; one line (or block) per host, as
 /// `ansible PATTERN -m ping` prints it. Exit status as ansible: 0, 2 failed, 4 unreachable.
 fn ping(args: cli::PingArgs) -> ExitCode {
+    if let Err(d) = settings::install_vault(&args.vault) {
+        report_error(&d.into());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let settings = tend_engine::Settings {
         inventories: args.inventory.clone(),
         limit: args.limit.clone(),
@@ -252,8 +256,13 @@ fn run_streaming(
             let tx = tx;
             tend_engine::run(prep, &tx)
         });
+        // Vault secrets are masked here, once, before any consumer sees an event.
+        let mut scrubber = tend_engine::EventScrubber::new();
         for e in rx {
-            on_event(&e);
+            match scrubber.event(&e) {
+                Some(masked) => on_event(&masked),
+                None => on_event(&e),
+            }
         }
         handle.join().ok()
     })
