@@ -128,7 +128,11 @@ impl Envelope {
         let mut cipher = Aes256Ctr::new(keys[..32].into(), keys[64..80].into());
         cipher.apply_keystream(&mut buf);
         let pad = *buf.last().ok_or(VaultError::Padding)? as usize;
-        if pad == 0 || pad > BLOCK || pad > buf.len() || !buf[buf.len() - pad..].iter().all(|b| *b as usize == pad) {
+        if pad == 0
+            || pad > BLOCK
+            || pad > buf.len()
+            || !buf[buf.len() - pad..].iter().all(|b| *b as usize == pad)
+        {
             return Err(VaultError::Padding);
         }
         buf.truncate(buf.len() - pad);
@@ -285,8 +289,12 @@ pub fn install_known(map: &BTreeMap<String, tend_proto::Secret>) {
     use base64::Engine;
     with_state(|s| {
         for (k, v) in map {
-            let digest = hex::decode(k).ok().and_then(|d| <[u8; 32]>::try_from(d).ok());
-            let plain = base64::engine::general_purpose::STANDARD.decode(v.expose()).ok();
+            let digest = hex::decode(k)
+                .ok()
+                .and_then(|d| <[u8; 32]>::try_from(d).ok());
+            let plain = base64::engine::general_purpose::STANDARD
+                .decode(v.expose())
+                .ok();
             if let (Some(d), Some(p)) = (digest, plain) {
                 s.known.insert(d, Arc::new(p));
             }
@@ -474,7 +482,13 @@ mod tests {
         assert!(out.starts_with("$ANSIBLE_VAULT;1.1;AES256\n"));
         assert!(out.lines().skip(1).all(|l| l.len() <= 80));
         assert!(out.ends_with('\n'));
-        assert_eq!(Envelope::parse(out.as_bytes()).unwrap().decrypt(&pw()).unwrap(), plain);
+        assert_eq!(
+            Envelope::parse(out.as_bytes())
+                .unwrap()
+                .decrypt(&pw())
+                .unwrap(),
+            plain
+        );
         let out = encrypt(b"s", b"p", Some("prod")).unwrap();
         assert!(out.starts_with("$ANSIBLE_VAULT;1.2;AES256;prod\n"));
         // Same salt, same password: the same bytes as ansible-vault wrote.
@@ -507,7 +521,10 @@ mod tests {
         let loc = Loc::new("group_vars/all.yml", 1, 1);
         let d = error_diag(&VaultError::Hmac, None, &ring, &loc).render();
         assert!(d.contains("group_vars/all.yml:1"), "{d}");
-        assert!(d.contains("HMAC check failed — wrong vault password for vault id 'ops'?"), "{d}");
+        assert!(
+            d.contains("HMAC check failed — wrong vault password for vault id 'ops'?"),
+            "{d}"
+        );
         let d = error_diag(&VaultError::NoSecrets, None, &Keyring::default(), &loc).render();
         assert!(d.contains("--vault-password-file"), "{d}");
     }

@@ -266,8 +266,7 @@ fn convert(raw: Spanned<Raw>, file: &Arc<str>, text: &str, depth: usize) -> Resu
     }
     let source = scalar_source(text, &raw.defined);
     if let Raw::Str(s) = &raw.value {
-        if s.trim_start().starts_with(crate::vault::HEADER) && is_vault_tagged(text, &raw.defined)
-        {
+        if s.trim_start().starts_with(crate::vault::HEADER) && is_vault_tagged(text, &raw.defined) {
             let plain = crate::vault::decrypt_scalar(s, &loc)?;
             return Ok(Node {
                 value: NodeValue::Str(plain),
@@ -644,21 +643,34 @@ mod tests {
             secrets: vec![crate::vault::VaultSecret::new("default", "correct horse")],
         });
         let n = parse("v11.yml", &read("v11.yml")).unwrap();
-        assert_eq!(n.get("db_password").unwrap().as_str(), Some("vault-canary-s3cret"));
+        assert_eq!(
+            n.get("db_password").unwrap().as_str(),
+            Some("vault-canary-s3cret")
+        );
         assert_eq!(n.get("port").unwrap().value, NodeValue::Int(5432));
         let text = format!("{}other: 1\n", read("inline.yml"));
         let n = parse("inline.yml", &text).unwrap();
-        assert_eq!(n.get("api_token").unwrap().as_str(), Some("inline-canary-42"));
+        assert_eq!(
+            n.get("api_token").unwrap().as_str(),
+            Some("inline-canary-42")
+        );
         assert!(n.get("api_token").unwrap().loc.line <= 2);
         let revealed = crate::vault::revealed();
         assert!(revealed.contains(&"vault-canary-s3cret".to_string()));
         assert!(revealed.contains(&"inline-canary-42".to_string()));
         // Untagged text that looks like an envelope stays text.
         let n = parse("x.yml", "a: \"$ANSIBLE_VAULT;1.1;AES256\"\n").unwrap();
-        assert_eq!(n.get("a").unwrap().as_str(), Some("$ANSIBLE_VAULT;1.1;AES256"));
+        assert_eq!(
+            n.get("a").unwrap().as_str(),
+            Some("$ANSIBLE_VAULT;1.1;AES256")
+        );
         // A wrong password names the file and line.
         let e = parse("v12.yml", &read("v12.yml")).unwrap_err();
-        assert!(e.to_string().starts_with("v12.yml:1:1: vault: HMAC check failed"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("v12.yml:1:1: vault: HMAC check failed"),
+            "{e}"
+        );
         assert!(e.msg.contains("vault id 'prod'"), "{e}");
     }
 

@@ -101,7 +101,11 @@ pub struct ConnectionArgs {
 pub struct VaultArgs {
     /// A vault password file (repeatable); an executable file is run and what it prints is
     /// the password. Default: $ANSIBLE_VAULT_PASSWORD_FILE.
-    #[arg(long = "vault-password-file", alias = "vault-pass-file", value_name = "FILE")]
+    #[arg(
+        long = "vault-password-file",
+        alias = "vault-pass-file",
+        value_name = "FILE"
+    )]
     pub vault_password_file: Vec<std::path::PathBuf>,
     /// Ask for the vault password once, on the terminal.
     #[arg(short = 'J', long = "ask-vault-pass", alias = "ask-vault-password")]

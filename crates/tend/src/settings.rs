@@ -248,7 +248,11 @@ pub fn vault_keyring(v: &VaultArgs) -> Result<tend_lang::vault::Keyring, tend_la
         sources.push((DEFAULT_ID.to_string(), f, "<--vault-password-file>"));
     }
     if v.ask_vault_pass {
-        sources.push((DEFAULT_ID.to_string(), "prompt".into(), "<--ask-vault-pass>"));
+        sources.push((
+            DEFAULT_ID.to_string(),
+            "prompt".into(),
+            "<--ask-vault-pass>",
+        ));
     }
     let mut ring = Keyring::default();
     let mut prompted: Vec<String> = Vec::new();
@@ -261,8 +265,11 @@ pub fn vault_keyring(v: &VaultArgs) -> Result<tend_lang::vault::Keyring, tend_la
             prompted.push(label.clone());
             crate::prompt::vault_password(&label)
                 .map_err(|e| {
-                    tend_lang::Diag::new(at.clone(), format!("cannot ask for the vault password: {e}"))
-                        .with_hint("run tend from a terminal, or give --vault-password-file FILE")
+                    tend_lang::Diag::new(
+                        at.clone(),
+                        format!("cannot ask for the vault password: {e}"),
+                    )
+                    .with_hint("run tend from a terminal, or give --vault-password-file FILE")
                 })?
                 .expose()
                 .as_bytes()
@@ -300,7 +307,9 @@ fn read_password_source(path: &std::path::Path, label: &str) -> Result<Vec<u8>, 
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut cmd = std::process::Command::new(path);
+        // An absolute path: a bare name would be looked up in $PATH.
+        let mut cmd =
+            std::process::Command::new(std::path::absolute(path).unwrap_or(path.to_path_buf()));
         if stem.ends_with("-client") {
             cmd.args(["--vault-id", label]);
         }
@@ -317,11 +326,17 @@ fn read_password_source(path: &std::path::Path, label: &str) -> Result<Vec<u8>, 
             ));
         }
         let pw = out.stdout;
-        let start = pw.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(pw.len());
-        let end = pw.iter().rposition(|b| !matches!(b, b'\r' | b'\n')).map_or(start, |i| i + 1);
+        let start = pw
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(pw.len());
+        let end = pw
+            .iter()
+            .rposition(|b| !matches!(b, b'\r' | b'\n'))
+            .map_or(start, |i| i + 1);
         return Ok(pw[start..end.max(start)].to_vec());
     }
-    let data = std::fs::read(path)
-        .map_err(|e| format!("cannot read vault password file {shown}: {e}"))?;
+    let data =
+        std::fs::read(path).map_err(|e| format!("cannot read vault password file {shown}: {e}"))?;
     Ok(data.trim_ascii().to_vec())
 }
