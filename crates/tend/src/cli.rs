@@ -35,6 +35,8 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Release a host's run lease left behind by a run that died.
     Unlock(UnlockArgs),
+    /// Encrypt, decrypt and view Ansible Vault files and strings (like ansible-vault).
+    Vault(VaultCmdArgs),
     /// Close the SSH connections that earlier runs kept open with --ssh-persist.
     #[command(name = "ssh-close")]
     SshClose(SshCloseArgs),
@@ -114,6 +116,54 @@ pub struct VaultArgs {
     /// script or `prompt` (repeatable).
     #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
     pub vault_id: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VaultCmdArgs {
+    #[command(subcommand)]
+    pub command: VaultCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Encrypt files in place (or to --output).
+    Encrypt(VaultFilesArgs),
+    /// Decrypt files in place (or to --output).
+    Decrypt(VaultFilesArgs),
+    /// Show the decrypted contents of files on stdout.
+    View(VaultFilesArgs),
+    /// Encrypt strings (or stdin) as `!vault |` YAML values.
+    #[command(name = "encrypt_string", alias = "encrypt-string")]
+    EncryptString(VaultStringArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VaultFilesArgs {
+    /// The files (`-` for stdin).
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Write the result here (`-` for stdout) instead of in place.
+    #[arg(long = "output", value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// The vault id to encrypt with, when several are given.
+    #[arg(long = "encrypt-vault-id", value_name = "LABEL")]
+    pub encrypt_vault_id: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VaultStringArgs {
+    /// The strings to encrypt (none: read stdin).
+    pub strings: Vec<String>,
+    /// The variable name of each string, in order.
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The vault id to encrypt with, when several are given.
+    #[arg(long = "encrypt-vault-id", value_name = "LABEL")]
+    pub encrypt_vault_id: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Args, Debug)]

@@ -8,6 +8,7 @@ mod printer;
 mod prompt;
 mod recorder;
 mod settings;
+mod vault;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => history::audit(args),
         Command::Metrics(args) => history::metrics_cmd(args),
         Command::Unlock(args) => history::unlock(args),
+        Command::Vault(args) => vault::vault(args),
         Command::SshClose(args) => ssh_close(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),

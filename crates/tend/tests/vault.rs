@@ -236,3 +236,79 @@ fn wrong_and_missing_passwords_name_the_file_and_the_next_step() {
         "{err}"
     );
 }
+
+#[test]
+fn tend_vault_encrypts_views_and_decrypts_in_place_keeping_the_mode() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::write(p.join("pw"), format!("{PASSWORD}\n")).unwrap();
+    let plain = format!("secret: {GROUP}\n");
+    std::fs::write(p.join("s.yml"), &plain).unwrap();
+    std::fs::set_permissions(p.join("s.yml"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let pw = ["--vault-password-file", "pw"];
+    let o = tend(p, &[&["vault", "encrypt", "s.yml"][..], &pw].concat());
+    assert!(o.status.success(), "{}", all_output(&o));
+    let enc = std::fs::read_to_string(p.join("s.yml")).unwrap();
+    assert!(enc.starts_with("$ANSIBLE_VAULT;1.1;AES256\n"), "{enc}");
+    assert!(!enc.contains(GROUP));
+    let mode = std::fs::metadata(p.join("s.yml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    // ansible-vault reads what tend wrote, when it is installed (tests/setup.sh).
+    let ansible = Path::new("/opt/tend-test/venv/bin/ansible-vault");
+    if ansible.exists() {
+        let o = Command::new(ansible)
+            .args(["view", "--vault-password-file", "pw", "s.yml"])
+            .current_dir(p)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), plain);
+    }
+    let o = tend(p, &[&["vault", "view", "s.yml"][..], &pw].concat());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), plain);
+    let o = tend(p, &[&["vault", "encrypt", "s.yml"][..], &pw].concat());
+    assert!(!o.status.success());
+    assert!(all_output(&o).contains("already encrypted"));
+    let o = tend(
+        p,
+        &["vault", "view", "s.yml", "--vault-password-file", "s.yml"],
+    );
+    assert!(!o.status.success());
+    let o = tend(p, &[&["vault", "decrypt", "s.yml"][..], &pw].concat());
+    assert!(o.status.success(), "{}", all_output(&o));
+    assert_eq!(std::fs::read_to_string(p.join("s.yml")).unwrap(), plain);
+    // encrypt_string gives a value a playbook can use.
+    let o = tend(
+        p,
+        &[
+            &["vault", "encrypt_string", INLINE, "--name", "token"][..],
+            &pw,
+        ]
+        .concat(),
+    );
+    let block = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        block.starts_with("token: !vault |\n          $ANSIBLE_VAULT;1.1;AES256\n"),
+        "{block}"
+    );
+    std::fs::write(
+        p.join("site.yml"),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  vars:\n{}  tasks:\n    - copy:\n        dest: \"{{{{ playbook_dir }}}}/t\"\n        content: \"{{{{ token }}}}\"\n",
+            block.lines().map(|l| format!("    {l}\n")).collect::<String>()
+        ),
+    )
+    .unwrap();
+    let o = tend(
+        p,
+        &[
+            &["apply", "site.yml", "-i", "localhost,", "--no-history"][..],
+            &pw,
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", all_output(&o));
+    assert_eq!(std::fs::read_to_string(p.join("t")).unwrap(), INLINE);
+}
