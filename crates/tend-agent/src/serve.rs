@@ -94,6 +94,8 @@ pub fn serve(
                         installed = Some(hash);
                     }
                 }
+                // Vault-encrypted controller files this play may read (no password here).
+                tend_lang::vault::install_known(&program.vault);
                 let mut sink = |e: tend_proto::Event| wire.send(&FromAgent::Event(Box::new(e)));
                 let (stats, state) = crate::run(&program, &mut sink, Some(&wire));
                 wire.send(&FromAgent::PlayDone {

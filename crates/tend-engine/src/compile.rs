@@ -274,6 +274,11 @@ pub fn compile(
             .guards
             .as_ref()
             .map(|g| g.get(host).cloned().unwrap_or_default()),
+        vault: if prep.ssh_targets.contains_key(host) {
+            prep.vault_known.clone()
+        } else {
+            Default::default()
+        },
     })
 }
 

@@ -6,6 +6,7 @@ mod compile;
 mod extra_vars;
 mod inputs;
 mod remote;
+mod scrub;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ pub use compile::compile;
 pub use extra_vars::parse_extra_vars;
 pub use inputs::{input_digests, InputError};
 pub use remote::RemoteSettings;
+pub use scrub::EventScrubber;
 pub use tend_transport::EmbeddedAgent;
 
 /// Everything a run needs, resolved from the command line once.
@@ -91,6 +93,8 @@ pub struct Prepared {
     ssh_targets: HashMap<String, tend_transport::SshTarget>,
     /// Every inventory host's variables, for `hostvars` (built on first use).
     hostvars: std::sync::OnceLock<Vars>,
+    /// Vault-encrypted files decrypted for remote agents ([`tend_lang::vault::known`]).
+    vault_known: std::collections::BTreeMap<String, Secret>,
 }
 
 /// Above this many hosts, `hostvars` of other hosts is not sent with every program (it would
@@ -122,7 +126,7 @@ impl Prepared {
 pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
     let inventory = Inventory::load(&settings.inventories)?;
     let playbook = playbook::load(&settings.playbook)?;
-    prepare_with(settings, inventory, playbook)
+    prepare_with(settings, inventory, playbook, false)
 }
 
 /// One module on the hosts that match `pattern`, like `ansible PATTERN -m MODULE -a ARGS`:
@@ -167,15 +171,14 @@ pub fn prepare_adhoc(
         dir,
         plays: vec![play],
     };
-    let mut prep = prepare_with(settings, inventory, playbook)?;
-    prep.adhoc = true;
-    Ok(prep)
+    prepare_with(settings, inventory, playbook, true)
 }
 
 fn prepare_with(
     settings: Settings,
     inventory: Inventory,
     playbook: Playbook,
+    adhoc: bool,
 ) -> Result<Prepared, EngineError> {
     let playbook_vars = tend_lang::inventory::load_vars_dirs(&playbook.dir)?;
     let mut warnings: Vec<String> = inventory.warnings().to_vec();
@@ -244,17 +247,25 @@ fn prepare_with(
     for (h, t) in ssh_targets.iter_mut() {
         t.persist = plays_of.get(h.as_str()).copied().unwrap_or(0) > 1;
     }
-    Ok(Prepared {
+    let mut prep = Prepared {
         settings,
         playbook,
         inventory,
         playbook_vars,
         play_hosts,
         warnings,
-        adhoc: false,
+        adhoc,
         ssh_targets,
         hostvars: Default::default(),
-    })
+        vault_known: Default::default(),
+    };
+    if tend_lang::vault::has_secrets() {
+        scrub::decrypt_ahead(&bundle_roots(&prep));
+        if !prep.ssh_targets.is_empty() {
+            prep.vault_known = tend_lang::vault::known();
+        }
+    }
+    Ok(prep)
 }
 
 /// How tend reaches a host: its `ansible_connection`, else `-c`, else local for the names of

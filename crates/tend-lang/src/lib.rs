@@ -4,6 +4,7 @@ pub mod ctlfs;
 pub mod diag;
 pub mod inventory;
 pub mod playbook;
+pub mod vault;
 pub mod yaml;
 
 pub use diag::{Diag, Diags};

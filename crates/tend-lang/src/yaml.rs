@@ -125,6 +125,19 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diag> {
         )
         .with_hint("split it into several files"));
     }
+    if crate::vault::is_encrypted(text.as_bytes()) {
+        // A whole vault-encrypted file: every string in it is a secret.
+        let plain = crate::vault::decrypt(text.as_bytes(), &Loc::new(file.clone(), 1, 1))?;
+        let plain = String::from_utf8(plain).map_err(|_| {
+            Diag::new(
+                Loc::new(file.clone(), 1, 1),
+                "vault: the decrypted file is not UTF-8 text",
+            )
+        })?;
+        let node = parse(&file[..], &plain)?;
+        reveal_strings(&node);
+        return Ok(node);
+    }
     if let Some((line, col)) = find_tab_indent(text) {
         return Err(Diag::new(
             Loc::new(file, line, col),
@@ -156,6 +169,40 @@ pub fn parse(file: &str, text: &str) -> Result<Node, Diag> {
     })?;
     let node = convert(raw, &file, text, 0)?;
     Ok(node)
+}
+
+/// Marks every string of a decrypted document as a secret.
+fn reveal_strings(n: &Node) {
+    match &n.value {
+        NodeValue::Str(s) => crate::vault::reveal(s),
+        NodeValue::Seq(items) => items.iter().for_each(reveal_strings),
+        NodeValue::Map(entries) => entries.iter().for_each(|(_, v)| reveal_strings(v)),
+        _ => {}
+    }
+}
+
+/// Whether the scalar at `loc` carries the `!vault` tag (`key: !vault |` and its content).
+fn is_vault_tagged(text: &str, loc: &serde_saphyr::Location) -> bool {
+    let Some(start) = loc
+        .span()
+        .byte_offset()
+        .and_then(|o| usize::try_from(o).ok())
+    else {
+        return false;
+    };
+    let Some(before) = text.get(..start) else {
+        return false;
+    };
+    let before = before.trim_end();
+    let before = before
+        .strip_suffix(|c: char| c == '|' || c == '>')
+        .or_else(|| {
+            let t = before.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
+            t.strip_suffix(['|', '>'])
+        })
+        .unwrap_or(before)
+        .trim_end();
+    before.ends_with("!vault")
 }
 
 fn is_blank_or_comment(line: &str) -> bool {
@@ -218,6 +265,15 @@ fn convert(raw: Spanned<Raw>, file: &Arc<str>, text: &str, depth: usize) -> Resu
         );
     }
     let source = scalar_source(text, &raw.defined);
+    if let Raw::Str(s) = &raw.value {
+        if s.trim_start().starts_with(crate::vault::HEADER) && is_vault_tagged(text, &raw.defined) {
+            let plain = crate::vault::decrypt_scalar(s, &loc)?;
+            return Ok(Node {
+                value: NodeValue::Str(plain),
+                loc,
+            });
+        }
+    }
     let value = match raw.value {
         Raw::Null => NodeValue::Null,
         // serde-saphyr types plain scalars by YAML 1.1 rules of its own (`y` is a boolean,
@@ -577,6 +633,45 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let s = "[".repeat(100_000);
         assert!(parse("deep.yml", &s).is_err());
+    }
+
+    #[test]
+    fn vault_files_and_inline_vault_values_are_decrypted() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vault/");
+        let read = |n: &str| std::fs::read_to_string(format!("{dir}{n}")).unwrap();
+        crate::vault::install(crate::vault::Keyring {
+            secrets: vec![crate::vault::VaultSecret::new("default", "correct horse")],
+        });
+        let n = parse("v11.yml", &read("v11.yml")).unwrap();
+        assert_eq!(
+            n.get("db_password").unwrap().as_str(),
+            Some("vault-canary-s3cret")
+        );
+        assert_eq!(n.get("port").unwrap().value, NodeValue::Int(5432));
+        let text = format!("{}other: 1\n", read("inline.yml"));
+        let n = parse("inline.yml", &text).unwrap();
+        assert_eq!(
+            n.get("api_token").unwrap().as_str(),
+            Some("inline-canary-42")
+        );
+        assert!(n.get("api_token").unwrap().loc.line <= 2);
+        let revealed = crate::vault::revealed();
+        assert!(revealed.contains(&"vault-canary-s3cret".to_string()));
+        assert!(revealed.contains(&"inline-canary-42".to_string()));
+        // Untagged text that looks like an envelope stays text.
+        let n = parse("x.yml", "a: \"$ANSIBLE_VAULT;1.1;AES256\"\n").unwrap();
+        assert_eq!(
+            n.get("a").unwrap().as_str(),
+            Some("$ANSIBLE_VAULT;1.1;AES256")
+        );
+        // A wrong password names the file and line.
+        let e = parse("v12.yml", &read("v12.yml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("v12.yml:1:1: vault: HMAC check failed"),
+            "{e}"
+        );
+        assert!(e.msg.contains("vault id 'prod'"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub struct Program {
     /// Under `tend apply PLAN`: the changes the plan holds for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<PlanGuard>,
+    /// Vault-encrypted files the controller decrypted, for reads on the agent (`copy`/
+    /// `template` sources, `include_vars`, lookups): SHA-256 (hex) of the envelope → the
+    /// plaintext in base64. The agent never gets a vault password.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vault: std::collections::BTreeMap<String, Secret>,
 }
 
 /// A value that must never be shown: `Debug` prints `<redacted>`, and there is no `Display`.

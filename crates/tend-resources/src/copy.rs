@@ -205,8 +205,17 @@ impl Resource for Copy {
             walk(&path, &base, follow, remote, &mut d.entries)?;
             return Ok(d);
         }
-        let data = fsutil::read_file(&at)
+        let mut data = fsutil::read_file(&at)
             .map_err(|_| ModuleError::new(format!("Source {src} not readable")))?;
+        // ansible-core decrypts a vault-encrypted source unless `decrypt: false`.
+        if !remote && args.bool_or("decrypt", true)? {
+            data = tend_lang::vault::decrypt_file(data, &path).map_err(|d| {
+                ModuleError::new(match &d.hint {
+                    Some(h) => format!("{d}; {h}"),
+                    None => d.to_string(),
+                })
+            })?;
+        }
         if let Some(want) = args.str("checksum")? {
             if fsutil::sha1_hex(&data) != want {
                 return Err(ModuleError::new(

@@ -115,6 +115,13 @@ impl Resource for Template {
         // A controller path: on a remote host the template is read from the shipped bundle.
         let at = tend_lang::ctlfs::local(&path);
         let raw = fsutil::read_file(&at).map_err(|e| ModuleError::io("cannot read", &path, e))?;
+        // A vault-encrypted template is decrypted, as ansible-core's template action does.
+        let raw = tend_lang::vault::decrypt_file(raw, &path).map_err(|d| {
+            ModuleError::new(match &d.hint {
+                Some(h) => format!("{d}; {h}"),
+                None => d.to_string(),
+            })
+        })?;
         let text = String::from_utf8(raw).map_err(|_| {
             ModuleError::new(format!("template {} is not valid UTF-8", path.display()))
         })?;

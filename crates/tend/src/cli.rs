@@ -41,6 +41,8 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Release a host's run lease left behind by a run that died.
     Unlock(UnlockArgs),
+    /// Encrypt, decrypt and view Ansible Vault files and strings (like ansible-vault).
+    Vault(VaultCmdArgs),
     /// Close the SSH connections that earlier runs kept open with --ssh-persist.
     #[command(name = "ssh-close")]
     SshClose(SshCloseArgs),
@@ -102,6 +104,74 @@ pub struct ConnectionArgs {
     pub ssh_persist: u64,
 }
 
+/// Vault passwords, for every command that reads the user's files.
+#[derive(Args, Clone, Debug, Default)]
+pub struct VaultArgs {
+    /// A vault password file (repeatable); an executable file is run and what it prints is
+    /// the password. Default: $ANSIBLE_VAULT_PASSWORD_FILE.
+    #[arg(
+        long = "vault-password-file",
+        alias = "vault-pass-file",
+        value_name = "FILE"
+    )]
+    pub vault_password_file: Vec<std::path::PathBuf>,
+    /// Ask for the vault password once, on the terminal.
+    #[arg(short = 'J', long = "ask-vault-pass", alias = "ask-vault-password")]
+    pub ask_vault_pass: bool,
+    /// A vault id and the source of its password: [LABEL@]SOURCE, SOURCE being a file, a
+    /// script or `prompt` (repeatable).
+    #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
+    pub vault_id: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VaultCmdArgs {
+    #[command(subcommand)]
+    pub command: VaultCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Encrypt files in place (or to --output).
+    Encrypt(VaultFilesArgs),
+    /// Decrypt files in place (or to --output).
+    Decrypt(VaultFilesArgs),
+    /// Show the decrypted contents of files on stdout.
+    View(VaultFilesArgs),
+    /// Encrypt strings (or stdin) as `!vault |` YAML values.
+    #[command(name = "encrypt_string", alias = "encrypt-string")]
+    EncryptString(VaultStringArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VaultFilesArgs {
+    /// The files (`-` for stdin).
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Write the result here (`-` for stdout) instead of in place.
+    #[arg(long = "output", value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// The vault id to encrypt with, when several are given.
+    #[arg(long = "encrypt-vault-id", value_name = "LABEL")]
+    pub encrypt_vault_id: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VaultStringArgs {
+    /// The strings to encrypt (none: read stdin).
+    pub strings: Vec<String>,
+    /// The variable name of each string, in order.
+    #[arg(short = 'n', long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// The vault id to encrypt with, when several are given.
+    #[arg(long = "encrypt-vault-id", value_name = "LABEL")]
+    pub encrypt_vault_id: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
 #[derive(Args, Debug)]
 pub struct PingArgs {
     /// Host pattern (like ansible's): `all`, a group, `web*:!web3` …
@@ -121,6 +191,8 @@ pub struct PingArgs {
     pub forks: usize,
     #[command(flatten)]
     pub conn: ConnectionArgs,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +252,8 @@ pub struct ApplyArgs {
     /// Ask for the privilege escalation password once, on the terminal.
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
+    #[command(flatten)]
+    pub vault: VaultArgs,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,
@@ -257,6 +331,8 @@ pub struct DriftArgs {
     /// Ask for the privilege escalation password once, on the terminal.
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
+    #[command(flatten)]
+    pub vault: VaultArgs,
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,

@@ -961,6 +961,7 @@ fn apply_args(a: &DriftArgs, check: bool) -> ApplyArgs {
         become_user: a.become_user.clone(),
         become_method: a.become_method.clone(),
         ask_become_pass: a.ask_become_pass,
+        vault: a.vault.clone(),
         forks: a.forks,
         verbose: 0,
         list_hosts: false,

@@ -9,6 +9,7 @@ mod printer;
 mod prompt;
 mod recorder;
 mod settings;
+mod vault;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => history::audit(args),
         Command::Metrics(args) => history::metrics_cmd(args),
         Command::Unlock(args) => history::unlock(args),
+        Command::Vault(args) => vault::vault(args),
         Command::SshClose(args) => ssh_close(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),
@@ -198,6 +200,10 @@ fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 /// `tend ping`: the `ping` module on every matching host; one line (or block) per host, as
 /// `ansible PATTERN -m ping` prints it. Exit status as ansible: 0, 2 failed, 4 unreachable.
 fn ping(args: cli::PingArgs) -> ExitCode {
+    if let Err(d) = settings::install_vault(&args.vault) {
+        report_error(&d.into());
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let settings = tend_engine::Settings {
         inventories: args.inventory.clone(),
         limit: args.limit.clone(),
@@ -280,8 +286,13 @@ fn run_streaming(
             let tx = tx;
             tend_engine::run(prep, &tx)
         });
+        // Vault secrets are masked here, once, before any consumer sees an event.
+        let mut scrubber = tend_engine::EventScrubber::new();
         for e in rx {
-            on_event(&e);
+            match scrubber.event(&e) {
+                Some(masked) => on_event(&masked),
+                None => on_event(&e),
+            }
         }
         handle.join().ok()
     })

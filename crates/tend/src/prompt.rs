@@ -11,6 +11,16 @@ pub fn become_password() -> std::io::Result<Secret> {
     ask("BECOME password: ")
 }
 
+/// Asks for a vault password (`-J`, `--vault-id LABEL@prompt`), as ansible's
+/// `Vault password: ` / `Vault password (LABEL): `.
+pub fn vault_password(label: &str) -> std::io::Result<Secret> {
+    if label == tend_lang::vault::DEFAULT_ID {
+        ask("Vault password: ")
+    } else {
+        ask(&format!("Vault password ({label}): "))
+    }
+}
+
 fn ask(prompt: &str) -> std::io::Result<Secret> {
     let tty = std::fs::OpenOptions::new()
         .read(true)

@@ -300,6 +300,9 @@ impl Recorder {
             store.mark_secret(p.expose());
         }
         mark_secret_vars(&mut store, &prep.settings.extra_vars);
+        for s in tend_lang::vault::revealed() {
+            store.mark_secret(&s);
+        }
         let mut groups = BTreeMap::new();
         for h in &hosts {
             mark_secret_vars(

@@ -4,7 +4,7 @@ use tend_engine::{parse_extra_vars, EngineError, Prepared, Settings};
 use tend_lang::inventory::{load_vars_dirs, parse_limit, Inventory};
 use tend_proto::{Become, RunOptions, Task, TaskKind, Value, Vars};
 
-use crate::cli::{ApplyArgs, InventoryArgs};
+use crate::cli::{ApplyArgs, InventoryArgs, VaultArgs};
 
 fn split_tags(raw: &[String]) -> Vec<String> {
     raw.iter()
@@ -15,6 +15,8 @@ fn split_tags(raw: &[String]) -> Vec<String> {
 }
 
 pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
+    // Before `-e @file`: an extra-vars file may be vault-encrypted.
+    install_vault(&a.vault)?;
     let mut extra = Vars::new();
     for e in &a.extra_vars {
         parse_extra_vars(e, &mut extra)?;
@@ -207,4 +209,138 @@ fn pretty(v: &serde_json::Value) -> String {
         return v.to_string();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Resolves the vault passwords of the command line (and `ANSIBLE_VAULT_PASSWORD_FILE`) once
+/// per process and installs them for every reader of the user's files. A second call (`tend
+/// drift --fix` resolves its settings twice) asks nothing again.
+pub fn install_vault(v: &VaultArgs) -> Result<(), tend_lang::Diag> {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    let keyring = vault_keyring(v)?;
+    tend_lang::vault::install(keyring);
+    let _ = DONE.set(());
+    Ok(())
+}
+
+/// ansible's order: every `--vault-id`, then each password file as the default id, then the
+/// prompt of `--ask-vault-pass`.
+pub fn vault_keyring(v: &VaultArgs) -> Result<tend_lang::vault::Keyring, tend_lang::Diag> {
+    use tend_lang::vault::{Keyring, VaultSecret, DEFAULT_ID};
+    let mut sources: Vec<(String, String, &'static str)> = Vec::new();
+    for id in &v.vault_id {
+        let (label, source) = match id.split_once('@') {
+            Some((l, s)) if !l.is_empty() => (l.to_string(), s.to_string()),
+            Some((_, s)) => (DEFAULT_ID.to_string(), s.to_string()),
+            None => (DEFAULT_ID.to_string(), id.clone()),
+        };
+        sources.push((label, source, "<--vault-id>"));
+    }
+    let mut files: Vec<String> = v
+        .vault_password_file
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if files.is_empty() {
+        if let Some(f) = std::env::var_os("ANSIBLE_VAULT_PASSWORD_FILE").filter(|f| !f.is_empty()) {
+            files.push(f.to_string_lossy().into_owned());
+        }
+    }
+    for f in files {
+        sources.push((DEFAULT_ID.to_string(), f, "<--vault-password-file>"));
+    }
+    if v.ask_vault_pass {
+        sources.push((
+            DEFAULT_ID.to_string(),
+            "prompt".into(),
+            "<--ask-vault-pass>",
+        ));
+    }
+    let mut ring = Keyring::default();
+    let mut prompted: Vec<String> = Vec::new();
+    for (label, source, flag) in sources {
+        let at = tend_proto::Loc::new(flag, 0, 0);
+        let password = if source == "prompt" {
+            if prompted.contains(&label) {
+                continue;
+            }
+            prompted.push(label.clone());
+            crate::prompt::vault_password(&label)
+                .map_err(|e| {
+                    tend_lang::Diag::new(
+                        at.clone(),
+                        format!("cannot ask for the vault password: {e}"),
+                    )
+                    .with_hint("run tend from a terminal, or give --vault-password-file FILE")
+                })?
+                .expose()
+                .as_bytes()
+                .to_vec()
+        } else {
+            read_password_source(std::path::Path::new(&source), &label)
+                .map_err(|msg| {
+                    tend_lang::Diag::new(at.clone(), msg).with_hint(
+                        "a vault password file holds the password; an executable one prints it on stdout",
+                    )
+                })?
+        };
+        if password.is_empty() {
+            return Err(tend_lang::Diag::new(
+                at,
+                format!("the vault password from {source} is empty"),
+            )
+            .with_hint("put the password in the file (or have the script print it)"));
+        }
+        ring.secrets.push(VaultSecret::new(label, password));
+    }
+    Ok(ring)
+}
+
+/// A password file's contents (whitespace around it removed), or an executable's output (line
+/// ends around it removed), as ansible reads them. A script named `*-client[.ext]` is asked
+/// for the vault id (`--vault-id LABEL`).
+fn read_password_source(path: &std::path::Path, label: &str) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read vault password file {shown}: {e}"))?;
+    if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // An absolute path: a bare name would be looked up in $PATH.
+        let mut cmd =
+            std::process::Command::new(std::path::absolute(path).unwrap_or(path.to_path_buf()));
+        if stem.ends_with("-client") {
+            cmd.args(["--vault-id", label]);
+        }
+        let out = cmd
+            .stdin(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run vault password script {shown}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "vault password script {shown} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let pw = out.stdout;
+        let start = pw
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(pw.len());
+        let end = pw
+            .iter()
+            .rposition(|b| !matches!(b, b'\r' | b'\n'))
+            .map_or(start, |i| i + 1);
+        return Ok(pw[start..end.max(start)].to_vec());
+    }
+    let data =
+        std::fs::read(path).map_err(|e| format!("cannot read vault password file {shown}: {e}"))?;
+    Ok(data.trim_ascii().to_vec())
 }

@@ -197,9 +197,20 @@ impl Inventory {
             }
             return Ok(());
         }
-        let text = std::fs::read_to_string(path)
+        let mut text = std::fs::read_to_string(path)
             .map_err(|e| io_diag(path, "cannot read inventory file", &e))?;
         let file = path.to_string_lossy().into_owned();
+        if crate::vault::is_encrypted(text.as_bytes()) {
+            // An encrypted inventory (INI or YAML): its text is a secret as a whole, and
+            // every value in it (the YAML reader reveals those of YAML files).
+            let plain = crate::vault::decrypt(text.as_bytes(), &Loc::new(file.as_str(), 1, 1))?;
+            text = String::from_utf8(plain).map_err(|_| {
+                Diag::new(
+                    Loc::new(file.as_str(), 1, 1),
+                    "vault: the decrypted inventory is not UTF-8 text",
+                )
+            })?;
+        }
         self.current_source = Some(file.clone());
         let result = self.parse_file(&file, &text);
         self.current_source = None;

@@ -186,13 +186,7 @@ pub(crate) fn load_vars_file(path: &Path) -> Result<Vars, Diag> {
         )
         .with_hint("check the file's permissions and that it is UTF-8 text")
     })?;
-    if text.trim_start().starts_with("$ANSIBLE_VAULT") {
-        return Err(Diag::new(
-            Loc::new(file.as_str(), 1, 1),
-            "vault-encrypted files are not supported",
-        )
-        .with_hint("decrypt the file with `ansible-vault decrypt`, or keep secrets elsewhere"));
-    }
+    // A vault-encrypted file is decrypted by the YAML reader.
     let node = crate::yaml::parse(&file, &text)?;
     match node.to_value() {
         Value::Null => Ok(Vars::new()),

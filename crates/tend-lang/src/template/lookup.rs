@@ -241,9 +241,18 @@ fn not_found(msg: String, name: &str) -> Error {
     }
 }
 
+/// A vault error as one message (the file and line, what failed, and the next step).
+fn vault_message(d: &crate::Diag) -> String {
+    match &d.hint {
+        Some(h) => format!("{d}; {h}"),
+        None => d.to_string(),
+    }
+}
+
 fn read_text(path: &Path) -> Result<String, Error> {
     let bytes = ctlfs::read(path)
         .map_err(|e| fail(format!("could not read file '{}': {e}", path.display())))?;
+    let bytes = crate::vault::decrypt_file(bytes, path).map_err(|d| fail(vault_message(&d)))?;
     String::from_utf8(bytes)
         .map_err(|_| fail(format!("file '{}' is not valid UTF-8 text", path.display())))
 }
