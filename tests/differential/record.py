@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import threading
+import contextlib
 import json
 import os
 import re
@@ -463,6 +465,10 @@ def run_on_machines(lab: Lab, machines: list[str], action) -> dict:
         return dict(zip(machines, pool.map(action, machines)))
 
 
+# One tend run at a time on the shared lab hosts (see run_case_lab).
+LAB_TEND_TURN = threading.Lock()
+
+
 def run_case_lab(case: Case, lab: Lab, tool: str, command_for, recap_from_file: bool,
                  keep: bool = False, extra_env: dict[str, str] | None = None
                  ) -> tuple[dict[str, str], list[RunResult]]:
@@ -521,7 +527,12 @@ def run_case_lab(case: Case, lab: Lab, tool: str, command_for, recap_from_file: 
         for index in range(RUNS_PER_CASE):
             recap_file = workdir / f"recap-{index}.json"
             argv = command_for(case, inventory, root, recap_file)
-            rc, output = run_tool(argv, copy, env)
+            # Cases run at the same time on the same lab hosts, each in its own root. tend
+            # locks every host it applies to for the whole run, so two of its runs over the
+            # same hosts would refuse each other (or, waiting, each hold a host the other
+            # needs): its runs take turns here. ansible-core takes no lock.
+            with LAB_TEND_TURN if tool == "tend" else contextlib.nullcontext():
+                rc, output = run_tool(argv, copy, env)
             recap = read_recap_file(recap_file) if recap_from_file else parse_recap(output)
             state = run_on_machines(lab, used, capture)
             on_controller = snapshot(root, replacements)
