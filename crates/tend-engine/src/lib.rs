@@ -1,6 +1,7 @@
 //! The controller side of a run: load and check every input before anything runs, compile one
 //! [`Program`] per host and play, run the hosts (bounded by `forks`), and pass every event on.
 
+pub mod batches;
 mod bundle;
 mod compile;
 mod extra_vars;
@@ -164,6 +165,7 @@ pub fn prepare_adhoc(
         force_handlers: false,
         tags: Vec::new(),
         connection: None,
+        rollout: Default::default(),
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
