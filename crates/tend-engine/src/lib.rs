@@ -299,12 +299,17 @@ fn render_pattern(pattern: &str, extra: &Vars) -> Result<String, String> {
 pub struct Summary {
     /// Per host, counters summed over plays, in the order hosts first appeared.
     pub stats: IndexMap<String, HostStats>,
+    /// Why the rollout stopped before its end (`any_errors_fatal`, `max_fail_percentage`, a
+    /// batch where every host failed), and the message printed.
+    pub stopped: Option<(batches::Stop, String)>,
 }
 
 impl Summary {
-    /// ansible-playbook's exit status: 2 if a host failed, 4 if one was unreachable, else 0.
+    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
+    /// rollout), 4 if one was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
-        if self.stats.values().any(|s| s.failed > 0) {
+        let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
+        if threshold || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
             4
@@ -421,6 +426,10 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
 
 type RemoteCtx = Result<remote::Remote, String>;
 
+/// Runs every play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the
+/// play on its hosts only, handlers included, then the next batch. Hosts that failed or were
+/// unreachable stay in later batches' counts but run nothing more. A batch whose failures stop
+/// the rollout ends the run.
 fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
@@ -431,56 +440,110 @@ fn run_plays(
     let mut failed: HashSet<String> = HashSet::new();
     let mut states: HashMap<String, HostState> = HashMap::new();
     for (idx, play) in prep.playbook.plays.iter().enumerate() {
-        let hosts: Vec<String> = prep.play_hosts[idx]
-            .iter()
-            .filter(|h| !failed.contains(*h))
-            .cloned()
-            .collect();
-        let _ = tx.send(Event::PlayStart {
-            name: play.name.clone(),
-            hosts: hosts.clone(),
-        });
-        for h in &hosts {
-            summary.stats.entry(h.clone()).or_default();
+        let rollout = &play.rollout;
+        let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
+        let batch_list = batches::split(&ordered, &rollout.serial);
+        if batch_list.is_empty() {
+            let _ = tx.send(Event::PlayStart {
+                name: play.name.clone(),
+                hosts: Vec::new(),
+                batch: None,
+            });
         }
-        if hosts.is_empty() {
-            continue;
-        }
-        let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
-        let next = Mutex::new(0usize);
-        let forks = prep.settings.forks.max(1).min(hosts.len());
-        let rendezvous = tend_agent::LocalRendezvous::new(hosts.clone());
-        std::thread::scope(|s| {
-            for _ in 0..forks {
-                let tx = tx.clone();
-                let (hosts, next, results, states, rv) =
-                    (&hosts, &next, &results, &states, &rendezvous);
-                s.spawn(move || loop {
-                    let i = {
-                        let Ok(mut n) = next.lock() else { return };
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(host) = hosts.get(i) else { return };
-                    let state = states.get(host).cloned().unwrap_or_default();
-                    let (stats, state) =
-                        run_host(prep, remote, local, idx, host, hosts, state, rv, &tx);
-                    if let Ok(mut r) = results.lock() {
-                        r.push((host.clone(), stats, state));
-                    }
+        let of = batch_list.len();
+        for (number, batch) in batch_list.into_iter().enumerate() {
+            let hosts: Vec<String> = batch
+                .iter()
+                .filter(|h| !failed.contains(*h))
+                .cloned()
+                .collect();
+            let _ = tx.send(Event::PlayStart {
+                name: play.name.clone(),
+                hosts: hosts.clone(),
+                batch: Some(tend_proto::PlayBatch {
+                    number: number + 1,
+                    of,
+                    size: batch.len(),
+                }),
+            });
+            for h in &hosts {
+                summary.stats.entry(h.clone()).or_default();
+            }
+            let mut outcome = batches::BatchOutcome {
+                hosts: batch.len(),
+                earlier: batch.len() - hosts.len(),
+                ..Default::default()
+            };
+            for (host, stats, state) in run_batch(prep, remote, local, idx, &hosts, &states, tx) {
+                if stats.unreachable > 0 {
+                    outcome.unreachable += 1;
+                } else if stats.failed > 0 {
+                    outcome.failed += 1;
+                }
+                if stats.failed > 0 || stats.unreachable > 0 {
+                    failed.insert(host.clone());
+                }
+                states.insert(host.clone(), state);
+                summary.stats.entry(host).or_default().add(&stats);
+            }
+            let verdict = batches::verdict(rollout, outcome);
+            if verdict.fail_rest {
+                failed.extend(hosts);
+            }
+            if let Some(stop) = verdict.stop {
+                let msg = stop.describe(&play.name, outcome, rollout);
+                let _ = tx.send(Event::Warning {
+                    host: None,
+                    msg: msg.clone(),
                 });
+                summary.stopped = Some((stop, msg));
+                return summary;
             }
-        });
-        for (host, stats, state) in results.into_inner().unwrap_or_default() {
-            if stats.failed > 0 || stats.unreachable > 0 {
-                failed.insert(host.clone());
-            }
-            states.insert(host.clone(), state);
-            summary.stats.entry(host).or_default().add(&stats);
         }
     }
     summary
+}
+
+/// One batch of one play: its hosts run at once, bounded by `forks`. Per host, in the order
+/// they finished: counters and what the next play inherits.
+fn run_batch(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    idx: usize,
+    hosts: &[String],
+    states: &HashMap<String, HostState>,
+    tx: &Sender<Event>,
+) -> Vec<(String, HostStats, HostState)> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    let forks = prep.settings.forks.max(1).min(hosts.len());
+    let rendezvous = tend_agent::LocalRendezvous::new(hosts.to_vec());
+    std::thread::scope(|s| {
+        for _ in 0..forks {
+            let tx = tx.clone();
+            let (next, results, rv) = (&next, &results, &rendezvous);
+            s.spawn(move || loop {
+                let i = {
+                    let Ok(mut n) = next.lock() else { return };
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(host) = hosts.get(i) else { return };
+                let state = states.get(host).cloned().unwrap_or_default();
+                let (stats, state) =
+                    run_host(prep, remote, local, idx, host, hosts, state, rv, &tx);
+                if let Ok(mut r) = results.lock() {
+                    r.push((host.clone(), stats, state));
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_default()
 }
 
 #[allow(clippy::too_many_arguments)]
