@@ -82,6 +82,8 @@ pub struct HostRun<'a> {
     current: (String, usize, Option<usize>),
     /// Plans: the changes of the task running now (one per loop item), for its result.
     task_changes: Vec<PlannedChange>,
+    /// Lockstep plays: steps finished so far.
+    steps: usize,
 }
 
 /// The program-wide layers, converted once.
@@ -120,6 +122,7 @@ impl<'a> HostRun<'a> {
         HostRun {
             program,
             rendezvous,
+            steps: 0,
             run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
@@ -181,9 +184,14 @@ impl<'a> HostRun<'a> {
             let mut flow = Flow::Continue;
             if self.program.play.gather_facts {
                 flow = self.gather_facts();
+                flow = self.step_done(flow);
             }
             if flow == Flow::Continue {
-                flow = self.run_list(&self.program.tasks, &Inherited::default());
+                flow = if self.lockstep() {
+                    self.run_lockstep()
+                } else {
+                    self.run_list(&self.program.tasks, &Inherited::default())
+                };
             }
             flow
         };
@@ -204,6 +212,57 @@ impl<'a> HostRun<'a> {
             include_vars: self.include_vars.to_json(),
         };
         (stats, state)
+    }
+
+    fn lockstep(&self) -> bool {
+        self.program.play.lockstep && self.rendezvous.is_some()
+    }
+
+    /// Lockstep plays: the play's top-level tasks one by one, meeting the batch's other hosts
+    /// after each (ansible-core's linear strategy, as `any_errors_fatal` and
+    /// `max_fail_percentage` need it). A block is one step.
+    fn run_lockstep(&mut self) -> Flow {
+        let program = self.program;
+        let (children, inh) = match program.tasks.as_slice() {
+            [w] if w.implicit => match &w.kind {
+                TaskKind::Block {
+                    block,
+                    rescue,
+                    always,
+                } if rescue.is_empty() && always.is_empty() => {
+                    (block.as_slice(), self.inherit(w, &Inherited::default()))
+                }
+                _ => (program.tasks.as_slice(), Inherited::default()),
+            },
+            tasks => (tasks, Inherited::default()),
+        };
+        for t in children {
+            let flow = self.run_task(t, &inh);
+            let flow = self.step_done(flow);
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The end of a lockstep step: tell the batch how it went; a play stopped for every host
+    /// ends here for this one as a failed host (its recap counts no failure, as ansible-core).
+    fn step_done(&mut self, flow: Flow) -> Flow {
+        let Some(rv) = self.rendezvous.filter(|_| self.program.play.lockstep) else {
+            return flow;
+        };
+        let n = self.steps;
+        self.steps += 1;
+        let host = self.host().to_string();
+        match flow {
+            Flow::Continue if rv.step(&host, n, false) => Flow::Failed,
+            Flow::Failed => {
+                rv.step(&host, n, true);
+                Flow::Failed
+            }
+            other => other,
+        }
     }
 
     /// Fails the whole play on this host before any task runs.

@@ -252,6 +252,7 @@ pub fn compile(
             force_handlers: play.force_handlers,
             connection: play.connection.clone(),
             index: play_idx,
+            lockstep: play.rollout.any_errors_fatal || play.rollout.max_fail_percentage.is_some(),
             ..Default::default()
         },
         vars: ProgramVars {

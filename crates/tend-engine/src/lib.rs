@@ -474,7 +474,13 @@ fn run_plays(
                 earlier: batch.len() - hosts.len(),
                 ..Default::default()
             };
-            for (host, stats, state) in run_batch(prep, remote, local, idx, &hosts, &states, tx) {
+            let rule = tend_agent::StepRule {
+                batch_size: batch.len(),
+                any_errors_fatal: rollout.any_errors_fatal,
+                max_fail_percentage: rollout.max_fail_percentage,
+            };
+            let ran = run_batch(prep, remote, local, idx, &hosts, &states, rule, tx);
+            for (host, stats, state) in ran {
                 if stats.unreachable > 0 {
                     outcome.unreachable += 1;
                 } else if stats.failed > 0 {
@@ -504,8 +510,11 @@ fn run_plays(
     summary
 }
 
-/// One batch of one play: its hosts run at once, bounded by `forks`. Per host, in the order
+/// One batch of one play: its hosts run at once, bounded by `forks` — except in a lockstep
+/// play (`any_errors_fatal`, `max_fail_percentage`), where every host of the batch runs at
+/// once since they meet after each task (`serial` bounds such a batch). Per host, in the order
 /// they finished: counters and what the next play inherits.
+#[allow(clippy::too_many_arguments)]
 fn run_batch(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
@@ -513,6 +522,7 @@ fn run_batch(
     idx: usize,
     hosts: &[String],
     states: &HashMap<String, HostState>,
+    rule: tend_agent::StepRule,
     tx: &Sender<Event>,
 ) -> Vec<(String, HostStats, HostState)> {
     if hosts.is_empty() {
@@ -520,8 +530,18 @@ fn run_batch(
     }
     let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
-    let forks = prep.settings.forks.max(1).min(hosts.len());
-    let rendezvous = tend_agent::LocalRendezvous::new(hosts.to_vec());
+    let lockstep = rule.any_errors_fatal || rule.max_fail_percentage.is_some();
+    let (forks, rendezvous) = if lockstep {
+        (
+            hosts.len(),
+            tend_agent::LocalRendezvous::lockstep(hosts.to_vec(), rule),
+        )
+    } else {
+        (
+            prep.settings.forks.max(1).min(hosts.len()),
+            tend_agent::LocalRendezvous::new(hosts.to_vec()),
+        )
+    };
     std::thread::scope(|s| {
         for _ in 0..forks {
             let tx = tx.clone();
@@ -599,6 +619,7 @@ fn run_host(
                 diffs: Vec::new(),
                 changes: Vec::new(),
             }));
+            rv.step(host, 0, true);
             rv.host_done(host);
             sink(Event::HostDone {
                 host: host.to_string(),

@@ -265,6 +265,7 @@ fn report_unreachable(
     tx: &Sender<Event>,
 ) -> (HostStats, HostState) {
     let host = program.host.clone();
+    rv.host_unreachable(&host);
     rv.host_done(&host);
     let task = seen
         .task
@@ -413,6 +414,10 @@ fn drive(
                 })?;
             }
             Ok(FromAgent::RunOncePublish { key, result }) => rv.publish(&key, result),
+            Ok(FromAgent::Step { n, failed }) => {
+                let stop = rv.step(host, n, failed);
+                session.send(&ToAgent::StepAnswer { n, stop })?;
+            }
             Ok(FromAgent::RendezvousDone) => {
                 released = true;
                 rv.host_done(host);

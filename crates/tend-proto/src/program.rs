@@ -147,6 +147,10 @@ pub struct PlayInfo {
     /// The play's number in the playbook (0-based), part of each planned change's key.
     #[serde(default)]
     pub index: usize,
+    /// The batch's hosts meet after every step (`any_errors_fatal`, `max_fail_percentage`):
+    /// the agent asks the rendezvous whether the play goes on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lockstep: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
