@@ -479,7 +479,17 @@ fn run_plays(
                 any_errors_fatal: rollout.any_errors_fatal,
                 max_fail_percentage: rollout.max_fail_percentage,
             };
-            let ran = run_batch(prep, remote, local, idx, &hosts, &states, rule, tx);
+            let active: Vec<String> = ordered
+                .iter()
+                .filter(|h| !failed.contains(*h))
+                .cloned()
+                .collect();
+            let who = compile::PlayHosts {
+                all: &ordered,
+                active: &active,
+                batch: &hosts,
+            };
+            let ran = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
             for (host, stats, state) in ran {
                 if stats.unreachable > 0 {
                     outcome.unreachable += 1;
@@ -520,11 +530,12 @@ fn run_batch(
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
     idx: usize,
-    hosts: &[String],
+    who: &compile::PlayHosts,
     states: &HashMap<String, HostState>,
     rule: tend_agent::StepRule,
     tx: &Sender<Event>,
 ) -> Vec<(String, HostStats, HostState)> {
+    let hosts = who.batch;
     if hosts.is_empty() {
         return Vec::new();
     }
@@ -556,7 +567,7 @@ fn run_batch(
                 let Some(host) = hosts.get(i) else { return };
                 let state = states.get(host).cloned().unwrap_or_default();
                 let (stats, state) =
-                    run_host(prep, remote, local, idx, host, hosts, state, rv, &tx);
+                    run_host(prep, remote, local, idx, host, who, state, rv, &tx);
                 if let Ok(mut r) = results.lock() {
                     r.push((host.clone(), stats, state));
                 }
@@ -573,7 +584,7 @@ fn run_host(
     local: &LocalLock,
     play: usize,
     host: &str,
-    play_hosts: &[String],
+    who: &compile::PlayHosts,
     state: HostState,
     rv: &dyn tend_agent::Rendezvous,
     tx: &Sender<Event>,
@@ -581,7 +592,7 @@ fn run_host(
     let mut sink = |e: Event| {
         let _ = tx.send(e);
     };
-    match compile(prep, play, host, play_hosts) {
+    match compile::compile_for(prep, play, host, who) {
         Ok(mut program) => {
             program.vars.host_state = state;
             // `connection: local` on a play runs its tasks here, for every host (as Ansible).
