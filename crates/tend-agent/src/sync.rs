@@ -158,9 +158,10 @@ impl Rendezvous for LocalRendezvous {
                 st.parked.remove(host);
                 return d;
             }
-            let all_there = self.order.iter().all(|h| {
-                st.done.contains(h) || st.reached.get(h).is_some_and(|r| *r > n)
-            });
+            let all_there = self
+                .order
+                .iter()
+                .all(|h| st.done.contains(h) || st.reached.get(h).is_some_and(|r| *r > n));
             if all_there {
                 let d = rule.stops(st.failed.len(), st.unreachable.len());
                 st.decided.insert(n, d);
@@ -247,7 +248,10 @@ mod tests {
             any_errors_fatal: false,
             max_fail_percentage: Some(50.0),
         };
-        let rv = Arc::new(LocalRendezvous::lockstep(vec!["a".into(), "b".into()], rule));
+        let rv = Arc::new(LocalRendezvous::lockstep(
+            vec!["a".into(), "b".into()],
+            rule,
+        ));
         let r2 = rv.clone();
         let b = std::thread::spawn(move || {
             let stopped = r2.step("b", 0, true);

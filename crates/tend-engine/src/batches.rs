@@ -178,11 +178,13 @@ pub fn verdict(rollout: &Rollout, o: BatchOutcome) -> Verdict {
         }
     }
     if bad == o.hosts {
-        v.stop = Some(if rollout.any_errors_fatal && o.failed + o.unreachable < bad {
-            Stop::AnyErrorsFatal
-        } else {
-            Stop::AllFailed
-        });
+        v.stop = Some(
+            if rollout.any_errors_fatal && o.failed + o.unreachable < bad {
+                Stop::AnyErrorsFatal
+            } else {
+                Stop::AllFailed
+            },
+        );
     }
     v
 }
@@ -289,7 +291,9 @@ mod tests {
             let want: i64 = match serial[i.min(serial.len() - 1)] {
                 BatchSize::Count(n) => n,
                 // ansible-core computes `int(p / 100.0 * total)` in floating point.
-                BatchSize::Percent(p) => std::cmp::max(1, (p as f64 / 100.0 * total as f64).floor() as i64),
+                BatchSize::Percent(p) => {
+                    std::cmp::max(1, (p as f64 / 100.0 * total as f64).floor() as i64)
+                }
             };
             let take = if want <= 0 {
                 left

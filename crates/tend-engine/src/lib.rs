@@ -566,8 +566,7 @@ fn run_batch(
                 };
                 let Some(host) = hosts.get(i) else { return };
                 let state = states.get(host).cloned().unwrap_or_default();
-                let (stats, state) =
-                    run_host(prep, remote, local, idx, host, who, state, rv, &tx);
+                let (stats, state) = run_host(prep, remote, local, idx, host, who, state, rv, &tx);
                 if let Ok(mut r) = results.lock() {
                     r.push((host.clone(), stats, state));
                 }

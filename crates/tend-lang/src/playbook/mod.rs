@@ -272,6 +272,10 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "handlers",
     "tags",
     "force_handlers",
+    "serial",
+    "max_fail_percentage",
+    "any_errors_fatal",
+    "order",
     "environment",
     "check_mode",
     "diff",
@@ -532,7 +536,10 @@ fn batch_size_of(v: &Node) -> Result<BatchSize, Diag> {
     let bad = || {
         Diag::new(
             v.loc.clone(),
-            format!("`serial` takes a number of hosts or a percentage such as \"25%\", not {}", v.kind()),
+            format!(
+                "`serial` takes a number of hosts or a percentage such as \"25%\", not {}",
+                v.kind()
+            ),
         )
         .with_hint("serial: 2, serial: \"30%\" or serial: [1, \"25%\", \"100%\"]")
     };
@@ -542,11 +549,17 @@ fn batch_size_of(v: &Node) -> Result<BatchSize, Diag> {
         _ => return Err(bad()),
     };
     if text.contains("{{") || text.contains("{%") {
-        return Err(Diag::new(v.loc.clone(), "tend does not template `serial` yet")
-            .with_hint("write the number or percentage literally"));
+        return Err(
+            Diag::new(v.loc.clone(), "tend does not template `serial` yet")
+                .with_hint("write the number or percentage literally"),
+        );
     }
     if let Some(p) = text.strip_suffix('%') {
-        return p.trim().parse::<i64>().map(BatchSize::Percent).map_err(|_| bad());
+        return p
+            .trim()
+            .parse::<i64>()
+            .map(BatchSize::Percent)
+            .map_err(|_| bad());
     }
     text.parse::<i64>().map(BatchSize::Count).map_err(|_| bad())
 }
@@ -562,7 +575,10 @@ fn percent_of(v: &Node) -> Result<f64, Diag> {
     n.ok_or_else(|| {
         Diag::new(
             v.loc.clone(),
-            format!("`max_fail_percentage` takes a number from 0 to 100, not {}", v.kind()),
+            format!(
+                "`max_fail_percentage` takes a number from 0 to 100, not {}",
+                v.kind()
+            ),
         )
     })
 }
@@ -574,8 +590,9 @@ fn order_of(v: &Node) -> Result<HostOrder, Diag> {
         "sorted" => HostOrder::Sorted,
         "reverse_sorted" => HostOrder::ReverseSorted,
         "shuffle" => HostOrder::Shuffle,
-        _ => {
-            return Err(Diag::new(v.loc.clone(), "`order` must be one of inventory, reverse_inventory, sorted, reverse_sorted, shuffle"))
-        }
+        _ => return Err(Diag::new(
+            v.loc.clone(),
+            "`order` must be one of inventory, reverse_inventory, sorted, reverse_sorted, shuffle",
+        )),
     })
 }

@@ -88,7 +88,10 @@ pub const REFUSED: &[(&str, &str)] = &[
         "collections",
         "collections are not supported; use ansible.builtin modules by name",
     ),
-    ("any_errors_fatal", "any_errors_fatal is not supported yet"),
+    (
+        "any_errors_fatal",
+        "any_errors_fatal on a task or block is not supported yet; set it on the play",
+    ),
     ("port", "per-task ports arrive with SSH hosts"),
 ];
 
