@@ -508,10 +508,14 @@ fn run_plays(
             }
             if let Some(stop) = verdict.stop {
                 let msg = stop.describe(&play.name, outcome, rollout);
-                let _ = tx.send(Event::Warning {
-                    host: None,
-                    msg: msg.clone(),
-                });
+                // A play whose hosts all failed ends the run as before, without a word more;
+                // a rule that stopped a rollout says which.
+                if stop != batches::Stop::AllFailed {
+                    let _ = tx.send(Event::Warning {
+                        host: None,
+                        msg: msg.clone(),
+                    });
+                }
                 summary.stopped = Some((stop, msg));
                 return summary;
             }
