@@ -44,6 +44,7 @@ struct Inherited {
     /// Loop variables of enclosing looped includes (data, never templated).
     include_data: Vec<Vars>,
     ignore_errors: Option<Value>,
+    any_errors_fatal: Option<Value>,
     check_mode: Option<Value>,
     diff: Option<Value>,
     no_log: Option<Value>,
@@ -84,6 +85,8 @@ pub struct HostRun<'a> {
     task_changes: Vec<PlannedChange>,
     /// Lockstep plays: steps finished so far.
     steps: usize,
+    /// The failure that stopped this host came from a task with `any_errors_fatal`.
+    fatal_failure: bool,
 }
 
 /// The program-wide layers, converted once.
@@ -123,6 +126,7 @@ impl<'a> HostRun<'a> {
             program,
             rendezvous,
             steps: 0,
+            fatal_failure: false,
             run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
@@ -261,9 +265,9 @@ impl<'a> HostRun<'a> {
         self.steps += 1;
         let host = self.host().to_string();
         match flow {
-            Flow::Continue if rv.step(&host, n, false) => Flow::Failed,
+            Flow::Continue if rv.step(&host, n, false, false) => Flow::Failed,
             Flow::Failed => {
-                rv.step(&host, n, true);
+                rv.step(&host, n, true, self.fatal_failure);
                 Flow::Failed
             }
             other => other,
@@ -455,6 +459,9 @@ impl<'a> HostRun<'a> {
         if t.ignore_errors.is_some() {
             i.ignore_errors = t.ignore_errors.clone();
         }
+        if t.any_errors_fatal.is_some() {
+            i.any_errors_fatal = t.any_errors_fatal.clone();
+        }
         if t.check_mode.is_some() {
             i.check_mode = t.check_mode.clone();
         }
@@ -473,6 +480,13 @@ impl<'a> HostRun<'a> {
     }
 
     fn run_task(&mut self, t: &Task, inh: &Inherited) -> Flow {
+        let fatal_flag = !matches!(t.any_errors_fatal, None | Some(Value::Bool(false)));
+        if fatal_flag && !self.program.play.lockstep {
+            // The controller makes a play lockstep when any task it loaded has the keyword;
+            // this one came from a file included at run time.
+            let msg = "any_errors_fatal in a file included at run time needs hosts in lockstep, which tend decides before the play starts; set any_errors_fatal on the play or on a block around the include, or import the file statically (import_tasks)";
+            return self.fail_task(t, inh, msg, false);
+        }
         match &t.kind {
             TaskKind::Block {
                 block,
@@ -1560,7 +1574,14 @@ impl<'a> HostRun<'a> {
                     json!({"name": name, "action": module_name(t)}),
                 );
             }
-            ResultStatus::Failed => self.stats.failed += 1,
+            ResultStatus::Failed => {
+                self.stats.failed += 1;
+                let flag = t.any_errors_fatal.clone().or(inh.any_errors_fatal.clone());
+                if flag.is_some() {
+                    let scope = self.scope(t, inh, None);
+                    self.fatal_failure = matches!(self.eval_flag(&flag, &scope), Ok(Some(true)));
+                }
+            }
             ResultStatus::Skipped => self.stats.skipped += 1,
             ResultStatus::Unreachable => self.stats.unreachable += 1,
             ResultStatus::Ok | ResultStatus::Changed => {

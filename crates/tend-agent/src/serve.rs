@@ -216,8 +216,8 @@ impl Rendezvous for Wire {
         self.send(&FromAgent::RendezvousDone);
     }
 
-    fn step(&self, _host: &str, n: usize, failed: bool) -> bool {
-        self.send(&FromAgent::Step { n, failed });
+    fn step(&self, _host: &str, n: usize, failed: bool, fatal: bool) -> bool {
+        self.send(&FromAgent::Step { n, failed, fatal });
         match self.recv() {
             Ok(Some(ToAgent::StepAnswer { n: m, stop })) if m == n => stop,
             // The controller is gone or confused: stop rather than run on alone.

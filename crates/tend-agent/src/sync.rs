@@ -28,7 +28,8 @@ pub trait Rendezvous: Send + Sync {
     /// of the play (fact gathering, then each top-level task), `failed` if its play failed
     /// there. Waits until every running host of the batch has finished that step; true when
     /// the play stops there for every host.
-    fn step(&self, _host: &str, _n: usize, _failed: bool) -> bool {
+    /// `fatal`: the failed task had `any_errors_fatal`.
+    fn step(&self, _host: &str, _n: usize, _failed: bool, _fatal: bool) -> bool {
         false
     }
     /// The host became unreachable (for the lockstep rules; [`Rendezvous::host_done`] follows).
@@ -48,8 +49,8 @@ pub struct StepRule {
 }
 
 impl StepRule {
-    fn stops(&self, failed: usize, unreachable: usize) -> bool {
-        if self.any_errors_fatal && failed + unreachable > 0 {
+    fn stops(&self, failed: usize, unreachable: usize, fatal: bool) -> bool {
+        if fatal || self.any_errors_fatal && failed + unreachable > 0 {
             return true;
         }
         self.max_fail_percentage.is_some_and(|max| {
@@ -78,6 +79,8 @@ struct State {
     unreachable: HashSet<String>,
     /// Per step, once every host finished it: whether the play stops there.
     decided: HashMap<usize, bool>,
+    /// A task with `any_errors_fatal` failed.
+    fatal: bool,
 }
 
 impl LocalRendezvous {
@@ -88,6 +91,11 @@ impl LocalRendezvous {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
         }
+    }
+
+    /// Whether a task with `any_errors_fatal` failed (it stopped every host).
+    pub fn fatal_failed(&self) -> bool {
+        self.state.lock().map(|s| s.fatal).unwrap_or(false)
     }
 
     /// A rendezvous whose hosts also meet after every step (see [`Rendezvous::step`]). Every
@@ -137,7 +145,7 @@ impl Rendezvous for LocalRendezvous {
         self.cv.notify_all();
     }
 
-    fn step(&self, host: &str, n: usize, failed: bool) -> bool {
+    fn step(&self, host: &str, n: usize, failed: bool, fatal: bool) -> bool {
         let Some(rule) = self.rule else {
             return false;
         };
@@ -147,6 +155,7 @@ impl Rendezvous for LocalRendezvous {
         st.reached.insert(host.to_string(), n + 1);
         if failed {
             st.failed.insert(host.to_string());
+            st.fatal |= fatal;
             drop(st);
             self.cv.notify_all();
             return true;
@@ -163,7 +172,7 @@ impl Rendezvous for LocalRendezvous {
                 .iter()
                 .all(|h| st.done.contains(h) || st.reached.get(h).is_some_and(|r| *r > n));
             if all_there {
-                let d = rule.stops(st.failed.len(), st.unreachable.len());
+                let d = rule.stops(st.failed.len(), st.unreachable.len(), st.fatal);
                 st.decided.insert(n, d);
                 st.parked.remove(host);
                 drop(st);
@@ -224,7 +233,7 @@ mod tests {
                 for n in 0..5 {
                     let failed = fail_at == Some(n);
                     steps = n + 1;
-                    if rv.step(host, n, failed) {
+                    if rv.step(host, n, failed, false) {
                         break;
                     }
                 }
@@ -254,12 +263,12 @@ mod tests {
         ));
         let r2 = rv.clone();
         let b = std::thread::spawn(move || {
-            let stopped = r2.step("b", 0, true);
+            let stopped = r2.step("b", 0, true, false);
             r2.host_done("b");
             stopped
         });
-        assert!(!rv.step("a", 0, false));
-        assert!(!rv.step("a", 1, false));
+        assert!(!rv.step("a", 0, false, false));
+        assert!(!rv.step("a", 1, false, false));
         assert!(b.join().unwrap());
     }
 

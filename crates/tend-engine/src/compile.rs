@@ -273,7 +273,7 @@ pub(crate) fn compile_for(
             force_handlers: play.force_handlers,
             connection: play.connection.clone(),
             index: play_idx,
-            lockstep: play.rollout.any_errors_fatal || play.rollout.max_fail_percentage.is_some(),
+            lockstep: lockstep(play),
             ..Default::default()
         },
         vars: ProgramVars {
@@ -311,4 +311,29 @@ fn resolve(dir: &Path, name: &str) -> std::path::PathBuf {
     } else {
         dir.join(p)
     }
+}
+
+/// Whether the play's hosts meet after every step: `any_errors_fatal` (on the play or on any
+/// task, block, role task or handler it loaded) or `max_fail_percentage`.
+pub(crate) fn lockstep(play: &Play) -> bool {
+    fn any(tasks: &[tend_proto::Task]) -> bool {
+        tasks.iter().any(|t| {
+            t.any_errors_fatal.is_some()
+                || match &t.kind {
+                    TaskKind::Block {
+                        block,
+                        rescue,
+                        always,
+                    } => any(block) || any(rescue) || any(always),
+                    _ => false,
+                }
+        })
+    }
+    play.rollout.any_errors_fatal
+        || play.rollout.max_fail_percentage.is_some()
+        || any(&play.tasks)
+        || play
+            .handlers
+            .iter()
+            .any(|h| any(std::slice::from_ref(&h.task)))
 }

@@ -489,7 +489,7 @@ fn run_plays(
                 active: &active,
                 batch: &hosts,
             };
-            let ran = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
+            let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
             for (host, stats, state) in ran {
                 if stats.unreachable > 0 {
                     outcome.unreachable += 1;
@@ -502,7 +502,17 @@ fn run_plays(
                 states.insert(host.clone(), state);
                 summary.stats.entry(host).or_default().add(&stats);
             }
-            let verdict = batches::verdict(rollout, outcome);
+            // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
+            // both in the same place).
+            let verdict = if task_fatal && !rollout.any_errors_fatal {
+                let r = tend_lang::playbook::Rollout {
+                    any_errors_fatal: true,
+                    ..rollout.clone()
+                };
+                batches::verdict(&r, outcome)
+            } else {
+                batches::verdict(rollout, outcome)
+            };
             if verdict.fail_rest {
                 failed.extend(hosts);
             }
@@ -538,14 +548,14 @@ fn run_batch(
     states: &HashMap<String, HostState>,
     rule: tend_agent::StepRule,
     tx: &Sender<Event>,
-) -> Vec<(String, HostStats, HostState)> {
+) -> (Vec<(String, HostStats, HostState)>, bool) {
     let hosts = who.batch;
     if hosts.is_empty() {
-        return Vec::new();
+        return (Vec::new(), false);
     }
     let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
-    let lockstep = rule.any_errors_fatal || rule.max_fail_percentage.is_some();
+    let lockstep = compile::lockstep(&prep.playbook.plays[idx]);
     let (forks, rendezvous) = if lockstep {
         (
             hosts.len(),
@@ -577,7 +587,10 @@ fn run_batch(
             });
         }
     });
-    results.into_inner().unwrap_or_default()
+    (
+        results.into_inner().unwrap_or_default(),
+        rendezvous.fatal_failed(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -633,7 +646,7 @@ fn run_host(
                 diffs: Vec::new(),
                 changes: Vec::new(),
             }));
-            rv.step(host, 0, true);
+            rv.step(host, 0, true, false);
             rv.host_done(host);
             sink(Event::HostDone {
                 host: host.to_string(),

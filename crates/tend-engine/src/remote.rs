@@ -414,8 +414,8 @@ fn drive(
                 })?;
             }
             Ok(FromAgent::RunOncePublish { key, result }) => rv.publish(&key, result),
-            Ok(FromAgent::Step { n, failed }) => {
-                let stop = rv.step(host, n, failed);
+            Ok(FromAgent::Step { n, failed, fatal }) => {
+                let stop = rv.step(host, n, failed, fatal);
                 session.send(&ToAgent::StepAnswer { n, stop })?;
             }
             Ok(FromAgent::RendezvousDone) => {

@@ -16,7 +16,7 @@
 //!   run_once_answer {key, result}      ──►      null result: this host leads
 //!                                      ◄──      run_once_publish {key, result}
 //!                                      ◄──      rendezvous_done          (leads nothing more)
-//!                                      ◄──      step {n, failed}         (lockstep plays)
+//!                                      ◄──      step {n, failed, fatal}  (lockstep plays)
 //!   step_answer {n, stop}              ──►
 //!                                      ◄──      play_done {stats, state}
 //!   [run {program} …]  or  EOF         ──►      EOF: the agent exits 0
@@ -97,6 +97,9 @@ pub enum FromAgent {
     Step {
         n: usize,
         failed: bool,
+        /// The failed task had `any_errors_fatal` (on itself or a block around it).
+        #[serde(default)]
+        fatal: bool,
     },
     PlayDone {
         stats: HostStats,

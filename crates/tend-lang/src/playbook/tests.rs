@@ -249,3 +249,37 @@ fn bad_rollout_values_are_refused_where_they_are() {
         assert!(e.contains("site.yml:2:"), "{text}: {e}");
     }
 }
+
+#[test]
+fn any_errors_fatal_on_tasks_and_blocks_but_not_on_includes() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - command: /bin/true\n      any_errors_fatal: true\n    - block:\n        - debug: msg=x\n      any_errors_fatal: \"{{ strict }}\"\n",
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let tasks: Vec<&Task> = body(&pb.plays[0]).iter().filter(|t| !t.implicit).collect();
+    assert_eq!(tasks[0].any_errors_fatal, Some(Value::Bool(true)));
+    assert_eq!(
+        tasks[1].any_errors_fatal,
+        Some(Value::String("{{ strict }}".into()))
+    );
+    for include in [
+        "include_tasks: t.yml",
+        "import_tasks: t.yml",
+        "include_role: name=r",
+    ] {
+        write(d.path(), "t.yml", "- debug: msg=t\n");
+        write(
+            d.path(),
+            "bad.yml",
+            &format!("- hosts: all\n  tasks:\n    - {include}\n      any_errors_fatal: true\n"),
+        );
+        let e = load(&d.path().join("bad.yml")).unwrap_err().to_string();
+        assert!(
+            e.contains("'any_errors_fatal' is not a valid attribute"),
+            "{include}: {e}"
+        );
+    }
+}
