@@ -124,8 +124,9 @@ pub fn acquire(
         match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => break,
             Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {
+                let holder = read_owner(&mut file);
                 // The same run on this machine under another inventory name: already ours.
-                if read_owner(&mut file).is_some_and(|h| h.run_id == owner.run_id) {
+                if holder.as_ref().is_some_and(|h| h.run_id == owner.run_id) {
                     return Ok(HostLock {
                         file,
                         path,
@@ -134,11 +135,9 @@ pub fn acquire(
                     });
                 }
                 let waited = start.elapsed();
-                if waited >= wait {
-                    return Err(LockError::Busy {
-                        holder: read_owner(&mut file),
-                        waited,
-                    });
+                let younger = holder.as_ref().is_some_and(|h| !may_wait_for(h, owner));
+                if waited >= wait || younger {
+                    return Err(LockError::Busy { holder, waited });
                 }
                 std::thread::sleep(POLL.min(wait - waited));
             }
@@ -315,6 +314,26 @@ pub fn busy_message(host: &str, holder: Option<&LockOwner>, waited: Duration) ->
     )
 }
 
+/// Whether run `me` may wait for the lock `holder` holds: only when `holder` started first (by
+/// start time, then run id — a total order every run sees alike, whatever the clocks say).
+/// Waits then always go from a younger run to an older one, so two runs can never wait for
+/// each other while each holds a host the other needs: the older one is refused that host at
+/// once instead, finishes the rest, and so frees its hosts for the younger one.
+pub fn may_wait_for(holder: &LockOwner, me: &LockOwner) -> bool {
+    (&holder.since, &holder.run_id) < (&me.since, &me.run_id)
+}
+
+/// What to add to [`busy_message`] when `me` was willing to wait (`wait` > 0) and did not,
+/// because the holder started after it.
+pub fn not_waited_note(holder: Option<&LockOwner>, me: &LockOwner, wait: Duration) -> &'static str {
+    if !wait.is_zero() && holder.is_some_and(|h| !may_wait_for(h, me)) {
+        " (not waited for: that run started after this one, and a run waits only for runs \
+         that started before it, so that two runs never wait for each other)"
+    } else {
+        ""
+    }
+}
+
 /// The message for a lock that cannot be used at all.
 pub fn unusable_message(host: &str, why: &str) -> String {
     format!("{host}: cannot take the host's lock: {why}")
@@ -332,6 +351,48 @@ mod tests {
             since: "2025-01-02T03:04:05.000Z".into(),
             pid: 0,
         }
+    }
+
+    #[test]
+    fn a_run_waits_only_for_an_older_run() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("locks");
+        let at = |run: &str, since: &str| LockOwner {
+            since: since.into(),
+            ..owner(run)
+        };
+        let older = at("r1", "2025-01-02T03:04:05.000Z");
+        let younger = at("r2", "2025-01-02T03:04:06.000Z");
+        assert!(may_wait_for(&older, &younger));
+        assert!(!may_wait_for(&younger, &older));
+        // Same start: the run id decides, the same way for both.
+        let twin = at("r0", "2025-01-02T03:04:06.000Z");
+        assert!(may_wait_for(&twin, &younger) != may_wait_for(&younger, &twin));
+
+        // The younger run holds it: the older one is refused at once, however long it may wait.
+        let held = acquire(&dir, true, &younger, Duration::ZERO).unwrap();
+        let t = Instant::now();
+        match acquire(&dir, true, &older, Duration::from_secs(30)) {
+            Err(LockError::Busy { holder, .. }) => {
+                let h = holder.expect("the holder said who it is");
+                assert_eq!(h.run_id, "r2");
+                assert!(not_waited_note(Some(&h), &older, Duration::from_secs(30))
+                    .contains("started after this one"));
+            }
+            other => panic!("expected Busy, got {:?}", other.map(|_| ())),
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "the older run waited");
+        drop(held);
+
+        // The older run holds it: the younger one waits, and gets it once released.
+        let held = acquire(&dir, true, &older, Duration::ZERO).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            drop(held);
+        });
+        acquire(&dir, true, &younger, Duration::from_secs(30))
+            .expect("the younger run waits for the older one");
+        releaser.join().unwrap();
     }
 
     #[test]

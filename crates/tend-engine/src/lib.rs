@@ -356,7 +356,15 @@ impl LocalLock {
         });
         match got {
             Ok(_) => Ok(()),
-            Err(e) => Err(e.message(host)),
+            Err(e) => {
+                let note = match e {
+                    tend_agent::hostlock::LockError::Busy { holder, .. } => {
+                        tend_agent::hostlock::not_waited_note(holder.as_ref(), &req.owner, req.wait)
+                    }
+                    _ => "",
+                };
+                Err(format!("{}{note}", e.message(host)))
+            }
         }
     }
 }

@@ -219,7 +219,11 @@ fn take_lock(
         FromAgent::NotLocked { holder, error } => {
             let msg = match error {
                 Some(e) => tend_agent::hostlock::unusable_message(host, &e),
-                None => tend_agent::hostlock::busy_message(host, holder.as_ref(), start.elapsed()),
+                None => format!(
+                    "{}{}",
+                    tend_agent::hostlock::busy_message(host, holder.as_ref(), start.elapsed()),
+                    tend_agent::hostlock::not_waited_note(holder.as_ref(), &req.owner, req.wait)
+                ),
             };
             Err(TransportError::Unreachable(msg))
         }

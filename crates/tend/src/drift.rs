@@ -46,9 +46,6 @@ const READ_ONLY: &[&str] = &[
     "wait_for",
 ];
 
-/// Secret-looking variables shorter than this are not masked (as the audit writer does).
-const MIN_SECRET_LEN: usize = 4;
-
 /// One way a resource differs from its declared state.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Drift {
@@ -828,46 +825,6 @@ fn unified_diff(declared: &str, found: &str, host: &str) -> String {
     out
 }
 
-/// Every value that must not be shown: the become password, and values of secret-looking
-/// variables (extra vars, inventory and playbook variables), as the audit writer masks them.
-pub fn secret_scrubber(prep: &tend_engine::Prepared) -> Scrubber {
-    fn all(s: &mut Scrubber, v: &Value) {
-        match v {
-            Value::String(x) if x.len() >= MIN_SECRET_LEN => s.add(x),
-            Value::Array(a) => a.iter().for_each(|x| all(s, x)),
-            Value::Object(m) => m.values().for_each(|x| all(s, x)),
-            _ => {}
-        }
-    }
-    fn named(s: &mut Scrubber, vars: &Vars) {
-        for (k, v) in vars {
-            if tend_store::secret_looking(k) {
-                all(s, v);
-            } else if let Value::Object(m) = v {
-                named(s, m);
-            }
-        }
-    }
-    let mut s = Scrubber::default();
-    if let Some(p) = &prep.settings.become_password {
-        s.add(p.expose());
-    }
-    named(&mut s, &prep.settings.extra_vars);
-    for play in &prep.playbook.plays {
-        named(&mut s, &play.vars);
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for h in prep.play_hosts.iter().flatten() {
-        if seen.insert(h) {
-            named(
-                &mut s,
-                &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
-            );
-        }
-    }
-    s
-}
-
 /// A note about one host's resource (the fix run's lines).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HostNote {
@@ -1048,7 +1005,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
     for w in &prep.warnings {
         stderr_line(&format!("[WARNING]: {w}"));
     }
-    let scrub = secret_scrubber(&prep);
+    let scrub = crate::recorder::secret_scrubber(&prep);
     let tasks = TaskIndex::new(&prep.playbook);
     let mut seen = std::collections::BTreeSet::new();
     let hosts: Vec<&String> = prep

@@ -31,9 +31,6 @@ pub const FORMAT: &str = "tend-plan";
 /// The plan file's format version; a tend refuses a plan of another version.
 pub const VERSION: u32 = 1;
 
-/// Secret-looking variables shorter than this are not masked (as in the history).
-const MIN_SECRET_LEN: usize = 4;
-
 /// A saved plan.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlanFile {
@@ -247,40 +244,6 @@ fn render_record(d: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // Secrets
 
-/// Values that must never be shown: the become password, secret-looking extra and inventory
-/// variables (the same rule as the history's).
-fn scrubber(prep: &tend_engine::Prepared, hosts: &[String]) -> Scrubber {
-    fn all(s: &mut Scrubber, v: &Value) {
-        match v {
-            Value::String(x) if x.len() >= MIN_SECRET_LEN => s.add(x),
-            Value::Array(a) => a.iter().for_each(|x| all(s, x)),
-            Value::Object(m) => m.values().for_each(|x| all(s, x)),
-            _ => {}
-        }
-    }
-    fn named(s: &mut Scrubber, vars: &serde_json::Map<String, Value>) {
-        for (k, v) in vars {
-            if tend_store::secret_looking(k) {
-                all(s, v);
-            } else if let Value::Object(m) = v {
-                named(s, m);
-            }
-        }
-    }
-    let mut s = Scrubber::default();
-    if let Some(p) = &prep.settings.become_password {
-        s.add(p.expose());
-    }
-    named(&mut s, &prep.settings.extra_vars);
-    for h in hosts {
-        named(
-            &mut s,
-            &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
-        );
-    }
-    s
-}
-
 fn scrub_change(s: &Scrubber, c: &mut PlannedChange) {
     let mut subject = Value::String(std::mem::take(&mut c.subject));
     s.scrub(&mut subject);
@@ -490,7 +453,7 @@ pub fn plan(args: PlanArgs) -> ExitCode {
     }
 
     let hosts = hosts_of(&prep);
-    let scrub = scrubber(&prep, &hosts);
+    let scrub = crate::recorder::secret_scrubber(&prep);
     let playbook_dir = prep.playbook.dir.clone();
     let plan = PlanFile {
         format: FORMAT.into(),
@@ -822,7 +785,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
     printer.recap(&stats);
     drop(printer);
-    let scrub = scrubber(&prep, &hosts);
+    let scrub = crate::recorder::secret_scrubber(&prep);
     let mut not_touched = Vec::new();
     for (host, changes) in &collector.changes {
         for c in changes.iter().filter(|c| c.changed_since_plan) {

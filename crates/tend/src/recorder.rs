@@ -497,6 +497,47 @@ impl Recorder {
     }
 }
 
+/// Every value that must not be shown: the become password, and values of secret-looking
+/// variables (extra vars, inventory and playbook variables), as the audit writer masks them.
+pub fn secret_scrubber(prep: &tend_engine::Prepared) -> tend_store::Scrubber {
+    use tend_store::Scrubber;
+    fn all(s: &mut Scrubber, v: &Value) {
+        match v {
+            Value::String(x) if x.len() >= MIN_SECRET_LEN => s.add(x),
+            Value::Array(a) => a.iter().for_each(|x| all(s, x)),
+            Value::Object(m) => m.values().for_each(|x| all(s, x)),
+            _ => {}
+        }
+    }
+    fn named(s: &mut Scrubber, vars: &serde_json::Map<String, Value>) {
+        for (k, v) in vars {
+            if tend_store::secret_looking(k) {
+                all(s, v);
+            } else if let Value::Object(m) = v {
+                named(s, m);
+            }
+        }
+    }
+    let mut s = Scrubber::default();
+    if let Some(p) = &prep.settings.become_password {
+        s.add(p.expose());
+    }
+    named(&mut s, &prep.settings.extra_vars);
+    for play in &prep.playbook.plays {
+        named(&mut s, &play.vars);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for h in prep.play_hosts.iter().flatten() {
+        if seen.insert(h) {
+            named(
+                &mut s,
+                &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
+            );
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
