@@ -20,7 +20,7 @@ use tend_proto::{Event, HostState, HostStats, Program};
 
 pub use builtin::BUILTIN_MODULES;
 pub use run::HostRun;
-pub use sync::{LocalRendezvous, Rendezvous, RunOnce};
+pub use sync::{LocalRendezvous, Rendezvous, RunOnce, StepRule};
 pub use worker::{worker_main, WORKER_PROTOCOL};
 
 /// Every module name this agent runs: the built-in ones and the resource registry's.

@@ -44,6 +44,7 @@ struct Inherited {
     /// Loop variables of enclosing looped includes (data, never templated).
     include_data: Vec<Vars>,
     ignore_errors: Option<Value>,
+    any_errors_fatal: Option<Value>,
     check_mode: Option<Value>,
     diff: Option<Value>,
     no_log: Option<Value>,
@@ -82,6 +83,10 @@ pub struct HostRun<'a> {
     current: (String, usize, Option<usize>),
     /// Plans: the changes of the task running now (one per loop item), for its result.
     task_changes: Vec<PlannedChange>,
+    /// Lockstep plays: steps finished so far.
+    steps: usize,
+    /// The failure that stopped this host came from a task with `any_errors_fatal`.
+    fatal_failure: bool,
 }
 
 /// The program-wide layers, converted once.
@@ -120,6 +125,8 @@ impl<'a> HostRun<'a> {
         HostRun {
             program,
             rendezvous,
+            steps: 0,
+            fatal_failure: false,
             run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
@@ -181,9 +188,14 @@ impl<'a> HostRun<'a> {
             let mut flow = Flow::Continue;
             if self.program.play.gather_facts {
                 flow = self.gather_facts();
+                flow = self.step_done(flow);
             }
             if flow == Flow::Continue {
-                flow = self.run_list(&self.program.tasks, &Inherited::default());
+                flow = if self.lockstep() {
+                    self.run_lockstep()
+                } else {
+                    self.run_list(&self.program.tasks, &Inherited::default())
+                };
             }
             flow
         };
@@ -204,6 +216,62 @@ impl<'a> HostRun<'a> {
             include_vars: self.include_vars.to_json(),
         };
         (stats, state)
+    }
+
+    fn lockstep(&self) -> bool {
+        self.program.play.lockstep && self.rendezvous.is_some()
+    }
+
+    /// Lockstep plays: the play's top-level tasks one by one, meeting the batch's other hosts
+    /// after each (ansible-core's linear strategy, as `any_errors_fatal` and
+    /// `max_fail_percentage` need it). A block is one step.
+    fn run_lockstep(&mut self) -> Flow {
+        let program = self.program;
+        let (children, inh) = match program.tasks.as_slice() {
+            [w] if w.implicit => match &w.kind {
+                TaskKind::Block {
+                    block,
+                    rescue,
+                    always,
+                } if rescue.is_empty() && always.is_empty() => {
+                    (block.as_slice(), self.inherit(w, &Inherited::default()))
+                }
+                _ => (program.tasks.as_slice(), Inherited::default()),
+            },
+            tasks => (tasks, Inherited::default()),
+        };
+        for t in children {
+            let flow = self.run_task(t, &inh);
+            // tend's implicit handler flushes between sections meet with the next task (a host
+            // that cannot be reached fails at the first real task, as in ansible-core).
+            if t.implicit && flow == Flow::Continue {
+                continue;
+            }
+            let flow = self.step_done(flow);
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The end of a lockstep step: tell the batch how it went; a play stopped for every host
+    /// ends here for this one as a failed host (its recap counts no failure, as ansible-core).
+    fn step_done(&mut self, flow: Flow) -> Flow {
+        let Some(rv) = self.rendezvous.filter(|_| self.program.play.lockstep) else {
+            return flow;
+        };
+        let n = self.steps;
+        self.steps += 1;
+        let host = self.host().to_string();
+        match flow {
+            Flow::Continue if rv.step(&host, n, false, false) => Flow::Failed,
+            Flow::Failed => {
+                rv.step(&host, n, true, self.fatal_failure);
+                Flow::Failed
+            }
+            other => other,
+        }
     }
 
     /// Fails the whole play on this host before any task runs.
@@ -391,6 +459,9 @@ impl<'a> HostRun<'a> {
         if t.ignore_errors.is_some() {
             i.ignore_errors = t.ignore_errors.clone();
         }
+        if t.any_errors_fatal.is_some() {
+            i.any_errors_fatal = t.any_errors_fatal.clone();
+        }
         if t.check_mode.is_some() {
             i.check_mode = t.check_mode.clone();
         }
@@ -409,6 +480,13 @@ impl<'a> HostRun<'a> {
     }
 
     fn run_task(&mut self, t: &Task, inh: &Inherited) -> Flow {
+        let fatal_flag = !matches!(t.any_errors_fatal, None | Some(Value::Bool(false)));
+        if fatal_flag && !self.program.play.lockstep {
+            // The controller makes a play lockstep when any task it loaded has the keyword;
+            // this one came from a file included at run time.
+            let msg = "any_errors_fatal in a file included at run time needs hosts in lockstep, which tend decides before the play starts; set any_errors_fatal on the play or on a block around the include, or import the file statically (import_tasks)";
+            return self.fail_task(t, inh, msg, false);
+        }
         match &t.kind {
             TaskKind::Block {
                 block,
@@ -1496,7 +1574,14 @@ impl<'a> HostRun<'a> {
                     json!({"name": name, "action": module_name(t)}),
                 );
             }
-            ResultStatus::Failed => self.stats.failed += 1,
+            ResultStatus::Failed => {
+                self.stats.failed += 1;
+                let flag = t.any_errors_fatal.clone().or(inh.any_errors_fatal.clone());
+                if flag.is_some() {
+                    let scope = self.scope(t, inh, None);
+                    self.fatal_failure = matches!(self.eval_flag(&flag, &scope), Ok(Some(true)));
+                }
+            }
             ResultStatus::Skipped => self.stats.skipped += 1,
             ResultStatus::Unreachable => self.stats.unreachable += 1,
             ResultStatus::Ok | ResultStatus::Changed => {

@@ -139,6 +139,9 @@ pub fn serve(
             ToAgent::RunOnceAnswer { key, .. } => {
                 return wire.fail(&format!("unexpected run_once answer for {key}"));
             }
+            ToAgent::StepAnswer { n, .. } => {
+                return wire.fail(&format!("unexpected step answer for step {n}"));
+            }
         }
     }
 }
@@ -211,6 +214,15 @@ impl Rendezvous for Wire {
 
     fn host_done(&self, _host: &str) {
         self.send(&FromAgent::RendezvousDone);
+    }
+
+    fn step(&self, _host: &str, n: usize, failed: bool, fatal: bool) -> bool {
+        self.send(&FromAgent::Step { n, failed, fatal });
+        match self.recv() {
+            Ok(Some(ToAgent::StepAnswer { n: m, stop })) if m == n => stop,
+            // The controller is gone or confused: stop rather than run on alone.
+            _ => true,
+        }
     }
 }
 

@@ -24,11 +24,45 @@ pub trait Rendezvous: Send + Sync {
     fn publish(&self, key: &str, result: Value);
     /// The host finished the play (or stopped): it will lead nothing more.
     fn host_done(&self, host: &str);
+    /// Lockstep plays (`any_errors_fatal`, `max_fail_percentage`): the host finished step `n`
+    /// of the play (fact gathering, then each top-level task), `failed` if its play failed
+    /// there. Waits until every running host of the batch has finished that step; true when
+    /// the play stops there for every host.
+    /// `fatal`: the failed task had `any_errors_fatal`.
+    fn step(&self, _host: &str, _n: usize, _failed: bool, _fatal: bool) -> bool {
+        false
+    }
+    /// The host became unreachable (for the lockstep rules; [`Rendezvous::host_done`] follows).
+    fn host_unreachable(&self, _host: &str) {}
+}
+
+/// When a lockstep play stops: ansible-core's linear strategy checks after each task.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepRule {
+    /// Hosts in the batch, those that failed in an earlier play included.
+    pub batch_size: usize,
+    /// A failed or unreachable host stops every host.
+    pub any_errors_fatal: bool,
+    /// More than this share of the batch failed (unreachable hosts do not count) stops
+    /// every host.
+    pub max_fail_percentage: Option<f64>,
+}
+
+impl StepRule {
+    fn stops(&self, failed: usize, unreachable: usize, fatal: bool) -> bool {
+        if fatal || self.any_errors_fatal && failed + unreachable > 0 {
+            return true;
+        }
+        self.max_fail_percentage.is_some_and(|max| {
+            failed > 0 && (failed as f64 / self.batch_size.max(1) as f64) > max / 100.0
+        })
+    }
 }
 
 /// The in-process rendezvous used when the controller runs hosts itself.
 pub struct LocalRendezvous {
     order: Vec<String>,
+    rule: Option<StepRule>,
     state: Mutex<State>,
     cv: Condvar,
 }
@@ -37,14 +71,39 @@ pub struct LocalRendezvous {
 struct State {
     done: HashSet<String>,
     results: HashMap<String, Value>,
+    /// Lockstep: per host, how many steps it finished.
+    reached: HashMap<String, usize>,
+    /// Hosts waiting for a step's other hosts: they lead no `run_once` of that step.
+    parked: HashSet<String>,
+    failed: HashSet<String>,
+    unreachable: HashSet<String>,
+    /// Per step, once every host finished it: whether the play stops there.
+    decided: HashMap<usize, bool>,
+    /// A task with `any_errors_fatal` failed.
+    fatal: bool,
 }
 
 impl LocalRendezvous {
     pub fn new(order: Vec<String>) -> Self {
         LocalRendezvous {
             order,
+            rule: None,
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
+        }
+    }
+
+    /// Whether a task with `any_errors_fatal` failed (it stopped every host).
+    pub fn fatal_failed(&self) -> bool {
+        self.state.lock().map(|s| s.fatal).unwrap_or(false)
+    }
+
+    /// A rendezvous whose hosts also meet after every step (see [`Rendezvous::step`]). Every
+    /// host of `order` must be running at once, or the first step waits forever.
+    pub fn lockstep(order: Vec<String>, rule: StepRule) -> Self {
+        LocalRendezvous {
+            rule: Some(rule),
+            ..LocalRendezvous::new(order)
         }
     }
 }
@@ -58,7 +117,10 @@ impl Rendezvous for LocalRendezvous {
             if let Some(r) = st.results.get(key) {
                 return RunOnce::Follow(r.clone());
             }
-            let leader = self.order.iter().find(|h| !st.done.contains(*h));
+            let leader = self
+                .order
+                .iter()
+                .find(|h| !st.done.contains(*h) && !st.parked.contains(*h));
             if leader.is_none_or(|l| l == host) {
                 return RunOnce::Lead;
             }
@@ -79,6 +141,54 @@ impl Rendezvous for LocalRendezvous {
     fn host_done(&self, host: &str) {
         if let Ok(mut st) = self.state.lock() {
             st.done.insert(host.to_string());
+        }
+        self.cv.notify_all();
+    }
+
+    fn step(&self, host: &str, n: usize, failed: bool, fatal: bool) -> bool {
+        let Some(rule) = self.rule else {
+            return false;
+        };
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        st.reached.insert(host.to_string(), n + 1);
+        if failed {
+            st.failed.insert(host.to_string());
+            st.fatal |= fatal;
+            drop(st);
+            self.cv.notify_all();
+            return true;
+        }
+        st.parked.insert(host.to_string());
+        self.cv.notify_all();
+        loop {
+            if let Some(d) = st.decided.get(&n).copied() {
+                st.parked.remove(host);
+                return d;
+            }
+            let all_there = self
+                .order
+                .iter()
+                .all(|h| st.done.contains(h) || st.reached.get(h).is_some_and(|r| *r > n));
+            if all_there {
+                let d = rule.stops(st.failed.len(), st.unreachable.len(), st.fatal);
+                st.decided.insert(n, d);
+                st.parked.remove(host);
+                drop(st);
+                self.cv.notify_all();
+                return d;
+            }
+            st = match self.cv.wait(st) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+    }
+
+    fn host_unreachable(&self, host: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.unreachable.insert(host.to_string());
         }
         self.cv.notify_all();
     }
@@ -104,6 +214,62 @@ mod tests {
         assert!(matches!(rv.run_once("t1", "a"), RunOnce::Lead));
         rv.publish("t1", Value::from("x"));
         assert_eq!(follower.join().unwrap(), Value::from("x"));
+    }
+
+    #[test]
+    fn lockstep_stops_everyone_after_the_step_where_a_host_failed() {
+        let rule = StepRule {
+            batch_size: 3,
+            any_errors_fatal: true,
+            max_fail_percentage: None,
+        };
+        let rv = Arc::new(LocalRendezvous::lockstep(
+            vec!["a".into(), "b".into(), "c".into()],
+            rule,
+        ));
+        let walk = |rv: Arc<LocalRendezvous>, host: &'static str, fail_at: Option<usize>| {
+            std::thread::spawn(move || {
+                let mut steps = 0;
+                for n in 0..5 {
+                    let failed = fail_at == Some(n);
+                    steps = n + 1;
+                    if rv.step(host, n, failed, false) {
+                        break;
+                    }
+                }
+                rv.host_done(host);
+                steps
+            })
+        };
+        let a = walk(rv.clone(), "a", None);
+        let b = walk(rv.clone(), "b", Some(2));
+        let c = walk(rv.clone(), "c", None);
+        // Everyone finished step 2 (the failing one) and nobody started step 3.
+        assert_eq!(a.join().unwrap(), 3);
+        assert_eq!(b.join().unwrap(), 3);
+        assert_eq!(c.join().unwrap(), 3);
+    }
+
+    #[test]
+    fn lockstep_threshold_hit_exactly_goes_on() {
+        let rule = StepRule {
+            batch_size: 2,
+            any_errors_fatal: false,
+            max_fail_percentage: Some(50.0),
+        };
+        let rv = Arc::new(LocalRendezvous::lockstep(
+            vec!["a".into(), "b".into()],
+            rule,
+        ));
+        let r2 = rv.clone();
+        let b = std::thread::spawn(move || {
+            let stopped = r2.step("b", 0, true, false);
+            r2.host_done("b");
+            stopped
+        });
+        assert!(!rv.step("a", 0, false, false));
+        assert!(!rv.step("a", 1, false, false));
+        assert!(b.join().unwrap());
     }
 
     #[test]

@@ -134,12 +134,36 @@ fn contains(tasks: &[Task], pred: &dyn Fn(&Task) -> bool) -> bool {
     found
 }
 
-/// Builds the Program of `host` for play number `play`.
+/// Builds the Program of `host` for play number `play`, whose hosts are `play_hosts`.
 pub fn compile(
     prep: &Prepared,
     play_idx: usize,
     host: &str,
     play_hosts: &[String],
+) -> Result<Program, Diag> {
+    let hosts = PlayHosts {
+        all: play_hosts,
+        active: play_hosts,
+        batch: play_hosts,
+    };
+    compile_for(prep, play_idx, host, &hosts)
+}
+
+/// Who is in the play, for the magic variables.
+pub(crate) struct PlayHosts<'a> {
+    /// `ansible_play_hosts_all`: every host of the play, in its order.
+    pub all: &'a [String],
+    /// `ansible_play_hosts`: those of `all` that have not failed.
+    pub active: &'a [String],
+    /// `ansible_play_batch` (and `play_hosts`): the batch's hosts that have not failed.
+    pub batch: &'a [String],
+}
+
+pub(crate) fn compile_for(
+    prep: &Prepared,
+    play_idx: usize,
+    host: &str,
+    hosts: &PlayHosts,
 ) -> Result<Program, Diag> {
     let play = &prep.playbook.plays[play_idx];
     let inv = &prep.inventory;
@@ -162,14 +186,11 @@ pub fn compile(
     let dir = prep.playbook.dir.to_string_lossy().to_string();
     magic.insert("playbook_dir".into(), Value::String(dir.clone()));
     magic.insert("omit".into(), Value::String(OMIT.into()));
-    let hosts_v: Vec<Value> = play_hosts.iter().cloned().map(Value::String).collect();
-    magic.insert("ansible_play_hosts".into(), Value::Array(hosts_v.clone()));
-    magic.insert(
-        "ansible_play_hosts_all".into(),
-        Value::Array(hosts_v.clone()),
-    );
-    magic.insert("ansible_play_batch".into(), Value::Array(hosts_v.clone()));
-    magic.insert("play_hosts".into(), Value::Array(hosts_v));
+    let list = |h: &[String]| Value::Array(h.iter().cloned().map(Value::String).collect());
+    magic.insert("ansible_play_hosts".into(), list(hosts.active));
+    magic.insert("ansible_play_hosts_all".into(), list(hosts.all));
+    magic.insert("ansible_play_batch".into(), list(hosts.batch));
+    magic.insert("play_hosts".into(), list(hosts.batch));
     magic.insert("ansible_play_name".into(), Value::String(play.name.clone()));
     magic.insert(
         "ansible_version".into(),
@@ -252,6 +273,7 @@ pub fn compile(
             force_handlers: play.force_handlers,
             connection: play.connection.clone(),
             index: play_idx,
+            lockstep: lockstep(play),
             ..Default::default()
         },
         vars: ProgramVars {
@@ -289,4 +311,29 @@ fn resolve(dir: &Path, name: &str) -> std::path::PathBuf {
     } else {
         dir.join(p)
     }
+}
+
+/// Whether the play's hosts meet after every step: `any_errors_fatal` (on the play or on any
+/// task, block, role task or handler it loaded) or `max_fail_percentage`.
+pub(crate) fn lockstep(play: &Play) -> bool {
+    fn any(tasks: &[tend_proto::Task]) -> bool {
+        tasks.iter().any(|t| {
+            t.any_errors_fatal.is_some()
+                || match &t.kind {
+                    TaskKind::Block {
+                        block,
+                        rescue,
+                        always,
+                    } => any(block) || any(rescue) || any(always),
+                    _ => false,
+                }
+        })
+    }
+    play.rollout.any_errors_fatal
+        || play.rollout.max_fail_percentage.is_some()
+        || any(&play.tasks)
+        || play
+            .handlers
+            .iter()
+            .any(|h| any(std::slice::from_ref(&h.task)))
 }

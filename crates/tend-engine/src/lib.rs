@@ -1,6 +1,7 @@
 //! The controller side of a run: load and check every input before anything runs, compile one
 //! [`Program`] per host and play, run the hosts (bounded by `forks`), and pass every event on.
 
+pub mod batches;
 mod bundle;
 mod compile;
 mod extra_vars;
@@ -164,6 +165,7 @@ pub fn prepare_adhoc(
         force_handlers: false,
         tags: Vec::new(),
         connection: None,
+        rollout: Default::default(),
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
@@ -297,12 +299,17 @@ fn render_pattern(pattern: &str, extra: &Vars) -> Result<String, String> {
 pub struct Summary {
     /// Per host, counters summed over plays, in the order hosts first appeared.
     pub stats: IndexMap<String, HostStats>,
+    /// Why the rollout stopped before its end (`any_errors_fatal`, `max_fail_percentage`, a
+    /// batch where every host failed), and the message printed.
+    pub stopped: Option<(batches::Stop, String)>,
 }
 
 impl Summary {
-    /// ansible-playbook's exit status: 2 if a host failed, 4 if one was unreachable, else 0.
+    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
+    /// rollout), 4 if one was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
-        if self.stats.values().any(|s| s.failed > 0) {
+        let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
+        if threshold || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
             4
@@ -427,6 +434,10 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
 
 type RemoteCtx = Result<remote::Remote, String>;
 
+/// Runs every play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the
+/// play on its hosts only, handlers included, then the next batch. Hosts that failed or were
+/// unreachable stay in later batches' counts but run nothing more. A batch whose failures stop
+/// the rollout ends the run.
 fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
@@ -437,56 +448,157 @@ fn run_plays(
     let mut failed: HashSet<String> = HashSet::new();
     let mut states: HashMap<String, HostState> = HashMap::new();
     for (idx, play) in prep.playbook.plays.iter().enumerate() {
-        let hosts: Vec<String> = prep.play_hosts[idx]
-            .iter()
-            .filter(|h| !failed.contains(*h))
-            .cloned()
-            .collect();
-        let _ = tx.send(Event::PlayStart {
-            name: play.name.clone(),
-            hosts: hosts.clone(),
-        });
-        for h in &hosts {
-            summary.stats.entry(h.clone()).or_default();
+        let rollout = &play.rollout;
+        let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
+        let batch_list = batches::split(&ordered, &rollout.serial);
+        if batch_list.is_empty() {
+            let _ = tx.send(Event::PlayStart {
+                name: play.name.clone(),
+                hosts: Vec::new(),
+                batch: None,
+            });
         }
-        if hosts.is_empty() {
-            continue;
-        }
-        let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
-        let next = Mutex::new(0usize);
-        let forks = prep.settings.forks.max(1).min(hosts.len());
-        let rendezvous = tend_agent::LocalRendezvous::new(hosts.clone());
-        std::thread::scope(|s| {
-            for _ in 0..forks {
-                let tx = tx.clone();
-                let (hosts, next, results, states, rv) =
-                    (&hosts, &next, &results, &states, &rendezvous);
-                s.spawn(move || loop {
-                    let i = {
-                        let Ok(mut n) = next.lock() else { return };
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(host) = hosts.get(i) else { return };
-                    let state = states.get(host).cloned().unwrap_or_default();
-                    let (stats, state) =
-                        run_host(prep, remote, local, idx, host, hosts, state, rv, &tx);
-                    if let Ok(mut r) = results.lock() {
-                        r.push((host.clone(), stats, state));
-                    }
-                });
+        let of = batch_list.len();
+        for (number, batch) in batch_list.into_iter().enumerate() {
+            let hosts: Vec<String> = batch
+                .iter()
+                .filter(|h| !failed.contains(*h))
+                .cloned()
+                .collect();
+            let _ = tx.send(Event::PlayStart {
+                name: play.name.clone(),
+                hosts: hosts.clone(),
+                batch: Some(tend_proto::PlayBatch {
+                    number: number + 1,
+                    of,
+                    size: batch.len(),
+                }),
+            });
+            for h in &hosts {
+                summary.stats.entry(h.clone()).or_default();
             }
-        });
-        for (host, stats, state) in results.into_inner().unwrap_or_default() {
-            if stats.failed > 0 || stats.unreachable > 0 {
-                failed.insert(host.clone());
+            let mut outcome = batches::BatchOutcome {
+                hosts: batch.len(),
+                earlier: batch.len() - hosts.len(),
+                ..Default::default()
+            };
+            let rule = tend_agent::StepRule {
+                batch_size: batch.len(),
+                any_errors_fatal: rollout.any_errors_fatal,
+                max_fail_percentage: rollout.max_fail_percentage,
+            };
+            let active: Vec<String> = ordered
+                .iter()
+                .filter(|h| !failed.contains(*h))
+                .cloned()
+                .collect();
+            let who = compile::PlayHosts {
+                all: &ordered,
+                active: &active,
+                batch: &hosts,
+            };
+            let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
+            for (host, stats, state) in ran {
+                if stats.unreachable > 0 {
+                    outcome.unreachable += 1;
+                } else if stats.failed > 0 {
+                    outcome.failed += 1;
+                }
+                if stats.failed > 0 || stats.unreachable > 0 {
+                    failed.insert(host.clone());
+                }
+                states.insert(host.clone(), state);
+                summary.stats.entry(host).or_default().add(&stats);
             }
-            states.insert(host.clone(), state);
-            summary.stats.entry(host).or_default().add(&stats);
+            // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
+            // both in the same place).
+            let verdict = if task_fatal && !rollout.any_errors_fatal {
+                let r = tend_lang::playbook::Rollout {
+                    any_errors_fatal: true,
+                    ..rollout.clone()
+                };
+                batches::verdict(&r, outcome)
+            } else {
+                batches::verdict(rollout, outcome)
+            };
+            if verdict.fail_rest {
+                failed.extend(hosts);
+            }
+            if let Some(stop) = verdict.stop {
+                let msg = stop.describe(&play.name, outcome, rollout);
+                // A play whose hosts all failed ends the run as before, without a word more;
+                // a rule that stopped a rollout says which.
+                if stop != batches::Stop::AllFailed {
+                    let _ = tx.send(Event::Warning {
+                        host: None,
+                        msg: msg.clone(),
+                    });
+                }
+                summary.stopped = Some((stop, msg));
+                return summary;
+            }
         }
     }
     summary
+}
+
+/// One batch of one play: its hosts run at once, bounded by `forks` — except in a lockstep
+/// play (`any_errors_fatal`, `max_fail_percentage`), where every host of the batch runs at
+/// once since they meet after each task (`serial` bounds such a batch). Per host, in the order
+/// they finished: counters and what the next play inherits.
+#[allow(clippy::too_many_arguments)]
+fn run_batch(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    idx: usize,
+    who: &compile::PlayHosts,
+    states: &HashMap<String, HostState>,
+    rule: tend_agent::StepRule,
+    tx: &Sender<Event>,
+) -> (Vec<(String, HostStats, HostState)>, bool) {
+    let hosts = who.batch;
+    if hosts.is_empty() {
+        return (Vec::new(), false);
+    }
+    let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    let lockstep = compile::lockstep(&prep.playbook.plays[idx]);
+    let (forks, rendezvous) = if lockstep {
+        (
+            hosts.len(),
+            tend_agent::LocalRendezvous::lockstep(hosts.to_vec(), rule),
+        )
+    } else {
+        (
+            prep.settings.forks.max(1).min(hosts.len()),
+            tend_agent::LocalRendezvous::new(hosts.to_vec()),
+        )
+    };
+    std::thread::scope(|s| {
+        for _ in 0..forks {
+            let tx = tx.clone();
+            let (next, results, rv) = (&next, &results, &rendezvous);
+            s.spawn(move || loop {
+                let i = {
+                    let Ok(mut n) = next.lock() else { return };
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(host) = hosts.get(i) else { return };
+                let state = states.get(host).cloned().unwrap_or_default();
+                let (stats, state) = run_host(prep, remote, local, idx, host, who, state, rv, &tx);
+                if let Ok(mut r) = results.lock() {
+                    r.push((host.clone(), stats, state));
+                }
+            });
+        }
+    });
+    (
+        results.into_inner().unwrap_or_default(),
+        rendezvous.fatal_failed(),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -496,7 +608,7 @@ fn run_host(
     local: &LocalLock,
     play: usize,
     host: &str,
-    play_hosts: &[String],
+    who: &compile::PlayHosts,
     state: HostState,
     rv: &dyn tend_agent::Rendezvous,
     tx: &Sender<Event>,
@@ -504,7 +616,7 @@ fn run_host(
     let mut sink = |e: Event| {
         let _ = tx.send(e);
     };
-    match compile(prep, play, host, play_hosts) {
+    match compile::compile_for(prep, play, host, who) {
         Ok(mut program) => {
             program.vars.host_state = state;
             // `connection: local` on a play runs its tasks here, for every host (as Ansible).
@@ -542,6 +654,7 @@ fn run_host(
                 diffs: Vec::new(),
                 changes: Vec::new(),
             }));
+            rv.step(host, 0, true, false);
             rv.host_done(host);
             sink(Event::HostDone {
                 host: host.to_string(),

@@ -269,6 +269,7 @@ fn report_unreachable(
     tx: &Sender<Event>,
 ) -> (HostStats, HostState) {
     let host = program.host.clone();
+    rv.host_unreachable(&host);
     rv.host_done(&host);
     let task = seen
         .task
@@ -417,6 +418,10 @@ fn drive(
                 })?;
             }
             Ok(FromAgent::RunOncePublish { key, result }) => rv.publish(&key, result),
+            Ok(FromAgent::Step { n, failed, fatal }) => {
+                let stop = rv.step(host, n, failed, fatal);
+                session.send(&ToAgent::StepAnswer { n, stop })?;
+            }
             Ok(FromAgent::RendezvousDone) => {
                 released = true;
                 rv.host_done(host);

@@ -2,14 +2,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Loc, PlannedChange, Value};
 
+/// Where a batch sits in its play's rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayBatch {
+    /// 1-based.
+    pub number: usize,
+    /// How many batches the play has.
+    pub of: usize,
+    /// Hosts in the batch, those that failed in an earlier play included.
+    pub size: usize,
+}
+
 /// One thing that happened during a run. The human printer, `--output json`, the recap file and
 /// (later) the audit store are all consumers of this one stream.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A play starts on some hosts: all of them, or one batch (`serial`). `hosts` are those
+    /// that run; hosts of the batch that failed in an earlier play are left out.
     PlayStart {
         name: String,
         hosts: Vec<String>,
+        /// Which batch this is, when the play matched any host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<PlayBatch>,
     },
     TaskStart {
         host: String,

@@ -10,7 +10,7 @@ mod plan;
 mod program;
 pub mod wire;
 
-pub use event::{Event, HostStats, ResultStatus, TaskResult};
+pub use event::{Event, HostStats, PlayBatch, ResultStatus, TaskResult};
 pub use loc::Loc;
 pub use plan::{change_key, PlanAction, PlanGuard, PlannedChange};
 pub use program::{

@@ -147,6 +147,10 @@ pub struct PlayInfo {
     /// The play's number in the playbook (0-based), part of each planned change's key.
     #[serde(default)]
     pub index: usize,
+    /// The batch's hosts meet after every step (`any_errors_fatal`, `max_fail_percentage`):
+    /// the agent asks the rendezvous whether the play goes on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lockstep: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -210,6 +214,9 @@ pub struct Task {
     pub failed_when: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_errors: Option<Value>,
+    /// `any_errors_fatal` on the task or block (the play's is in the engine's rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_errors_fatal: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_mode: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,6 +259,7 @@ impl Task {
             changed_when: None,
             failed_when: None,
             ignore_errors: None,
+            any_errors_fatal: None,
             check_mode: None,
             diff: None,
             no_log: None,

@@ -16,6 +16,8 @@
 //!   run_once_answer {key, result}      ──►      null result: this host leads
 //!                                      ◄──      run_once_publish {key, result}
 //!                                      ◄──      rendezvous_done          (leads nothing more)
+//!                                      ◄──      step {n, failed, fatal}  (lockstep plays)
+//!   step_answer {n, stop}              ──►
 //!                                      ◄──      play_done {stats, state}
 //!   [run {program} …]  or  EOF         ──►      EOF: the agent exits 0
 //! ```
@@ -43,6 +45,9 @@ pub enum ToAgent {
     },
     /// The answer to [`FromAgent::RunOnceAsk`]: another host's result, or `None`: lead it.
     RunOnceAnswer { key: String, result: Option<Value> },
+    /// The answer to [`FromAgent::Step`], once every host of the batch finished the step:
+    /// whether the play stops there for every host.
+    StepAnswer { n: usize, stop: bool },
     /// Take the host's lock (an exclusive `flock`) and hold it until the session ends, waiting
     /// up to `wait_ms` for another holder. Sent once, before the first `run`, by runs that may
     /// change the host. The agent answers [`FromAgent::Locked`] or [`FromAgent::NotLocked`].
@@ -88,6 +93,14 @@ pub enum FromAgent {
     },
     /// The host will lead no more `run_once` tasks in this play.
     RendezvousDone,
+    /// A lockstep play: the host finished step `n` (`failed`: its play failed there).
+    Step {
+        n: usize,
+        failed: bool,
+        /// The failed task had `any_errors_fatal` (on itself or a block around it).
+        #[serde(default)]
+        fatal: bool,
+    },
     PlayDone {
         stats: HostStats,
         state: Box<HostState>,

@@ -119,7 +119,7 @@ impl Printer {
 
     fn grouping(&mut self, e: &Event) {
         match e {
-            Event::PlayStart { name, hosts } => {
+            Event::PlayStart { name, hosts, .. } => {
                 self.flush_held();
                 self.grouped = hosts.len() > 1;
                 if let Some(p) = self.progress.as_mut() {
@@ -182,10 +182,11 @@ impl Printer {
 
     fn human(&mut self, e: &Event) {
         match e {
-            Event::PlayStart { name, hosts } => {
+            Event::PlayStart { name, hosts, batch } => {
                 self.last_header = None;
                 self.banner(&format!("PLAY [{name}]"));
-                if hosts.is_empty() {
+                // A batch of hosts that all failed earlier prints nothing more (as ansible-core).
+                if hosts.is_empty() && batch.is_none() {
                     self.write("skipping: no hosts matched\n");
                 }
             }

@@ -405,6 +405,9 @@ fn play_with(keyword: &str) -> String {
         "gather_timeout" => "10",
         "fact_path" => "/etc/ansible/facts.d",
         "name" => "A play",
+        "serial" => "[1, \"50%\"]",
+        "max_fail_percentage" => "30",
+        "order" => "sorted",
         _ => "true",
     };
     let hosts = if keyword == "hosts" {

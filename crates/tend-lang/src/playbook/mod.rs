@@ -46,6 +46,42 @@ pub struct Play {
     pub tags: Vec<String>,
     /// The play's `connection:` (only `local` is accepted).
     pub connection: Option<String>,
+    /// How the play's hosts are split and stopped: `serial`, `max_fail_percentage`,
+    /// `any_errors_fatal`, `order`.
+    pub rollout: Rollout,
+}
+
+/// A play's batch keywords, as written (the engine computes the batches).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rollout {
+    /// `serial`: batch sizes; the last one repeats. Empty: one batch of every host.
+    pub serial: Vec<BatchSize>,
+    /// `max_fail_percentage`: the play stops when more than this share of a batch failed.
+    pub max_fail_percentage: Option<f64>,
+    /// `any_errors_fatal`: the first failed host ends the play for every host.
+    pub any_errors_fatal: bool,
+    /// `order`: in which order hosts are batched and run.
+    pub order: HostOrder,
+}
+
+/// One `serial` entry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BatchSize {
+    /// A number of hosts (0 or less: all remaining hosts).
+    Count(i64),
+    /// A percentage of the play's hosts, rounded down, at least 1.
+    Percent(i64),
+}
+
+/// The play keyword `order`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostOrder {
+    #[default]
+    Inventory,
+    ReverseInventory,
+    Sorted,
+    ReverseSorted,
+    Shuffle,
 }
 
 /// Finds files and roles relative to a playbook.
@@ -236,6 +272,10 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "handlers",
     "tags",
     "force_handlers",
+    "serial",
+    "max_fail_percentage",
+    "any_errors_fatal",
+    "order",
     "environment",
     "check_mode",
     "diff",
@@ -255,19 +295,6 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
         "vars_prompt",
         "interactive prompts are not supported; pass values with -e",
     ),
-    (
-        "serial",
-        "rolling batches (serial) arrive with orchestration",
-    ),
-    (
-        "max_fail_percentage",
-        "failure thresholds arrive with orchestration",
-    ),
-    (
-        "any_errors_fatal",
-        "any_errors_fatal arrives with orchestration",
-    ),
-    ("order", "host order arrives with orchestration"),
     ("throttle", "throttle arrives with orchestration"),
     (
         "strategy",
@@ -306,6 +333,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         force_handlers: false,
         tags: Vec::new(),
         connection: None,
+        rollout: Rollout::default(),
     };
     let mut wrapper = Task::new(TaskKind::Meta(String::new()), node.loc.clone());
     wrapper.implicit = true;
@@ -371,6 +399,10 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             "handlers" => sections[4] = Some(v),
             "tags" => play.tags = task::tag_list(v)?,
             "force_handlers" => play.force_handlers = bool_of(v)?,
+            "serial" => play.rollout.serial = serial_of(v)?,
+            "max_fail_percentage" => play.rollout.max_fail_percentage = Some(percent_of(v)?),
+            "any_errors_fatal" => play.rollout.any_errors_fatal = bool_of(v)?,
+            "order" => play.rollout.order = order_of(v)?,
             "environment" => wrapper.environment = Some(v.to_value()),
             "check_mode" => wrapper.check_mode = Some(v.to_value()),
             "diff" => wrapper.diff = Some(v.to_value()),
@@ -389,7 +421,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             }
             other => {
                 return Err(Diag::new(k.loc.clone(), format!("`{other}` is not a valid play keyword"))
-                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, become, become_user, become_method"));
+                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, become, become_user, become_method"));
             }
         }
     }
@@ -490,3 +522,77 @@ pub fn load_vars_file(path: &Path) -> Result<Vars, Diag> {
 
 #[cfg(test)]
 mod tests;
+
+/// `serial: 2`, `serial: "30%"`, `serial: [1, "25%", "100%"]`.
+fn serial_of(v: &Node) -> Result<Vec<BatchSize>, Diag> {
+    match &v.value {
+        NodeValue::Seq(items) => items.iter().map(batch_size_of).collect(),
+        NodeValue::Null => Ok(Vec::new()),
+        _ => Ok(vec![batch_size_of(v)?]),
+    }
+}
+
+fn batch_size_of(v: &Node) -> Result<BatchSize, Diag> {
+    let bad = || {
+        Diag::new(
+            v.loc.clone(),
+            format!(
+                "`serial` takes a number of hosts or a percentage such as \"25%\", not {}",
+                v.kind()
+            ),
+        )
+        .with_hint("serial: 2, serial: \"30%\" or serial: [1, \"25%\", \"100%\"]")
+    };
+    let text = match &v.value {
+        NodeValue::Int(i) => return Ok(BatchSize::Count(*i)),
+        NodeValue::Str(s) => s.trim().to_string(),
+        _ => return Err(bad()),
+    };
+    if text.contains("{{") || text.contains("{%") {
+        return Err(
+            Diag::new(v.loc.clone(), "tend does not template `serial` yet")
+                .with_hint("write the number or percentage literally"),
+        );
+    }
+    if let Some(p) = text.strip_suffix('%') {
+        return p
+            .trim()
+            .parse::<i64>()
+            .map(BatchSize::Percent)
+            .map_err(|_| bad());
+    }
+    text.parse::<i64>().map(BatchSize::Count).map_err(|_| bad())
+}
+
+/// `max_fail_percentage: 30` (a number; Ansible also takes "30%" strings in some versions).
+fn percent_of(v: &Node) -> Result<f64, Diag> {
+    let n = match &v.value {
+        NodeValue::Int(i) => Some(*i as f64),
+        NodeValue::Float(f) => Some(*f),
+        NodeValue::Str(s) => s.trim().trim_end_matches('%').trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| {
+        Diag::new(
+            v.loc.clone(),
+            format!(
+                "`max_fail_percentage` takes a number from 0 to 100, not {}",
+                v.kind()
+            ),
+        )
+    })
+}
+
+fn order_of(v: &Node) -> Result<HostOrder, Diag> {
+    Ok(match v.as_str().unwrap_or_default() {
+        "inventory" => HostOrder::Inventory,
+        "reverse_inventory" => HostOrder::ReverseInventory,
+        "sorted" => HostOrder::Sorted,
+        "reverse_sorted" => HostOrder::ReverseSorted,
+        "shuffle" => HostOrder::Shuffle,
+        _ => return Err(Diag::new(
+            v.loc.clone(),
+            "`order` must be one of inventory, reverse_inventory, sorted, reverse_sorted, shuffle",
+        )),
+    })
+}

@@ -29,6 +29,7 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "failed_when",
     "ignore_errors",
     "ignore_unreachable",
+    "any_errors_fatal",
     "check_mode",
     "diff",
     "no_log",
@@ -88,7 +89,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "collections",
         "collections are not supported; use ansible.builtin modules by name",
     ),
-    ("any_errors_fatal", "any_errors_fatal is not supported yet"),
     ("port", "per-task ports arrive with SSH hosts"),
 ];
 
@@ -178,6 +178,7 @@ impl TaskParser<'_> {
                 "changed_when" => task.changed_when = Some(conditions(v)),
                 "failed_when" => task.failed_when = Some(conditions(v)),
                 "ignore_errors" => task.ignore_errors = Some(v.to_value()),
+                "any_errors_fatal" => task.any_errors_fatal = Some(v.to_value()),
                 "ignore_unreachable" => {}
                 "check_mode" => task.check_mode = Some(v.to_value()),
                 "diff" => task.diff = Some(v.to_value()),
@@ -273,6 +274,18 @@ impl TaskParser<'_> {
         }
         if mk.as_str() == Some("local_action") {
             task.delegate_to = Some("localhost".into());
+        }
+        if task.any_errors_fatal.is_some()
+            && matches!(
+                name.as_str(),
+                "include_tasks" | "import_tasks" | "include_role" | "import_role"
+            )
+        {
+            return Err(Diag::new(
+                mk.loc.clone(),
+                format!("'any_errors_fatal' is not a valid attribute for {name}"),
+            )
+            .with_hint("set any_errors_fatal on the play, or on a block around the include"));
         }
         match name.as_str() {
             "import_tasks" => self.import_tasks(task, &args, mk, errors),

@@ -193,3 +193,93 @@ fn a_become_method_tend_does_not_run_is_refused_where_it_is_written() {
     assert!(e.contains("become_method `doas` is not supported"), "{e}");
     assert!(e.contains("sudo"), "{e}");
 }
+
+#[test]
+fn parses_rollout_keywords() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  serial: [1, \"25%\", \"3\"]\n  max_fail_percentage: 30\n  any_errors_fatal: true\n  order: reverse_sorted\n  tasks: []\n- hosts: all\n  serial: \"50 %\"\n  tasks: []\n",
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let r = &pb.plays[0].rollout;
+    assert_eq!(
+        r.serial,
+        vec![
+            BatchSize::Count(1),
+            BatchSize::Percent(25),
+            BatchSize::Count(3)
+        ]
+    );
+    assert_eq!(r.max_fail_percentage, Some(30.0));
+    assert!(r.any_errors_fatal);
+    assert_eq!(r.order, HostOrder::ReverseSorted);
+    assert_eq!(
+        pb.plays[1].rollout,
+        Rollout {
+            serial: vec![BatchSize::Percent(50)],
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn bad_rollout_values_are_refused_where_they_are() {
+    for (text, says) in [
+        (
+            "serial: lots",
+            "`serial` takes a number of hosts or a percentage",
+        ),
+        ("serial: \"{{ n }}\"", "tend does not template `serial` yet"),
+        ("order: random", "`order` must be one of"),
+        (
+            "max_fail_percentage: [1]",
+            "`max_fail_percentage` takes a number",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "site.yml",
+            &format!("- hosts: all\n  {text}\n  tasks: []\n"),
+        );
+        let e = load(&d.path().join("site.yml")).unwrap_err().to_string();
+        assert!(e.contains(says), "{text}: {e}");
+        assert!(e.contains("site.yml:2:"), "{text}: {e}");
+    }
+}
+
+#[test]
+fn any_errors_fatal_on_tasks_and_blocks_but_not_on_includes() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - command: /bin/true\n      any_errors_fatal: true\n    - block:\n        - debug: msg=x\n      any_errors_fatal: \"{{ strict }}\"\n",
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let tasks: Vec<&Task> = body(&pb.plays[0]).iter().filter(|t| !t.implicit).collect();
+    assert_eq!(tasks[0].any_errors_fatal, Some(Value::Bool(true)));
+    assert_eq!(
+        tasks[1].any_errors_fatal,
+        Some(Value::String("{{ strict }}".into()))
+    );
+    for include in [
+        "include_tasks: t.yml",
+        "import_tasks: t.yml",
+        "include_role: name=r",
+    ] {
+        write(d.path(), "t.yml", "- debug: msg=t\n");
+        write(
+            d.path(),
+            "bad.yml",
+            &format!("- hosts: all\n  tasks:\n    - {include}\n      any_errors_fatal: true\n"),
+        );
+        let e = load(&d.path().join("bad.yml")).unwrap_err().to_string();
+        assert!(
+            e.contains("'any_errors_fatal' is not a valid attribute"),
+            "{include}: {e}"
+        );
+    }
+}
