@@ -103,6 +103,16 @@ pub struct Prepared {
 pub const HOSTVARS_MAX_HOSTS: usize = 200;
 
 impl Prepared {
+    /// Every host the run targets, each once, in the order its plays first name it.
+    pub fn hosts(&self) -> Vec<&String> {
+        let mut seen = std::collections::HashSet::new();
+        self.play_hosts
+            .iter()
+            .flatten()
+            .filter(|h| seen.insert(*h))
+            .collect()
+    }
+
     /// Inventory variables of every host, as `hostvars` shows other hosts.
     pub fn all_hostvars(&self) -> &Vars {
         self.hostvars.get_or_init(|| {

@@ -12,7 +12,7 @@ use crate::{Args, Change, ModuleCtx, ModuleError, Resource};
 
 pub struct BlockInFile;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "path",
     "dest",
     "destfile",
@@ -30,16 +30,6 @@ pub const PARAMS: &[&str] = &[
     "marker_end",
     "append_newline",
     "prepend_newline",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 #[derive(Clone, Debug)]

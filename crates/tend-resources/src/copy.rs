@@ -13,7 +13,7 @@ use crate::{Args, Change, ModuleCtx, ModuleError, Resource};
 
 pub struct Copy;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "src",
     "content",
     "dest",
@@ -26,16 +26,6 @@ pub const PARAMS: &[&str] = &[
     "checksum",
     "follow",
     "decrypt",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 /// The error ansible-core gives for a `src` it cannot find on the controller.

@@ -86,7 +86,7 @@ pub struct Observed {
     pub touched: bool,
 }
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "path",
     "dest",
     "name",
@@ -99,16 +99,6 @@ pub const PARAMS: &[&str] = &[
     "modification_time_format",
     "access_time",
     "access_time_format",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 /// Parses a time with a strftime-like format of `%Y %m %d %H %M %S` (ansible-core's default

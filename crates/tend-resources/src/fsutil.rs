@@ -470,20 +470,6 @@ pub struct Attrs {
     pub mode: Option<Mode>,
 }
 
-/// Arguments every file-writing module accepts besides its own.
-pub const FILE_COMMON_ARGS: &[&str] = &[
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
-];
-
 impl Attrs {
     /// Reads `owner`, `group`, `mode` from the arguments and resolves names to ids.
     pub fn from_args(args: &crate::Args) -> Result<Attrs, ModuleError> {

@@ -19,7 +19,7 @@ use crate::{Action, Args, ModuleCtx, ModuleError, ModuleOutput, ModuleResult};
 
 pub struct GetUrl;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "url",
     "dest",
     "backup",
@@ -43,16 +43,6 @@ pub const PARAMS: &[&str] = &[
     "decompress",
     "ciphers",
     "use_netrc",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 /// A checksum to verify: algorithm and lowercase hex.

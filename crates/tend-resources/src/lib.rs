@@ -14,6 +14,19 @@
 //! return a [`ModuleOutput`]. Cross-cutting behaviour (loops, retries, `changed_when`, `no_log`,
 //! check mode for actions that do not support it) lives in the agent.
 
+/// A module's argument names followed by those every file-writing module accepts besides its
+/// own (`owner`, `group`, `mode`, the SELinux context, `unsafe_writes`, `attributes`), which
+/// [`fsutil::Attrs::from_args`] reads.
+macro_rules! with_file_args {
+    ($($p:literal),* $(,)?) => {
+        &[
+            $($p,)*
+            "owner", "group", "mode", "seuser", "serole", "setype", "selevel", "unsafe_writes",
+            "attributes", "attr",
+        ]
+    };
+}
+
 pub mod accounts;
 pub mod apt;
 pub mod args;

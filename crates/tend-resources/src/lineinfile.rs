@@ -11,7 +11,7 @@ use crate::{Args, Change, ModuleCtx, ModuleError, Resource};
 
 pub struct LineInFile;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "path",
     "dest",
     "destfile",
@@ -29,16 +29,6 @@ pub const PARAMS: &[&str] = &[
     "backup",
     "firstmatch",
     "validate",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 #[derive(Clone, Debug)]

@@ -14,28 +14,9 @@ use crate::{Args, Change, ModuleCtx, ModuleError, Resource};
 
 pub struct Replace;
 
-pub const PARAMS: &[&str] = &[
-    "path",
-    "dest",
-    "destfile",
-    "name",
-    "regexp",
-    "replace",
-    "after",
-    "before",
-    "backup",
-    "validate",
-    "encoding",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
+pub const PARAMS: &[&str] = with_file_args![
+    "path", "dest", "destfile", "name", "regexp", "replace", "after", "before", "backup",
+    "validate", "encoding",
 ];
 
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use crate::{Args, Change, ModuleCtx, ModuleError, Resource};
 
 pub struct Template;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "src",
     "dest",
     "backup",
@@ -28,16 +28,6 @@ pub const PARAMS: &[&str] = &[
     "comment_start_string",
     "comment_end_string",
     "output_encoding",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 /// The template options the module's arguments set (a `#jinja2:` first line can still change

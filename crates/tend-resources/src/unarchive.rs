@@ -26,7 +26,7 @@ use crate::{Action, Args, ModuleCtx, ModuleError, ModuleOutput, ModuleResult};
 
 pub struct Unarchive;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "src",
     "dest",
     "remote_src",
@@ -40,16 +40,6 @@ pub const PARAMS: &[&str] = &[
     "validate_certs",
     "io_buffer_size",
     "decrypt",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 /// What kind of archive a file is, by its first bytes.

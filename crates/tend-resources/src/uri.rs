@@ -28,7 +28,7 @@ use crate::{Action, Args, ModuleCtx, ModuleError, ModuleOutput, ModuleResult};
 
 pub struct Uri;
 
-pub const PARAMS: &[&str] = &[
+pub const PARAMS: &[&str] = with_file_args![
     "url",
     "dest",
     "url_username",
@@ -61,16 +61,6 @@ pub const PARAMS: &[&str] = &[
     "client_cert",
     "client_key",
     "use_gssapi",
-    "owner",
-    "group",
-    "mode",
-    "seuser",
-    "serole",
-    "setype",
-    "selevel",
-    "unsafe_writes",
-    "attributes",
-    "attr",
 ];
 
 /// Where the body comes from.

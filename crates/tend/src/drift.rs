@@ -973,9 +973,7 @@ fn run_recorded(
         }
     });
     if let Some(Err((run, e))) = recorder.map(|r| r.finish(summary.as_ref())) {
-        stderr_line(&format!(
-            "error: run {run} finished, but its history is incomplete: {e}\nhint: `tend audit verify` shows what the store holds"
-        ));
+        crate::recorder::report_incomplete(&run, &e);
         return Err(EXIT_ERROR);
     }
     if summary.is_none() {
@@ -1007,14 +1005,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
     }
     let scrub = crate::recorder::secret_scrubber(&prep);
     let tasks = TaskIndex::new(&prep.playbook);
-    let mut seen = std::collections::BTreeSet::new();
-    let hosts: Vec<&String> = prep
-        .play_hosts
-        .iter()
-        .flatten()
-        .filter(|h| seen.insert(*h))
-        .collect();
-    let mut report = Report::new(hosts);
+    let mut report = Report::new(prep.hosts());
     let check_run = match run_recorded(&mut prep, &check_args, RunKind::Drift, |e| {
         report.event(e, &tasks, &scrub)
     }) {
@@ -1023,11 +1014,11 @@ pub fn drift(args: DriftArgs) -> ExitCode {
     };
     let check_code = report.exit_code();
     if args.output == ReportFormat::Human {
-        out(&render_report(&report, check_run.as_deref()));
+        crate::out(&render_report(&report, check_run.as_deref()));
     }
     if !args.fix {
         if args.output == ReportFormat::Json {
-            out(&json_document(&report, check_run.as_deref(), None));
+            crate::out(&json_document(&report, check_run.as_deref(), None));
         }
         return ExitCode::from(check_code);
     }
@@ -1060,21 +1051,14 @@ pub fn drift(args: DriftArgs) -> ExitCode {
         fix.errors.sort_by_key(|n| order(&n.host));
     }
     match args.output {
-        ReportFormat::Human => out(&render_fix(&fix)),
-        ReportFormat::Json => out(&json_document(&report, check_run.as_deref(), Some(&fix))),
+        ReportFormat::Human => crate::out(&render_fix(&fix)),
+        ReportFormat::Json => crate::out(&json_document(&report, check_run.as_deref(), Some(&fix))),
     }
     if check_code == EXIT_ERROR || !fix.errors.is_empty() {
         ExitCode::from(EXIT_ERROR)
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn out(text: &str) {
-    let mut o = std::io::stdout().lock();
-    // A closed pipe is not an error.
-    let _ = o.write_all(text.as_bytes());
-    let _ = o.flush();
 }
 
 /// The `--output json` document (docs/architecture.md, "Drift").

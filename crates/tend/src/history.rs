@@ -37,13 +37,6 @@ pub fn report(e: &StoreError) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn out(text: &str) {
-    let mut o = std::io::stdout().lock();
-    // A closed pipe is not an error.
-    let _ = o.write_all(text.as_bytes());
-    let _ = o.flush();
-}
-
 fn pretty(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
@@ -148,7 +141,7 @@ pub fn history(args: HistoryArgs) -> ExitCode {
     };
     if args.output == ReportFormat::Json {
         let list: Vec<Value> = runs.iter().map(summary_json).collect();
-        out(&pretty(&Value::Array(list)));
+        crate::out(&pretty(&Value::Array(list)));
         return ExitCode::SUCCESS;
     }
     let mut text = String::new();
@@ -174,7 +167,7 @@ pub fn history(args: HistoryArgs) -> ExitCode {
     if runs.is_empty() {
         text.push_str("(no runs match)\n");
     }
-    out(&text);
+    crate::out(&text);
     ExitCode::SUCCESS
 }
 
@@ -216,10 +209,10 @@ fn show(args: HistoryShowArgs) -> ExitCode {
         v["host_results"] = serde_json::to_value(&detail.hosts).unwrap_or_default();
         v["host_totals"] = serde_json::to_value(detail.host_stats()).unwrap_or_default();
         v["unlocks"] = Value::Array(detail.unlocks.clone());
-        out(&pretty(&v));
+        crate::out(&pretty(&v));
         return ExitCode::SUCCESS;
     }
-    out(&render_run(&detail, args.verbose));
+    crate::out(&render_run(&detail, args.verbose));
     ExitCode::SUCCESS
 }
 
@@ -328,7 +321,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         v["ok"] = Value::Bool(rep.ok());
         v["store"] = Value::String(store.location().to_string());
         v["messages"] = rep.problems.iter().map(|p| p.to_string()).collect();
-        out(&pretty(&v));
+        crate::out(&pretty(&v));
     } else {
         let mut text = format!(
             "audit chain of {}: {} records, {} runs\n",
@@ -349,7 +342,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         if rep.ok() {
             text.push_str("ok: every record matches its hash and follows the one before\n");
         }
-        out(&text);
+        crate::out(&text);
         if let Some(first) = rep.problems.first() {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "error: {first}");
@@ -384,8 +377,8 @@ pub fn metrics_cmd(args: MetricsArgs) -> ExitCode {
         Err(e) => return report(&e),
     };
     match args.output {
-        MetricsFormat::Json => out(&pretty(&metrics::to_json(&m))),
-        MetricsFormat::Prometheus => out(&metrics::to_prometheus(&m)),
+        MetricsFormat::Json => crate::out(&pretty(&metrics::to_json(&m))),
+        MetricsFormat::Prometheus => crate::out(&metrics::to_prometheus(&m)),
         MetricsFormat::Human => {
             let mut text = format!(
                 "{:<20} {:>5} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8}\n",
@@ -411,7 +404,7 @@ pub fn metrics_cmd(args: MetricsArgs) -> ExitCode {
             for (g, b) in &m.groups {
                 row(format!("group {g}"), b);
             }
-            out(&text);
+            crate::out(&text);
         }
     }
     ExitCode::SUCCESS
@@ -422,7 +415,7 @@ pub fn unlock(args: UnlockArgs) -> ExitCode {
     let user = crate::recorder::user();
     match open(&args.store).and_then(|mut s| s.unlock(&args.host, &args.run, &user)) {
         Ok(l) => {
-            out(&format!(
+            crate::out(&format!(
                 "unlocked: {} (run {} of {} since {})\n",
                 l.host,
                 l.run_id,

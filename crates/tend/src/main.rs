@@ -151,10 +151,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
     }
     match recorded {
         Some(Err((run, e))) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: run {run} finished, but its history is incomplete: {e}\nhint: `tend audit verify` shows what the store holds"
-            );
+            recorder::report_incomplete(&run, &e);
             ExitCode::from(if summary.exit_code() == 0 {
                 1
             } else {
@@ -178,6 +175,13 @@ fn lock_hosts(prep: &mut tend_engine::Prepared, run_id: &str, timeout: u64) {
         },
         wait: std::time::Duration::from_secs(timeout),
     });
+}
+
+/// Writes `text` to stdout; a closed pipe is not an error.
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
 }
 
 /// Writes a file next to its final name and renames it into place.

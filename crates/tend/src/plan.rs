@@ -346,24 +346,6 @@ fn error(msg: &str, hint: Option<&str>) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn out(text: &str) {
-    let mut o = std::io::stdout().lock();
-    // A closed pipe is not an error.
-    let _ = o.write_all(text.as_bytes());
-    let _ = o.flush();
-}
-
-/// The hosts of a run, in first-seen order.
-fn hosts_of(prep: &tend_engine::Prepared) -> Vec<String> {
-    let mut seen = std::collections::BTreeSet::new();
-    prep.play_hosts
-        .iter()
-        .flatten()
-        .filter(|h| seen.insert((*h).clone()))
-        .cloned()
-        .collect()
-}
-
 /// `tend plan`.
 pub fn plan(args: PlanArgs) -> ExitCode {
     let mut run = args.run;
@@ -406,7 +388,7 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         let _ = writeln!(std::io::stderr(), "[WARNING]: {w}");
     }
     if run.syntax_check || run.list_hosts || run.list_tasks {
-        out(&crate::settings::listing(&prep, &run));
+        crate::out(&crate::settings::listing(&prep, &run));
         return ExitCode::SUCCESS;
     }
     let plan_path = args
@@ -452,7 +434,7 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         return error("the plan stopped unexpectedly (internal error)", None);
     }
 
-    let hosts = hosts_of(&prep);
+    let hosts: Vec<String> = prep.hosts().into_iter().cloned().collect();
     let scrub = crate::recorder::secret_scrubber(&prep);
     let playbook_dir = prep.playbook.dir.clone();
     let plan = PlanFile {
@@ -505,8 +487,8 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         failed = true;
     }
     match run.output {
-        OutputFormat::Human => out(&render(&plan)),
-        OutputFormat::Json => out(&plan.to_json()),
+        OutputFormat::Human => crate::out(&render(&plan)),
+        OutputFormat::Json => crate::out(&plan.to_json()),
     }
     if failed {
         if args.out.is_some() {
@@ -555,8 +537,8 @@ pub fn show(args: ShowArgs) -> ExitCode {
     match PlanFile::read(&args.plan) {
         Ok(p) => {
             match args.output {
-                ReportFormat::Human => out(&render(&p)),
-                ReportFormat::Json => out(&p.to_json()),
+                ReportFormat::Human => crate::out(&render(&p)),
+                ReportFormat::Json => crate::out(&p.to_json()),
             }
             ExitCode::SUCCESS
         }
@@ -725,7 +707,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
             Some("run `tend plan` again and review the new plan"),
         );
     }
-    let hosts = hosts_of(&prep);
+    let hosts: Vec<String> = prep.hosts().into_iter().cloned().collect();
     let planned: Vec<&str> = plan.hosts.iter().map(|h| h.host.as_str()).collect();
     if hosts.iter().any(|h| !planned.contains(&h.as_str())) {
         let new: Vec<&str> = hosts
@@ -808,10 +790,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         }
     }
     if let Some(Err((run, e))) = recorded {
-        let _ = writeln!(
-            std::io::stderr(),
-            "error: run {run} finished, but its history is incomplete: {e}\nhint: `tend audit verify` shows what the store holds"
-        );
+        crate::recorder::report_incomplete(&run, &e);
         if code == 0 {
             code = 1;
         }

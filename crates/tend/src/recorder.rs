@@ -19,7 +19,7 @@
 //! they finish together, no added delay when they do not. The chain order is the order the
 //! results arrived in. The same thread renews the run's leases every [`LEASE_RENEW`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -289,13 +289,7 @@ impl Recorder {
             Err(e) => return Err(e),
         };
 
-        let mut hosts: Vec<String> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for h in prep.play_hosts.iter().flatten() {
-            if seen.insert(h.clone()) {
-                hosts.push(h.clone());
-            }
-        }
+        let hosts: Vec<String> = prep.hosts().into_iter().cloned().collect();
         if let Some(p) = &prep.settings.become_password {
             store.mark_secret(p.expose());
         }
@@ -497,6 +491,14 @@ impl Recorder {
     }
 }
 
+/// Says that run `run` finished but a write of its history failed (`Recorder::finish`'s error).
+pub fn report_incomplete(run: &str, e: &StoreError) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "error: run {run} finished, but its history is incomplete: {e}\nhint: `tend audit verify` shows what the store holds"
+    );
+}
+
 /// Every value that must not be shown: the become password, and values of secret-looking
 /// variables (extra vars, inventory and playbook variables), as the audit writer masks them.
 pub fn secret_scrubber(prep: &tend_engine::Prepared) -> tend_store::Scrubber {
@@ -526,14 +528,11 @@ pub fn secret_scrubber(prep: &tend_engine::Prepared) -> tend_store::Scrubber {
     for play in &prep.playbook.plays {
         named(&mut s, &play.vars);
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for h in prep.play_hosts.iter().flatten() {
-        if seen.insert(h) {
-            named(
-                &mut s,
-                &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
-            );
-        }
+    for h in prep.hosts() {
+        named(
+            &mut s,
+            &prep.inventory.host_vars(h, Some(&prep.playbook_vars)),
+        );
     }
     s
 }
