@@ -5,6 +5,7 @@ pub mod batches;
 mod bundle;
 mod compile;
 mod extra_vars;
+pub mod graph;
 mod inputs;
 mod remote;
 mod scrub;
@@ -87,6 +88,8 @@ pub struct Prepared {
     pub playbook_vars: VarsDirs,
     /// For each play, the hosts it targets (pattern ∩ limit), in inventory order.
     pub play_hosts: Vec<Vec<String>>,
+    /// What each play waits for (`needs:`, else the play before it).
+    pub graph: graph::PlayGraph,
     pub warnings: Vec<String>,
     /// A one-module run (`tend ping`), not a playbook: no files to ship.
     pub adhoc: bool,
@@ -176,6 +179,7 @@ pub fn prepare_adhoc(
         tags: Vec::new(),
         connection: None,
         rollout: Default::default(),
+        needs: None,
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
@@ -246,6 +250,10 @@ fn prepare_with(
             Err(e) => errors.push(e.at(play.loc.clone())),
         }
     }
+    let graph = graph::PlayGraph::build(&playbook.plays).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
     if !errors.is_empty() {
         return Err(EngineError::Input(Diags(errors)));
     }
@@ -265,6 +273,7 @@ fn prepare_with(
         inventory,
         playbook_vars,
         play_hosts,
+        graph,
         warnings,
         adhoc,
         ssh_targets,
@@ -312,14 +321,16 @@ pub struct Summary {
     /// Why the rollout stopped before its end (`any_errors_fatal`, `max_fail_percentage`, a
     /// batch where every host failed), and the message printed.
     pub stopped: Option<(batches::Stop, String)>,
+    /// Plays skipped because a play they need failed or was skipped (`needs:`), with why.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Summary {
     /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
-    /// rollout), 4 if one was unreachable, else 0.
+    /// rollout, or a play was skipped for a failed `needs`), 4 if one was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
         let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
-        if threshold || self.stats.values().any(|s| s.failed > 0) {
+        if threshold || !self.skipped.is_empty() || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
             4
@@ -444,30 +455,27 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
 
 type RemoteCtx = Result<remote::Remote, String>;
 
-/// Runs every play in file order (see [`run_play`]); a play whose failures stop the rollout
-/// ends the run.
+/// Runs every play (see [`run_play`]) in the order of the play graph ([`graph::run`]): in file
+/// order for a playbook without `needs`, where a play whose failures stop the rollout ends the
+/// run.
 fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
     tx: &Sender<Event>,
 ) -> Summary {
-    let mut summary = Summary::default();
-    let mut failed: HashSet<String> = HashSet::new();
-    let mut states: HashMap<String, HostState> = HashMap::new();
-    for idx in 0..prep.playbook.plays.len() {
-        let ran = run_play(prep, remote, local, idx, &failed, &states, tx);
-        for (host, stats) in ran.stats {
-            summary.stats.entry(host).or_default().add(&stats);
-        }
-        failed.extend(ran.failed.into_iter().map(|(h, _)| h));
-        states.extend(ran.states);
-        if ran.stopped.is_some() {
-            summary.stopped = ran.stopped;
-            return summary;
-        }
-    }
-    summary
+    let one =
+        |idx: usize,
+         excluded: &HashSet<String>,
+         states: &HashMap<String, HostState>,
+         tx: &Sender<Event>| { run_play(prep, remote, local, idx, excluded, states, tx) };
+    graph::run(
+        &prep.graph,
+        &prep.playbook.plays,
+        &prep.play_hosts,
+        tx,
+        &one,
+    )
 }
 
 /// Why a host leaves the plays after the one it failed in.
@@ -493,15 +501,15 @@ impl HostFailure {
 
 /// What one play did.
 #[derive(Debug, Default)]
-struct PlayRun {
+pub(crate) struct PlayRun {
     /// Per host, this play's counters, in the order hosts first appeared in it.
-    stats: IndexMap<String, HostStats>,
+    pub(crate) stats: IndexMap<String, HostStats>,
     /// Hosts that failed in this play (not those excluded before it), in the order they did.
-    failed: Vec<(String, HostFailure)>,
+    pub(crate) failed: Vec<(String, HostFailure)>,
     /// What each host that ran hands on to the next play.
-    states: HashMap<String, HostState>,
+    pub(crate) states: HashMap<String, HostState>,
     /// Set when the play's failures stopped the rollout.
-    stopped: Option<(batches::Stop, String)>,
+    pub(crate) stopped: Option<(batches::Stop, String)>,
 }
 
 /// Runs one play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the play

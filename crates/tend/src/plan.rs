@@ -348,6 +348,9 @@ fn error(msg: &str, hint: Option<&str>) -> ExitCode {
 
 /// `tend plan`.
 pub fn plan(args: PlanArgs) -> ExitCode {
+    if args.run.dry_run_orchestration {
+        return crate::orchestration::dry_run(&args.run);
+    }
     let mut run = args.run;
     if run.check {
         // Harmless: a plan is check mode anyway.
@@ -766,6 +769,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     };
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
     printer.recap(&stats);
+    printer.skipped_plays(&summary.skipped);
     drop(printer);
     let scrub = crate::recorder::secret_scrubber(&prep);
     let mut not_touched = Vec::new();
