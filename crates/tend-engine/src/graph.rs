@@ -388,7 +388,7 @@ pub(crate) fn run(
         .map(|h| h.iter().map(String::as_str).collect())
         .collect();
     let mux = Mux::new(tx.clone());
-    let (done_tx, done_rx) = mpsc::channel::<(usize, PlayRun)>();
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Option<PlayRun>)>();
     std::thread::scope(|s| loop {
         let mut progressed = true;
         while progressed {
@@ -445,9 +445,14 @@ pub(crate) fn run(
                                     }
                                     mux.close(i);
                                 });
+                                let done = Done {
+                                    tx: done_tx,
+                                    play: i,
+                                    sent: false,
+                                };
                                 let ran = run_play(i, &excluded, &snapshot, &etx);
                                 drop(etx);
-                                let _ = done_tx.send((i, ran));
+                                done.finish(ran);
                             });
                         });
                     }
@@ -457,7 +462,11 @@ pub(crate) fn run(
         if running.is_empty() {
             break;
         }
-        let Ok((i, ran)) = done_rx.recv() else { break };
+        // `None`: the play's thread panicked; the scope passes the panic on once the plays
+        // still running have ended.
+        let Ok((i, Some(ran))) = done_rx.recv() else {
+            break;
+        };
         running.retain(|&r| r != i);
         for (host, stats) in ran.stats {
             summary.stats.entry(host).or_default().add(&stats);
@@ -474,6 +483,29 @@ pub(crate) fn run(
         });
     });
     summary
+}
+
+/// Tells the scheduler that a play ended, also when its thread panicked (`None`): without
+/// it, the scheduler would wait for that play forever.
+struct Done {
+    tx: Sender<(usize, Option<PlayRun>)>,
+    play: usize,
+    sent: bool,
+}
+
+impl Done {
+    fn finish(mut self, ran: PlayRun) {
+        self.sent = true;
+        let _ = self.tx.send((self.play, Some(ran)));
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self.tx.send((self.play, None));
+        }
+    }
 }
 
 /// Passes the events of plays that run at once on without mixing them: the play that started

@@ -572,6 +572,7 @@ fn refused_options(a: &ApplyArgs) -> Vec<&'static str> {
         a.list_hosts || a.list_tasks || a.syntax_check,
         "--list-hosts/--list-tasks/--syntax-check",
     );
+    check(a.dry_run_orchestration, "--dry-run-orchestration");
     r
 }
 

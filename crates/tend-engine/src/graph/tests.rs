@@ -348,3 +348,50 @@ fn the_mux_holds_a_later_play_until_the_earlier_one_ends() {
         .collect();
     assert_eq!(got, vec!["a1", "a2", "b1", "c1", "c2"]);
 }
+
+#[test]
+fn imported_plays_take_part_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("db.yml"),
+        "- name: db\n  hosts: x\n  needs: []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("site.yml"),
+        "- name: web\n  hosts: y\n  needs: []\n- import_playbook: db.yml\n- name: app\n  hosts: z\n  needs: [db, web]\n",
+    )
+    .unwrap();
+    let p = tend_lang::playbook::load(&d.path().join("site.yml"))
+        .unwrap()
+        .plays;
+    let g = PlayGraph::build(&p).unwrap();
+    let names: Vec<&str> = g.deps[2].iter().map(|d| p[d.play].name.as_str()).collect();
+    assert_eq!(names, vec!["db", "web"]);
+    assert_eq!(
+        g.stages(&hosts(&[&["y"], &["x"], &["z"]])),
+        vec![vec![0, 1], vec![2]]
+    );
+}
+
+/// Regression: a play whose thread panicked left the scheduler waiting for it forever; now the
+/// panic reaches the caller (the binary reports the run as crashed).
+#[test]
+fn a_panicking_play_does_not_hang_the_run() {
+    let (_d, p) = plays(&book(&[("a", "x", Some("[]")), ("b", "y", Some("[a]"))]));
+    let g = PlayGraph::build(&p).unwrap();
+    let h = hosts(&[&["x"], &["y"]]);
+    let one = |i: usize,
+               _ex: &HashSet<String>,
+               _st: &HashMap<String, HostState>,
+               _tx: &Sender<Event>|
+     -> PlayRun {
+        if i == 0 {
+            panic!("play thread fails");
+        }
+        PlayRun::default()
+    };
+    let (tx, _rx) = mpsc::channel();
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&g, &p, &h, &tx, &one)));
+    assert!(got.is_err());
+}
