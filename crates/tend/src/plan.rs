@@ -349,6 +349,13 @@ fn error(msg: &str, hint: Option<&str>) -> ExitCode {
 /// `tend plan`.
 pub fn plan(args: PlanArgs) -> ExitCode {
     if args.run.dry_run_orchestration {
+        if args.out.is_some() || args.detailed_exitcode {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: --dry-run-orchestration prints the order of a run and saves no plan: -o/--out and --detailed-exitcode do not go with it"
+            );
+            return ExitCode::from(crate::EXIT_BAD_INPUT);
+        }
         return crate::orchestration::dry_run(&args.run);
     }
     let mut run = args.run;

@@ -459,6 +459,21 @@ A play starts as soon as the plays it needs are done; plays that share a host ru
         "{t}"
     );
     assert!(!d.join("a/ran").exists(), "{t}");
+    // It saves no plan: -o is refused, not ignored.
+    let out = run_tend(
+        d,
+        &[
+            "plan",
+            "site.yml",
+            "-i",
+            "inv",
+            "--dry-run-orchestration",
+            "-o",
+            "p.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(!d.join("p.json").exists());
 }
 
 #[test]
