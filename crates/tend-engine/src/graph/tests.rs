@@ -395,3 +395,129 @@ fn a_panicking_play_does_not_hang_the_run() {
     let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&g, &p, &h, &tx, &one)));
     assert!(got.is_err());
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A random playbook: per play, `None` (implicit) or explicit needs among earlier plays
+    /// (so no cycle), its hosts among h0..h3, and whether it fails (and stops) when it runs.
+    fn playbook() -> impl Strategy<Value = Vec<(Option<Vec<usize>>, Vec<usize>, u8)>> {
+        (1usize..8).prop_flat_map(|n| {
+            (0..n)
+                .map(|i| {
+                    let needs = prop_oneof![
+                        Just(None),
+                        proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i)
+                            .prop_map(Some),
+                    ];
+                    let hosts = proptest::sample::subsequence(vec![0usize, 1, 2, 3], 1..=2);
+                    (needs, hosts, 0u8..4)
+                })
+                .collect::<Vec<_>>()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the graph: a play starts only after every play it waits for ended, plays
+        /// sharing a host never overlap, a play runs exactly when `decide` says so, and the
+        /// hosts it excludes are those that failed in the plays it waits for.
+        #[test]
+        fn the_scheduler_keeps_the_graph_rules(spec in playbook()) {
+            let mut yaml = String::new();
+            for (i, (needs, hosts, _)) in spec.iter().enumerate() {
+                let hosts: Vec<String> = hosts.iter().map(|h| format!("h{h}")).collect();
+                yaml.push_str(&format!("- name: p{i}\n  hosts: {}\n", hosts.join(":")));
+                if let Some(n) = needs {
+                    let n: Vec<String> = n.iter().map(|j| format!("p{j}")).collect();
+                    yaml.push_str(&format!("  needs: [{}]\n", n.join(", ")));
+                }
+            }
+            let (_d, p) = plays(&yaml);
+            let g = PlayGraph::build(&p).unwrap();
+            let play_hosts: Vec<Vec<String>> = spec
+                .iter()
+                .map(|(_, h, _)| h.iter().map(|h| format!("h{h}")).collect())
+                .collect();
+            let clock = AtomicUsize::new(0);
+            let spans = Mutex::new(vec![None::<(usize, usize)>; spec.len()]);
+            let seen = Mutex::new(vec![HashSet::<String>::new(); spec.len()]);
+            let one = |i: usize,
+                       ex: &HashSet<String>,
+                       _st: &HashMap<String, HostState>,
+                       _tx: &Sender<Event>| {
+                let start = clock.fetch_add(1, Ordering::SeqCst);
+                seen.lock().unwrap()[i] = ex.clone();
+                std::thread::yield_now();
+                let mut run = PlayRun::default();
+                let fail = spec[i].2;
+                if fail >= 2 {
+                    // 2: the play's first host fails; 3: and its rollout stops.
+                    let h = play_hosts[i][0].clone();
+                    if !ex.contains(&h) {
+                        run.failed.push((h, HostFailure::Failed));
+                    }
+                    if fail == 3 {
+                        run.stopped = Some((batches::Stop::AnyErrorsFatal, "stop".into()));
+                    }
+                }
+                let end = clock.fetch_add(1, Ordering::SeqCst);
+                spans.lock().unwrap()[i] = Some((start, end));
+                run
+            };
+            let (tx, _rx) = mpsc::channel();
+            let summary = run(&g, &p, &play_hosts, &tx, &one);
+            let spans = spans.into_inner().unwrap();
+            let seen = seen.into_inner().unwrap();
+
+            // Replay the decisions in file order (dependencies come first).
+            let mut ends: Vec<Option<PlayEnd>> = vec![None; spec.len()];
+            let mut failed_in: Vec<HashSet<String>> = vec![HashSet::new(); spec.len()];
+            for i in 0..spec.len() {
+                let d = decide(&p, &g.deps[i], &ends);
+                prop_assert_eq!(spans[i].is_some(), d == Decision::Run, "play {}: {:?}", i, d);
+                ends[i] = Some(match d {
+                    Decision::Run => {
+                        let excluded: HashSet<String> = g
+                            .ancestors(i)
+                            .into_iter()
+                            .flat_map(|a| failed_in[a].iter().cloned())
+                            .collect();
+                        prop_assert_eq!(&seen[i], &excluded);
+                        let fail = spec[i].2;
+                        let h = play_hosts[i][0].clone();
+                        let failed = if fail >= 2 && !excluded.contains(&h) {
+                            vec![(h, HostFailure::Failed)]
+                        } else {
+                            vec![]
+                        };
+                        failed_in[i] = failed.iter().map(|(h, _)| h.clone()).collect();
+                        PlayEnd::Ran { failed, stopped: fail == 3 }
+                    }
+                    Decision::Skip(why) => PlayEnd::Skipped(why),
+                    Decision::End => PlayEnd::Ended,
+                });
+                if let Some((s, _)) = spans[i] {
+                    for dep in &g.deps[i] {
+                        if let Some((_, e)) = spans[dep.play] {
+                            prop_assert!(e < s, "play {} started before {} ended", i, dep.play);
+                        }
+                    }
+                }
+            }
+            for i in 0..spec.len() {
+                for j in i + 1..spec.len() {
+                    let share = play_hosts[i].iter().any(|h| play_hosts[j].contains(h));
+                    if let (true, Some((s1, e1)), Some((s2, e2))) = (share, spans[i], spans[j]) {
+                        prop_assert!(e1 < s2 || e2 < s1, "plays {} and {} overlap", i, j);
+                    }
+                }
+            }
+            let skipped = ends.iter().filter(|e| matches!(e, Some(PlayEnd::Skipped(_)))).count();
+            prop_assert_eq!(summary.skipped.len(), skipped);
+        }
+    }
+}
