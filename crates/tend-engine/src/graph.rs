@@ -362,7 +362,7 @@ pub fn decide(plays: &[Play], deps: &[Dep], ends: &[Option<PlayEnd>]) -> Decisio
 }
 
 /// One play of the run, as the scheduler runs it: `(play, hosts excluded, their states, events)`.
-pub(crate) type RunPlay<'a> = dyn Fn(usize, &HashSet<String>, &HashMap<String, HostState>, &Sender<Event>) -> PlayRun
+pub(crate) type RunPlay<'a> = dyn Fn(usize, &HashSet<String>, HashMap<String, HostState>, &Sender<Event>) -> PlayRun
     + Sync
     + 'a;
 
@@ -450,7 +450,7 @@ pub(crate) fn run(
                                     play: i,
                                     sent: false,
                                 };
-                                let ran = run_play(i, &excluded, &snapshot, &etx);
+                                let ran = run_play(i, &excluded, snapshot, &etx);
                                 drop(etx);
                                 done.finish(ran);
                             });

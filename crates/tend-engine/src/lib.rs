@@ -467,7 +467,7 @@ fn run_plays(
     let one =
         |idx: usize,
          excluded: &HashSet<String>,
-         states: &HashMap<String, HostState>,
+         states: HashMap<String, HostState>,
          tx: &Sender<Event>| { run_play(prep, remote, local, idx, excluded, states, tx) };
     graph::run(
         &prep.graph,
@@ -516,23 +516,19 @@ pub(crate) struct PlayRun {
 /// on its hosts only, handlers included, then the next batch. Hosts in `excluded` (they failed
 /// or were unreachable earlier) and hosts that fail in a batch stay in later batches' counts
 /// but run nothing more. A batch whose failures stop the rollout ends the play. `states`: what
-/// the play's hosts bring from earlier plays.
+/// the play's hosts bring from earlier plays (only theirs).
 fn run_play(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
     idx: usize,
     excluded: &HashSet<String>,
-    states: &HashMap<String, HostState>,
+    mut states: HashMap<String, HostState>,
     tx: &Sender<Event>,
 ) -> PlayRun {
     let play = &prep.playbook.plays[idx];
     let mut out = PlayRun::default();
     let mut failed: HashSet<String> = excluded.clone();
-    let mut states: HashMap<String, HostState> = prep.play_hosts[idx]
-        .iter()
-        .filter_map(|h| states.get(h).map(|s| (h.clone(), s.clone())))
-        .collect();
     let rollout = &play.rollout;
     let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
     let batch_list = batches::split(&ordered, &rollout.serial);

@@ -269,7 +269,7 @@ fn the_scheduler_runs_independent_plays_at_once_and_skips_dependents_of_failures
     let barrier = std::sync::Barrier::new(2);
     let log = Mutex::new(Vec::new());
     let one =
-        |i: usize, _ex: &HashSet<String>, _st: &HashMap<String, HostState>, tx: &Sender<Event>| {
+        |i: usize, _ex: &HashSet<String>, _st: HashMap<String, HostState>, tx: &Sender<Event>| {
             let _ = tx.send(Event::PlayStart {
                 name: p[i].name.clone(),
                 hosts: h[i].clone(),
@@ -383,7 +383,7 @@ fn a_panicking_play_does_not_hang_the_run() {
     let h = hosts(&[&["x"], &["y"]]);
     let one = |i: usize,
                _ex: &HashSet<String>,
-               _st: &HashMap<String, HostState>,
+               _st: HashMap<String, HostState>,
                _tx: &Sender<Event>|
      -> PlayRun {
         if i == 0 {
@@ -447,7 +447,7 @@ mod property {
             let seen = Mutex::new(vec![HashSet::<String>::new(); spec.len()]);
             let one = |i: usize,
                        ex: &HashSet<String>,
-                       _st: &HashMap<String, HostState>,
+                       _st: HashMap<String, HostState>,
                        _tx: &Sender<Event>| {
                 let start = clock.fetch_add(1, Ordering::SeqCst);
                 seen.lock().unwrap()[i] = ex.clone();
