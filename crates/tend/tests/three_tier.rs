@@ -97,8 +97,10 @@ fn three_tier_brought_up_in_order_then_a_broken_release_is_rolled_back_while_ser
         &["apply", "site.yml", "--dry-run-orchestration"],
     );
     assert!(out.status.success(), "{t}");
-    let (db, app, lbp) = (t.find("db").unwrap(), t.find("app").unwrap(), t.find("lb"));
-    assert!(db < app && Some(app) < lbp.or(Some(usize::MAX)), "{t}");
+    let at = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} missing: {t}"));
+    assert!(at("STAGE 1") < at("[db]"), "{t}");
+    assert!(at("[db]") < at("STAGE 2") && at("STAGE 2") < at("[app]"), "{t}");
+    assert!(at("[app]") < at("STAGE 3") && at("STAGE 3") < at("[lb]"), "{t}");
 
     // Bring-up from nothing.
     let (out, t) = tend(&lab, &store, &["apply", "site.yml"]);
