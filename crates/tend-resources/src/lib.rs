@@ -47,6 +47,7 @@ pub mod git;
 pub mod group;
 pub mod hostname;
 pub mod http;
+pub mod journal;
 pub mod lineinfile;
 pub mod package_facts;
 pub mod process;
@@ -88,6 +89,9 @@ pub struct ModuleCtx<'a> {
     pub environment: &'a [(String, String)],
     /// Plans: whether to report the change, and under `tend apply PLAN` what the plan holds.
     pub plan: PlanMode<'a>,
+    /// A run that journals (see [`journal`]): what each change replaces is written on the host
+    /// before the change is made. Never in check mode.
+    pub journal: Option<&'a journal::JournalCtx>,
 }
 
 /// What a run asks of a resource about plans.
@@ -230,6 +234,47 @@ pub trait Action: Sync {
         true
     }
     fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult;
+    /// Before it runs for real in a run that journals: what it may replace, as
+    /// `(subject, restore)` — observed now, before anything changes. `None` (the default):
+    /// it cannot be undone, and if it changes something the journal says so.
+    fn restore(
+        &self,
+        _args: &Args,
+        _ctx: &ModuleCtx,
+    ) -> Result<Option<(String, journal::Restore)>, ModuleError> {
+        Ok(None)
+    }
+}
+
+/// The one driver for actions: journals what the action replaces (or, when it changed
+/// something it cannot undo, that it ran), around its run.
+pub fn run_action<A: Action>(a: &A, name: &str, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
+    let Some(j) = ctx.journal.filter(|_| !ctx.check) else {
+        return a.run(args, ctx);
+    };
+    let pre = match a.restore(args, ctx)? {
+        Some((subject, restore)) => Some(journal::record(j, &format!("{name}[{subject}]"), restore)?),
+        None => None,
+    };
+    let out = a.run(args, ctx);
+    let noted = match (&out, pre) {
+        (Ok(o), Some(seq)) if !o.changed => journal::mark_unchanged(j, seq),
+        (Ok(o), None) if o.changed => journal::record(
+            j,
+            &format!("{name}[{}]", j.task),
+            journal::Restore::Cannot(format!("`{name}` ran at {}", j.loc)),
+        )
+        .map(|_| ()),
+        _ => Ok(()),
+    };
+    match (out, noted) {
+        (Ok(mut o), Err(e)) => {
+            o.failed = true;
+            o.msg = Some(format!("{name} ran, but {}", e.msg));
+            Ok(o)
+        }
+        (out, _) => out,
+    }
 }
 
 /// A module that keeps one piece of host state as declared.
@@ -255,6 +300,16 @@ pub trait Resource: Sync {
     ) -> Result<Self::Observed, ModuleError>;
     /// The registered result fields for the final state.
     fn result(&self, d: &Self::Desired, o: &Self::Observed, change: &Change) -> Vars;
+    /// What `change` replaces, as desired states that put `o` back (see [`journal`]); called
+    /// before `apply`, in runs that journal. `None` (the default): it cannot be undone.
+    fn restore(
+        &self,
+        _d: &Self::Desired,
+        _o: &Self::Observed,
+        _change: &Change,
+    ) -> Result<Option<journal::Restore>, ModuleError> {
+        Ok(None)
+    }
 }
 
 /// The one driver for every resource: observe → diff → (check mode stops here) → apply →
@@ -287,6 +342,15 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
         let mut out = output(true, r.result(&d, &before, &change), diffs);
         out.change = reported;
         return Ok(out);
+    }
+    if let Some(j) = ctx.journal {
+        let restore = r.restore(&d, &before, &change)?.unwrap_or_else(|| {
+            journal::Restore::Cannot(format!(
+                "`{name}` changed it at {} and tend does not journal what {name} replaces",
+                j.loc
+            ))
+        });
+        journal::record(j, &format!("{name}[{}]", change.subject), restore)?;
     }
     let after = r.apply(&d, &before, &change, ctx)?;
     let residual = r.diff(&d, &after);
@@ -363,6 +427,7 @@ pub(crate) mod testutil {
             search_dirs: &o.search_dirs,
             environment: &[],
             plan: crate::PlanMode::Off,
+            journal: None,
         };
         let entry = crate::lookup(name).ok_or_else(|| format!("no module {name}"))?;
         let a = Args::new(args.as_object().cloned().unwrap_or_default());
