@@ -24,8 +24,8 @@ use serde_json::json;
 use tend_proto::{Value, Vars};
 
 use crate::dpkg::{self, Policy, Status};
-use crate::process::{self, Ran};
 use crate::journal::{Restore, UndoStep};
+use crate::process::{self, Ran};
 use crate::{Action, Args, ModuleCtx, ModuleError, ModuleOutput, ModuleResult};
 
 pub struct Apt;

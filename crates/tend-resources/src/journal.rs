@@ -162,7 +162,10 @@ pub fn run_dir(base: &Path, run_id: &str) -> Result<PathBuf, ModuleError> {
 
 /// Makes `dir` (and missing parents) with mode 0700; refuses one another user owns.
 fn private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let m = fs::symlink_metadata(dir)?;
     use std::os::unix::fs::MetadataExt;
     if !m.is_dir() || m.uid() != rustix::process::geteuid().as_raw() {
@@ -289,7 +292,9 @@ fn store_blob(dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let tmp = dir.join(BLOBS).join(format!(".{name}.{}", std::process::id()));
+    let tmp = dir
+        .join(BLOBS)
+        .join(format!(".{name}.{}", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -356,6 +361,26 @@ pub fn read(base: &Path, run_id: &str) -> Result<Option<Vec<Entry>>, ModuleError
     }
     entries.sort_by_key(|e| e.seq);
     Ok(Some(entries))
+}
+
+/// What a rollback of `host` (only `plays`, when given) still has to restore from run
+/// `run_id`'s journal in `base`, oldest first: entries neither unchanged nor restored.
+pub fn pending(
+    base: &Path,
+    run_id: &str,
+    host: &str,
+    plays: Option<&[usize]>,
+) -> Result<Vec<Entry>, ModuleError> {
+    Ok(read(base, run_id)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.host == host
+                && !e.unchanged
+                && !e.restored
+                && plays.is_none_or(|p| p.contains(&e.play))
+        })
+        .collect())
 }
 
 /// Removes journals beyond the [`KEEP_RUNS`] newest and those older than [`KEEP_FOR`]

@@ -147,6 +147,8 @@ pub struct ModuleOutput {
     pub change: Option<Change>,
     /// Under [`PlanMode::Expect`]: the change is not the planned one, nothing was touched.
     pub changed_since_plan: bool,
+    /// What the change replaces was journaled (see [`journal`]).
+    pub journaled: bool,
 }
 
 impl ModuleOutput {
@@ -246,35 +248,29 @@ pub trait Action: Sync {
     }
 }
 
-/// The one driver for actions: journals what the action replaces (or, when it changed
-/// something it cannot undo, that it ran), around its run.
+/// The one driver for actions: in a run that journals, what the action may replace is
+/// journaled before it runs (and marked unchanged after, if it changed nothing). An action
+/// without a restore that changes something is journaled by the agent as one that ran, once
+/// `changed_when` has had its say.
 pub fn run_action<A: Action>(a: &A, name: &str, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
     let Some(j) = ctx.journal.filter(|_| !ctx.check) else {
         return a.run(args, ctx);
     };
-    let pre = match a.restore(args, ctx)? {
-        Some((subject, restore)) => Some(journal::record(j, &format!("{name}[{subject}]"), restore)?),
-        None => None,
+    let Some((subject, restore)) = a.restore(args, ctx)? else {
+        return a.run(args, ctx);
     };
-    let out = a.run(args, ctx);
-    let noted = match (&out, pre) {
-        (Ok(o), Some(seq)) if !o.changed => journal::mark_unchanged(j, seq),
-        (Ok(o), None) if o.changed => journal::record(
-            j,
-            &format!("{name}[{}]", j.task),
-            journal::Restore::Cannot(format!("`{name}` ran at {}", j.loc)),
-        )
-        .map(|_| ()),
-        _ => Ok(()),
-    };
-    match (out, noted) {
-        (Ok(mut o), Err(e)) => {
-            o.failed = true;
-            o.msg = Some(format!("{name} ran, but {}", e.msg));
-            Ok(o)
+    let seq = journal::record(j, &format!("{name}[{subject}]"), restore)?;
+    let mut out = a.run(args, ctx);
+    if let Ok(o) = &mut out {
+        o.journaled = true;
+        if !o.changed {
+            if let Err(e) = journal::mark_unchanged(j, seq) {
+                o.failed = true;
+                o.msg = Some(format!("{name} ran, but {}", e.msg));
+            }
         }
-        (out, _) => out,
     }
+    out
 }
 
 /// A module that keeps one piece of host state as declared.
@@ -363,6 +359,7 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
     }
     let mut out = output(true, r.result(&d, &after, &change), diffs);
     out.change = reported;
+    out.journaled = ctx.journal.is_some();
     Ok(out)
 }
 
