@@ -122,7 +122,11 @@ fn a_rollback_restores_every_change_byte_for_byte_and_a_second_one_changes_nothi
     let before = snapshot(&root);
     let o = tend(p.path(), &["apply", "site.yml", "-i", "inv"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(recap_line(&out(&o), "web1").contains("changed=6"), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "web1").contains("changed=6"),
+        "{}",
+        text(&o)
+    );
     assert_ne!(snapshot(&root), before);
     let run = last_run(p.path());
 
@@ -144,7 +148,11 @@ fn a_rollback_restores_every_change_byte_for_byte_and_a_second_one_changes_nothi
     let o = tend(p.path(), &["rollback", &run, "-i", "inv", "-D"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let shown = out(&o);
-    assert!(recap_line(&shown, "web1").contains("changed=6"), "{}", text(&o));
+    assert!(
+        recap_line(&shown, "web1").contains("changed=6"),
+        "{}",
+        text(&o)
+    );
     for r in [
         "rollback copy[",
         "rollback lineinfile[",
@@ -156,13 +164,20 @@ fn a_rollback_restores_every_change_byte_for_byte_and_a_second_one_changes_nothi
     }
     // Newest change first.
     assert!(shown.find("new.txt]").unwrap() < shown.find("app.conf]").unwrap());
-    assert!(!shown.contains(OLD_SECRET), "no_log content shown:\n{shown}");
+    assert!(
+        !shown.contains(OLD_SECRET),
+        "no_log content shown:\n{shown}"
+    );
     assert_eq!(snapshot(&root), before, "not restored:\n{}", text(&o));
 
     // Restored entries are marked: nothing is left to do.
     let o = tend(p.path(), &["rollback", &run, "-i", "inv"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(recap_line(&out(&o), "web1").contains("changed=0"), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "web1").contains("changed=0"),
+        "{}",
+        text(&o)
+    );
     assert!(out(&o).contains("nothing to restore"), "{}", text(&o));
     assert_eq!(snapshot(&root), before);
 
@@ -231,7 +246,11 @@ fn only_runs_that_changed_something_can_be_rolled_back() {
     let p = project("");
     let o = tend(p.path(), &["rollback", "no-such-run", "-i", "inv"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(err(&o).contains("error: there is no history store"), "{}", text(&o));
+    assert!(
+        err(&o).contains("error: there is no history store"),
+        "{}",
+        text(&o)
+    );
 
     let o = tend(p.path(), &["apply", "site.yml", "-i", "inv", "--check"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -243,7 +262,11 @@ fn only_runs_that_changed_something_can_be_rolled_back() {
 
     let o = tend(p.path(), &["rollback", "no-such-run", "-i", "inv"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(err(&o).contains("no run matches `no-such-run`"), "{}", text(&o));
+    assert!(
+        err(&o).contains("no run matches `no-such-run`"),
+        "{}",
+        text(&o)
+    );
 
     // A host the run did not change is said so, and the rollback changes nothing.
     let o = tend(p.path(), &["apply", "site.yml", "-i", "inv"]);
@@ -254,8 +277,120 @@ fn only_runs_that_changed_something_can_be_rolled_back() {
     let o = tend(p.path(), &["rollback", &idle, "-i", "inv"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        err(&o).contains(&format!("web1: nothing to restore (run {idle} changed nothing there)")),
+        err(&o).contains(&format!(
+            "web1: nothing to restore (run {idle} changed nothing there)"
+        )),
         "{}",
         text(&o)
     );
+}
+
+// ---- over SSH, on a systemd lab host ----------------------------------------------------
+
+/// `${Version} ${Status}` of a package on the lab host, or "absent".
+fn dpkg(lab: &tend_lab::Lab, pkg: &str) -> String {
+    let o = lab
+        .exec(
+            "h01",
+            &["dpkg-query", "-W", "-f", "${Version} ${Status}", pkg],
+        )
+        .unwrap();
+    if o.status.success() {
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    } else {
+        "absent".into()
+    }
+}
+
+fn unit(lab: &tend_lab::Lab, name: &str) -> (String, String) {
+    let ask = |verb: &str| {
+        let o = lab.exec("h01", &["systemctl", verb, name]).unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    (ask("is-active"), ask("is-enabled"))
+}
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn packages_and_services_changed_over_ssh_are_rolled_back() {
+    if !common::is_root() {
+        eprintln!("note: skipped: lab hosts need root (run as root, as CI does)");
+        return;
+    }
+    let mut lab = tend_lab::Lab::builder()
+        .prefix("rbsys")
+        .hosts(1)
+        .systemd(true)
+        .start()
+        .expect("the lab starts (needs tests/setup.sh)");
+    let inv = lab.inventory_path().to_string_lossy().into_owned();
+    let d = tempfile::tempdir().unwrap();
+    let tend_in = |args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(args)
+            .current_dir(d.path())
+            .env("NO_COLOR", "1")
+            .env_remove("TEND_STORE")
+            .output()
+            .unwrap()
+    };
+    // What the host has before the run under test.
+    std::fs::write(
+        d.path().join("setup.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - apt: {name: tend-demo=1.0, update_cache: true}\n    - service: {name: cron, state: started, enabled: true}\n",
+    )
+    .unwrap();
+    let o = tend_in(&["apply", "setup.yml", "-i", &inv]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(
+        d.path().join("site.yml"),
+        r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - apt: {name: tend-demo, state: latest}
+    - apt: {name: hello}
+    - copy: {dest: /etc/tend-rollback.conf, content: "new\n"}
+    - service: {name: cron, state: stopped, enabled: false}
+"#,
+    )
+    .unwrap();
+    let o = tend_in(&["apply", "site.yml", "-i", &inv]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dpkg(&lab, "tend-demo").starts_with("2.0 "));
+    assert!(dpkg(&lab, "hello").ends_with("install ok installed"));
+    assert_eq!(unit(&lab, "cron"), ("inactive".into(), "disabled".into()));
+    let run = last_run(d.path());
+    // root's journal on the host, private.
+    let mode = lab
+        .run(
+            "h01",
+            &["stat", "-c", "%a", &format!("/var/lib/tend/journal/{run}")],
+        )
+        .unwrap();
+    assert_eq!(mode.trim(), "700");
+
+    let o = tend_in(&["rollback", &run, "-i", &inv]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "h01").contains("changed=4"),
+        "{}",
+        text(&o)
+    );
+    assert!(dpkg(&lab, "tend-demo").starts_with("1.0 "), "{}", text(&o));
+    assert_eq!(dpkg(&lab, "hello"), "absent", "{}", text(&o));
+    assert_eq!(unit(&lab, "cron"), ("active".into(), "enabled".into()));
+    assert!(lab
+        .exec("h01", &["test", "!", "-e", "/etc/tend-rollback.conf"])
+        .unwrap()
+        .status
+        .success());
+
+    let o = tend_in(&["rollback", &run, "-i", &inv]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "h01").contains("changed=0"),
+        "{}",
+        text(&o)
+    );
+    lab.stop().unwrap();
 }
