@@ -1526,7 +1526,7 @@ impl<'a> HostRun<'a> {
         } else {
             Vec::new()
         };
-        let req = Request::Module(ModuleRequest {
+        let req = Request::Module(Box::new(ModuleRequest {
             name: call.m.name.clone(),
             args: call.args.clone(),
             check,
@@ -1537,7 +1537,7 @@ impl<'a> HostRun<'a> {
             scope,
             plan,
             journal: self.journal_task.clone(),
-        });
+        }));
         match self.escalated(r, &req)? {
             Response::Output(o) => Ok(o.into()),
             Response::Error(e) => Err(e),

@@ -393,7 +393,7 @@ pub fn prune(base: &Path, keep: &str) {
         .filter(|e| e.file_name() != keep && e.path().is_dir())
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.0));
     let now = SystemTime::now();
     for (i, (when, path)) in runs.iter().enumerate() {
         let old = now.duration_since(*when).is_ok_and(|age| age > KEEP_FOR);

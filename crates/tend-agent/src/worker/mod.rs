@@ -40,7 +40,7 @@ pub(crate) fn ready_line() -> String {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Request {
     /// Run a module of the resource registry.
-    Module(ModuleRequest),
+    Module(Box<ModuleRequest>),
     /// Gather facts (as the become user: `ansible_user_id` is theirs).
     Facts { subset: Vec<String> },
     /// A rollback: what this user's journal of run `run_id` still has to restore on `host`.
@@ -249,6 +249,7 @@ fn answer(req: Request, templar: &Templar) -> Response {
             }
         }
         Request::Module(m) => {
+            let m = *m;
             let Some(entry) = tend_resources::lookup(&m.name) else {
                 return Response::Error(format!("module `{}` is not supported by tend", m.name));
             };
@@ -324,7 +325,7 @@ mod tests {
         args.insert("src".into(), "t.j2".into());
         args.insert("dest".into(), dest.to_string_lossy().into());
         let lines = roundtrip(&[
-            Request::Module(ModuleRequest {
+            Request::Module(Box::new(ModuleRequest {
                 name: "template".into(),
                 args,
                 check: false,
@@ -335,8 +336,8 @@ mod tests {
                 scope: exported,
                 plan: WirePlan::Off,
                 journal: None,
-            }),
-            Request::Module(ModuleRequest {
+            })),
+            Request::Module(Box::new(ModuleRequest {
                 name: "no_such_module".into(),
                 args: Vars::new(),
                 check: false,
@@ -347,7 +348,7 @@ mod tests {
                 scope: Vec::new(),
                 plan: WirePlan::Off,
                 journal: None,
-            }),
+            })),
         ]);
         assert_eq!(lines[0], ready_line());
         let first: Response = serde_json::from_str(&lines[1]).unwrap();
