@@ -111,6 +111,84 @@ pub(crate) fn undo_batch(
 mod tests {
     use super::*;
 
+    /// A run changes two local hosts; a health gate's rollback of the first batch restores
+    /// that host only, from the journal both share on this machine.
+    #[test]
+    fn a_batch_is_rolled_back_mid_run_and_only_its_hosts() {
+        let d = tempfile::tempdir().unwrap();
+        // This test binary's only journal user (set before anything journals).
+        std::env::set_var(
+            tend_resources::journal::JOURNAL_DIR_ENV,
+            d.path().join("journal"),
+        );
+        let root = d.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        for h in ["a", "b"] {
+            std::fs::write(root.join(h), "old\n").unwrap();
+        }
+        std::fs::write(
+            d.path().join("site.yml"),
+            "- hosts: all\n  gather_facts: false\n  serial: 1\n  tasks:\n    - copy: \
+             {content: \"new\\n\", dest: \"{{ root }}/{{ inventory_hostname }}\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("inv"),
+            "a ansible_connection=local\nb ansible_connection=local\n",
+        )
+        .unwrap();
+        let mut extra = tend_proto::Vars::new();
+        extra.insert("root".into(), root.display().to_string().into());
+        let mut settings = crate::Settings {
+            playbook: d.path().join("site.yml"),
+            inventories: vec![d.path().join("inv").display().to_string()],
+            extra_vars: extra,
+            forks: 2,
+            ..Default::default()
+        };
+        settings.options.run_id = Some("engine-rollback-1".into());
+        let prep = crate::prepare(settings).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let summary = crate::run(&prep, &tx);
+        assert_eq!(summary.stats["a"].changed, 1);
+        assert_eq!(std::fs::read_to_string(root.join("b")).unwrap(), "new\n");
+
+        let all: Vec<String> = vec!["a".into(), "b".into()];
+        let batch: Vec<String> = vec!["a".into()];
+        let who = compile::PlayHosts {
+            all: &all,
+            active: &all,
+            batch: &batch,
+        };
+        let local = LocalLock::default();
+        let done = undo_batch(
+            &prep,
+            None,
+            &local,
+            0,
+            &who,
+            Some(vec![0]),
+            Some("1/2".into()),
+            &tx,
+        );
+        drop(tx);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].0.as_str(), done[0].1.changed), ("a", 1));
+        assert_eq!(std::fs::read_to_string(root.join("a")).unwrap(), "old\n");
+        assert_eq!(std::fs::read_to_string(root.join("b")).unwrap(), "new\n");
+        let names: Vec<String> = rx
+            .iter()
+            .filter_map(|e| match e {
+                Event::TaskResult(r) if r.host == "a" => Some(r.task),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("rollback copy[")),
+            "{names:?}"
+        );
+    }
+
     #[test]
     fn an_undo_program_runs_nothing_but_the_undo() {
         let mut p: Program = serde_json::from_value(serde_json::json!({

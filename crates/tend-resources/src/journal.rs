@@ -127,21 +127,43 @@ enum Line {
     Restored { seq: u64 },
 }
 
-/// Where this process keeps journals.
+/// Where this process keeps journals: `TEND_JOURNAL_DIR`; as root `/var/lib/tend/journal`;
+/// else `~/.cache/tend/journal` — or, for a user without a usable home (a service account a
+/// task becomes, whose home is `/nonexistent`), `/tmp/tend-journal-<uid>` (0700, refused if
+/// another user made it).
 pub fn base_dir() -> PathBuf {
     if let Some(d) = std::env::var_os(JOURNAL_DIR_ENV).filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    if rustix::process::geteuid().is_root() {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
         return PathBuf::from("/var/lib/tend/journal");
     }
     let cache = match std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        Some(x) => PathBuf::from(x),
+        Some(x) => Some(PathBuf::from(x)),
         None => std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".cache"))
-            .unwrap_or_else(|| PathBuf::from("/tmp")),
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".cache")),
     };
-    cache.join("tend").join("journal")
+    let preferred = cache.map(|c| c.join("tend").join("journal"));
+    match preferred {
+        Some(p) if usable(&p) => p,
+        _ => PathBuf::from(format!("/tmp/tend-journal-{}", uid.as_raw())),
+    }
+}
+
+/// Whether `dir` exists or its nearest existing ancestor lets this user make it.
+fn usable(dir: &Path) -> bool {
+    let mut p = dir;
+    loop {
+        if p.is_dir() {
+            return p == dir || fsutil::access(p, libc::W_OK | libc::X_OK);
+        }
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => return false,
+        }
+    }
 }
 
 /// The journal directory of run `run_id` under `base`. A run id is a file name: anything
@@ -183,8 +205,8 @@ static NEXT_SEQ: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
 
 fn journal_err(dir: &Path, e: impl std::fmt::Display) -> ModuleError {
     ModuleError::new(format!(
-        "cannot write the rollback journal in {}: {e}; nothing was changed (free space or fix \
-         the directory's permissions, or set {JOURNAL_DIR_ENV})",
+        "cannot write the rollback journal in {}: {e} (free space, or fix the directory's \
+         permissions, or set {JOURNAL_DIR_ENV})",
         dir.display()
     ))
 }
@@ -199,6 +221,7 @@ fn now_ms() -> u64 {
 fn append(path: &Path, line: &Line) -> io::Result<()> {
     let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
     text.push('\n');
+    let new = !path.exists();
     let mut f = OpenOptions::new()
         .append(true)
         .create(true)
@@ -206,13 +229,29 @@ fn append(path: &Path, line: &Line) -> io::Result<()> {
         .open(path)?;
     // One write of a whole line: appends from several threads never interleave.
     f.write_all(text.as_bytes())?;
-    f.sync_all()
+    f.sync_all()?;
+    if new {
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 /// Journals a change of `resource` (`module[subject]`) before it is made: blobs first, then
 /// the entry, each fsynced. Returns the entry's sequence number (for [`mark_unchanged`]).
 pub fn record(ctx: &JournalCtx, resource: &str, restore: Restore) -> Result<u64, ModuleError> {
     record_in(&base_dir(), ctx, resource, restore)
+}
+
+/// [`record`] before a change: if the journal cannot be written, the change is not made.
+pub fn record_before(
+    ctx: &JournalCtx,
+    resource: &str,
+    restore: Restore,
+) -> Result<u64, ModuleError> {
+    record(ctx, resource, restore)
+        .map_err(|e| ModuleError::new(format!("{}; nothing was changed", e.msg)))
 }
 
 pub fn record_in(
@@ -305,6 +344,8 @@ fn store_blob(dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, &path)?;
+    // The name is what the entry refers to: it must survive a crash too.
+    fs::File::open(dir.join(BLOBS))?.sync_all()?;
     Ok(path)
 }
 
@@ -364,7 +405,8 @@ pub fn read(base: &Path, run_id: &str) -> Result<Option<Vec<Entry>>, ModuleError
 }
 
 /// What a rollback of `host` (only `plays`, when given) still has to restore from run
-/// `run_id`'s journal in `base`, oldest first: entries neither unchanged nor restored.
+/// `run_id`'s journal in `base`, oldest first: entries neither unchanged nor restored, with
+/// something to put back or to report.
 pub fn pending(
     base: &Path,
     run_id: &str,
@@ -378,6 +420,8 @@ pub fn pending(
             e.host == host
                 && !e.unchanged
                 && !e.restored
+                // Nothing to put back (a unit that did not exist, an apt cache update).
+                && (!e.steps.is_empty() || e.cannot.is_some())
                 && plays.is_none_or(|p| p.contains(&e.play))
         })
         .collect())

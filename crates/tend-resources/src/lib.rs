@@ -259,7 +259,7 @@ pub fn run_action<A: Action>(a: &A, name: &str, args: &Args, ctx: &ModuleCtx) ->
     let Some((subject, restore)) = a.restore(args, ctx)? else {
         return a.run(args, ctx);
     };
-    let seq = journal::record(j, &format!("{name}[{subject}]"), restore)?;
+    let seq = journal::record_before(j, &format!("{name}[{subject}]"), restore)?;
     let mut out = a.run(args, ctx);
     if let Ok(o) = &mut out {
         o.journaled = true;
@@ -346,7 +346,7 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
                 j.loc
             ))
         });
-        journal::record(j, &format!("{name}[{}]", change.subject), restore)?;
+        journal::record_before(j, &format!("{name}[{}]", change.subject), restore)?;
     }
     let after = r.apply(&d, &before, &change, ctx)?;
     let residual = r.diff(&d, &after);

@@ -394,3 +394,153 @@ fn packages_and_services_changed_over_ssh_are_rolled_back() {
     );
     lab.stop().unwrap();
 }
+
+// ---- become: changes the root worker made are in root's journal --------------------------
+
+/// A throwaway login user with passwordless sudo, removed (with its sudoers drop-in and the
+/// root journal of the test's runs) when the test ends.
+struct BecomeUser {
+    name: &'static str,
+    sudoers: PathBuf,
+    runs: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for BecomeUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = Command::new("userdel").arg(self.name).output();
+        for r in self.runs.borrow().iter() {
+            let _ = std::fs::remove_dir_all(Path::new("/var/lib/tend/journal").join(r));
+        }
+    }
+}
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn a_become_run_is_rolled_back_from_the_root_journal_through_the_worker() {
+    if !common::is_root() || !Path::new("/usr/bin/sudo").exists() {
+        eprintln!("note: skipped: needs root and sudo (tests/setup.sh)");
+        return;
+    }
+    let d = tempfile::Builder::new()
+        .prefix("tend-rollback-become-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), PermissionsExt::from_mode(0o1777)).unwrap();
+    let home = d.path().join("home");
+    let user = BecomeUser {
+        name: "tendrbu",
+        sudoers: PathBuf::from("/etc/sudoers.d/tend-rollback-test"),
+        runs: Default::default(),
+    };
+    let _ = Command::new("userdel").arg(user.name).output();
+    let ok = Command::new("useradd")
+        .args([
+            "-m",
+            "-d",
+            home.to_str().unwrap(),
+            "-s",
+            "/bin/sh",
+            user.name,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "useradd");
+    std::fs::write(
+        &user.sudoers,
+        format!("{} ALL=(ALL) NOPASSWD: ALL\n", user.name),
+    )
+    .unwrap();
+    std::fs::set_permissions(&user.sudoers, PermissionsExt::from_mode(0o440)).unwrap();
+    // The worker runs the agent's own binary: it must be readable by the login user.
+    let bin = d.path().join("tend");
+    std::fs::copy(env!("CARGO_BIN_EXE_tend"), &bin).unwrap();
+    std::fs::set_permissions(&bin, PermissionsExt::from_mode(0o755)).unwrap();
+
+    let project = d.path().join("p");
+    std::fs::create_dir(&project).unwrap();
+    let root_file = d.path().join("root-owned.conf");
+    std::fs::write(&root_file, "root before\n").unwrap();
+    std::fs::set_permissions(&root_file, PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(
+        project.join("site.yml"),
+        format!(
+            r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - name: as root
+      copy: {{dest: "{}", content: "root after\n"}}
+      become: true
+    - name: as me
+      copy: {{dest: "{{{{ playbook_dir }}}}/mine.txt", content: "mine\n"}}
+"#,
+            root_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(project.join("inv"), "h ansible_connection=local\n").unwrap();
+    Command::new("chown")
+        .args(["-R", user.name, project.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let as_user = |args: &[&str]| -> Output {
+        Command::new("runuser")
+            .args(["-u", user.name, "--"])
+            .arg(&bin)
+            .args(args)
+            .current_dir(&project)
+            .env("HOME", &home)
+            .env("NO_COLOR", "1")
+            .env("TEND_LOCK_DIR", &project)
+            .env_remove("TEND_JOURNAL_DIR")
+            .env_remove("TEND_STORE")
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .unwrap()
+    };
+    let o = as_user(&["apply", "site.yml", "-i", "inv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = last_run_as(&as_user);
+    user.runs.borrow_mut().push(run.clone());
+    // Root's change in root's journal, the user's own in the user's.
+    assert!(Path::new("/var/lib/tend/journal")
+        .join(&run)
+        .join("entries.jsonl")
+        .exists());
+    assert!(home.join(".cache/tend/journal").join(&run).exists());
+
+    // With -b (as the run had), the agent has the root worker read and restore its part.
+    let o = as_user(&["rollback", &run, "-i", "inv", "-b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "h").contains("changed=2"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&root_file).unwrap(),
+        "root before\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&root_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!project.join("mine.txt").exists());
+    let o = as_user(&["rollback", &run, "-i", "inv", "-b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "h").contains("changed=0"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn last_run_as(tend: &dyn Fn(&[&str]) -> Output) -> String {
+    let o = tend(&["history", "--output", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().unwrap().last().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

@@ -42,9 +42,15 @@ impl HostRun<'_> {
                 Ok(e) => e.into_iter().map(|e| (Source::Agent, e)).collect(),
                 Err(e) => return self.undo_failed(&format!("cannot roll back {what}: {}", e.msg)),
             };
+        let mut hint = "";
         match self.undo_escalation() {
             Err(e) => return self.undo_failed(&format!("cannot roll back {what}: {e}")),
-            Ok(None) => {}
+            Ok(None) => {
+                if !rustix::process::geteuid().is_root() {
+                    hint = " (changes made with become are in the become user's journal: \
+                            roll back with -b as the run ran)";
+                }
+            }
             Ok(Some(r)) => {
                 let req = Request::Pending {
                     run_id: undo.run_id.clone(),
@@ -70,7 +76,7 @@ impl HostRun<'_> {
             let t = undo_task("rollback".into(), Loc::default());
             let result = json!({
                 "changed": false, "failed": false,
-                "msg": format!("nothing to restore: {what} journaled no change here that is not restored yet"),
+                "msg": format!("nothing to restore: {what} journaled no change here that is not restored yet{hint}"),
             });
             self.emit_start(&t);
             return self.finish(
