@@ -133,6 +133,7 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
         },
         no_history: false,
         lock_timeout: args.lock_timeout,
+        dry_run_orchestration: false,
     };
     let mut settings = match crate::settings::apply_settings(&apply_args) {
         Ok(s) => s,

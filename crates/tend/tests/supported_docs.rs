@@ -408,6 +408,7 @@ fn play_with(keyword: &str) -> String {
         "serial" => "[1, \"50%\"]",
         "max_fail_percentage" => "30",
         "order" => "sorted",
+        "needs" => "[]",
         _ => "true",
     };
     let hosts = if keyword == "hosts" {
