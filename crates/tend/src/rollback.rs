@@ -188,20 +188,15 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
     crate::lock_hosts(&mut prep, &rollback_id, args.lock_timeout);
     // A rollback journals nothing itself.
     prep.settings.options.run_id = None;
-    let mut recorder = match crate::recorder::Recorder::start_as(
-        &prep,
-        &apply_args,
-        &rollback_id,
-        RunKind::Rollback,
-        None,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::history::report(&e);
-            stderr_line("nothing was restored");
-            return ExitCode::from(EXIT_ERROR);
-        }
-    };
+    let mut recorder =
+        match crate::recorder::Recorder::start_rollback(&prep, &apply_args, &rollback_id, &id) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::history::report(&e);
+                stderr_line("nothing was restored");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
     let mut printer = Printer::new(args.output, args.verbose).diffs(args.diff);
     let mut not_restored: Vec<(String, String)> = Vec::new();
     let summary = crate::run_streaming(&prep, |e| {

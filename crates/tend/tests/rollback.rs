@@ -205,6 +205,17 @@ fn a_rollback_restores_every_change_byte_for_byte_and_a_second_one_changes_nothi
         ],
     );
     let all = out(&o);
+    assert_eq!(v.as_array().unwrap()[1]["rolls_back"], run.as_str());
+    // The run says it was rolled back, and by which runs.
+    let o = tend(p.path(), &["history", "show", &run]);
+    assert!(
+        out(&o).contains(&format!(
+            "undone by: run {}",
+            first_rb["run_id"].as_str().unwrap()
+        )),
+        "{}",
+        text(&o)
+    );
     assert!(
         all.contains("\"before\": \"port=8080"),
         "diffs not recorded: {all}"
