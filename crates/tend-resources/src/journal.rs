@@ -331,9 +331,12 @@ fn store_blob(dir: &Path, data: &[u8]) -> io::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
+    // Unique per writer: local hosts in this process may journal the same content at once.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir
         .join(BLOBS)
-        .join(format!(".{name}.{}", std::process::id()));
+        .join(format!(".{name}.{}.{n}", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)

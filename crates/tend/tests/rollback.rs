@@ -555,3 +555,47 @@ fn last_run_as(tend: &dyn Fn(&[&str]) -> Output) -> String {
         .unwrap()
         .to_string()
 }
+
+#[test]
+fn limit_rolls_back_only_the_hosts_it_names() {
+    let d = tempfile::tempdir().unwrap();
+    for h in ["a", "b"] {
+        std::fs::write(d.path().join(h), "old\n").unwrap();
+    }
+    std::fs::write(
+        d.path().join("site.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - copy: {content: \"new\\n\", dest: \"{{ playbook_dir }}/{{ inventory_hostname }}\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("inv"),
+        "a ansible_connection=local\nb ansible_connection=local\n",
+    )
+    .unwrap();
+    let o = tend(d.path(), &["apply", "site.yml", "-i", "inv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = last_run(d.path());
+    let o = tend(d.path(), &["rollback", &run, "-i", "inv", "--limit", "a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        err(&o).contains("b: not rolled back (outside --limit)"),
+        "{}",
+        text(&o)
+    );
+    let read = |h: &str| std::fs::read_to_string(d.path().join(h)).unwrap();
+    assert_eq!((read("a").as_str(), read("b").as_str()), ("old\n", "new\n"));
+    // The rest later: b alone is left to restore.
+    let o = tend(d.path(), &["rollback", &run, "-i", "inv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        recap_line(&out(&o), "b").contains("changed=1"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        recap_line(&out(&o), "a").contains("changed=0"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(read("b"), "old\n");
+}
