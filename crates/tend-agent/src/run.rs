@@ -1,5 +1,7 @@
 //! The task loop of one host.
 
+mod undo;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,6 +89,8 @@ pub struct HostRun<'a> {
     steps: usize,
     /// The failure that stopped this host came from a task with `any_errors_fatal`.
     fatal_failure: bool,
+    /// A run that journals: the module task running now, as its journal entries name it.
+    journal_task: Option<tend_resources::journal::JournalCtx>,
 }
 
 /// The program-wide layers, converted once.
@@ -153,6 +157,7 @@ impl<'a> HostRun<'a> {
             loc_seen: Default::default(),
             current: (String::new(), 0, None),
             task_changes: Vec::new(),
+            journal_task: None,
         }
     }
 
@@ -180,7 +185,9 @@ impl<'a> HostRun<'a> {
         if let Some(f) = self.program.vars.host_state.facts.clone() {
             self.set_facts(f);
         }
-        let flow = if self.program.play.connection.as_deref() == Some("local")
+        let flow = if let Some(undo) = &self.program.undo {
+            self.run_undo(undo)
+        } else if self.program.play.connection.as_deref() == Some("local")
             && tend_lang::ctlfs::is_remote()
         {
             self.refuse_play(&runs_on_controller("this play has `connection: local`"))
@@ -321,8 +328,8 @@ impl<'a> HostRun<'a> {
                         match self.escalated(r, &Request::Facts { subset: Vec::new() }) {
                             Ok(Response::Facts(f)) => Ok(f),
                             Ok(Response::Error(e)) => Err(e),
-                            Ok(Response::Output(_)) => {
-                                Err("the worker answered facts with a module result".into())
+                            Ok(Response::Output(_) | Response::Journal(_)) => {
+                                Err("the worker answered facts with something else".into())
                             }
                             Err(e) => Err(e),
                         }
@@ -900,6 +907,20 @@ impl<'a> HostRun<'a> {
             }
         };
 
+        self.journal_task = self
+            .program
+            .options
+            .run_id
+            .clone()
+            .filter(|_| !self.program.options.check)
+            .map(|run_id| tend_resources::journal::JournalCtx {
+                run_id,
+                host: host.clone(),
+                play: self.program.play.index,
+                task: name.clone(),
+                loc: t.loc.to_string(),
+                no_log,
+            });
         let (result, diffs) = match &t.loop_ {
             None => match self.eval_when(&conds, &scope) {
                 Err(e) => (failed_result(&t.loc, &e), Vec::new()),
@@ -1354,6 +1375,7 @@ impl<'a> HostRun<'a> {
             Err(format!("module `{}` is not supported by tend", m.name))
         };
 
+        let journaled = matches!(&out, Ok(o) if o.journaled);
         let (mut result, diffs) = match out {
             Ok(o) => {
                 // Facts a module returns (`package_facts`, `service_facts`) join the host's
@@ -1428,6 +1450,28 @@ impl<'a> HostRun<'a> {
         if !result.contains_key("failed") {
             result.insert("failed".into(), Value::Bool(false));
         }
+        // A module that changed something without journaling what it replaced (`command`,
+        // `uri` …): the rollback will say it cannot undo it. Written by the agent (it holds
+        // no old content), after `changed_when` decided whether it changed anything.
+        if let (Some(j), false, false, false) = (&self.journal_task, is_builtin, journaled, check) {
+            if result.get("changed") == Some(&Value::Bool(true)) {
+                let noted = tend_resources::journal::record(
+                    j,
+                    &format!("{}[{}]", m.name, j.task),
+                    tend_resources::journal::Restore::Cannot(format!(
+                        "`{}` ran at {}",
+                        m.name, j.loc
+                    )),
+                );
+                if let Err(e) = noted {
+                    result.insert("failed".into(), Value::Bool(true));
+                    result.insert(
+                        "msg".into(),
+                        Value::String(format!("{} ran, but {}", m.name, e.msg)),
+                    );
+                }
+            }
+        }
         if let Some(c) = change {
             // Retries run the same key again: the last attempt's change stands.
             self.task_changes.retain(|x| x.key != c.key);
@@ -1460,6 +1504,7 @@ impl<'a> HostRun<'a> {
                     search_dirs: call.search,
                     environment: call.environment,
                     plan,
+                    journal: self.journal_task.as_ref(),
                 };
                 Ok((entry.run)(&Args::new(call.args.clone()), &ctx)
                     .unwrap_or_else(ModuleOutput::from))
@@ -1481,7 +1526,7 @@ impl<'a> HostRun<'a> {
         } else {
             Vec::new()
         };
-        let req = Request::Module(ModuleRequest {
+        let req = Request::Module(Box::new(ModuleRequest {
             name: call.m.name.clone(),
             args: call.args.clone(),
             check,
@@ -1491,11 +1536,14 @@ impl<'a> HostRun<'a> {
             cwd: std::env::current_dir().ok(),
             scope,
             plan,
-        });
+            journal: self.journal_task.clone(),
+        }));
         match self.escalated(r, &req)? {
             Response::Output(o) => Ok(o.into()),
             Response::Error(e) => Err(e),
-            Response::Facts(_) => Err("the worker answered a module call with facts".into()),
+            Response::Facts(_) | Response::Journal(_) => {
+                Err("the worker answered a module call with something else".into())
+            }
         }
     }
 

@@ -301,6 +301,7 @@ pub(crate) fn compile_for(
         } else {
             Default::default()
         },
+        undo: prep.settings.undo.clone(),
     })
 }
 

@@ -8,6 +8,7 @@ mod extra_vars;
 pub mod graph;
 mod inputs;
 mod remote;
+pub mod rollback;
 mod scrub;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,9 @@ pub struct Settings {
     pub guards: Option<std::collections::BTreeMap<String, tend_proto::PlanGuard>>,
     /// Runs that may change hosts lock each one for the whole run; `None` takes no lock.
     pub lock: Option<LockRequest>,
+    /// `tend rollback`: every host's program restores this run's journal instead of running
+    /// tasks (see [`rollback`]).
+    pub undo: Option<tend_proto::Undo>,
 }
 
 /// The host lock a run takes on every host before its first task there (see
@@ -703,30 +707,15 @@ fn run_host(
     rv: &dyn tend_agent::Rendezvous,
     tx: &Sender<Event>,
 ) -> (HostStats, HostState) {
-    let mut sink = |e: Event| {
-        let _ = tx.send(e);
-    };
     match compile::compile_for(prep, play, host, who) {
         Ok(mut program) => {
             program.vars.host_state = state;
-            // `connection: local` on a play runs its tasks here, for every host (as Ansible).
-            let local_play = program.play.connection.as_deref() == Some("local");
-            match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
-                (false, _) => match local.ensure(&prep.settings, host) {
-                    Ok(()) => tend_agent::run(&program, &mut sink, Some(rv)),
-                    Err(why) => remote::unreachable(&program, &why, rv, tx),
-                },
-                (true, Some(Ok(r))) => remote::run_host(r, &program, rv, tx),
-                (true, _) => {
-                    let why = match remote {
-                        Some(Err(e)) => e.clone(),
-                        _ => "no SSH context".into(),
-                    };
-                    remote::unreachable(&program, &why, rv, tx)
-                }
-            }
+            run_program(prep, remote, local, &program, rv, tx)
         }
         Err(d) => {
+            let sink = |e: Event| {
+                let _ = tx.send(e);
+            };
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as
             // a failed task of that host, like ansible-core does.
             let stats = HostStats {
@@ -751,6 +740,38 @@ fn run_host(
                 stats,
             });
             (stats, state)
+        }
+    }
+}
+
+/// Runs one host's compiled program: in-process for local hosts (under this machine's host
+/// lock), on the host's agent session for SSH hosts.
+pub(crate) fn run_program(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    program: &tend_proto::Program,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
+    let host = program.host.as_str();
+    let mut sink = |e: Event| {
+        let _ = tx.send(e);
+    };
+    // `connection: local` on a play runs its tasks here, for every host (as Ansible).
+    let local_play = program.play.connection.as_deref() == Some("local");
+    match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
+        (false, _) => match local.ensure(&prep.settings, host) {
+            Ok(()) => tend_agent::run(program, &mut sink, Some(rv)),
+            Err(why) => remote::unreachable(program, &why, rv, tx),
+        },
+        (true, Some(Ok(r))) => remote::run_host(r, program, rv, tx),
+        (true, _) => {
+            let why = match remote {
+                Some(Err(e)) => e.clone(),
+                _ => "no SSH context".into(),
+            };
+            remote::unreachable(program, &why, rv, tx)
         }
     }
 }
