@@ -516,18 +516,30 @@ fn restore_unit(args: &Args, ctx: &ModuleCtx) -> Result<Option<(String, Restore)
         &env(ctx),
     )?;
     let show = parse_systemctl_show(&r.stdout);
-    Ok(Some((unit.clone(), unit_restore(&unit, &show))))
+    let state = args.str("state")?;
+    Ok(Some((
+        unit.clone(),
+        unit_restore(&unit, &show, state.as_deref()),
+    )))
 }
 
-/// Pure: the undo of a unit from what `systemctl show` said about it before.
-pub fn unit_restore(unit: &str, show: &BTreeMap<String, String>) -> Restore {
+/// Pure: the undo of a unit from what `systemctl show` said about it before, `state` being
+/// the state the task asked for. A unit the run restarted or reloaded while it was running
+/// (a handler, typically, after its configuration changed) is restarted or reloaded again by
+/// the rollback — after the files it reads are put back (units are restored last), so that it
+/// runs what was restored; a unit merely started or stopped is put back in its old state.
+pub fn unit_restore(unit: &str, show: &BTreeMap<String, String>, state: Option<&str>) -> Restore {
     let get = |k: &str| show.get(k).map(String::as_str).unwrap_or("");
     if get("LoadState") == "not-found" || show.is_empty() {
         return Restore::Steps(Vec::new());
     }
     let mut want = json!({"name": unit});
     let active = matches!(get("ActiveState"), "active" | "activating" | "reloading");
-    want["state"] = Value::from(if active { "started" } else { "stopped" });
+    want["state"] = Value::from(match (active, state) {
+        (true, Some(again @ ("restarted" | "reloaded"))) => again,
+        (true, _) => "started",
+        (false, _) => "stopped",
+    });
     match get("UnitFileState") {
         "enabled" | "enabled-runtime" => {
             want["enabled"] = Value::Bool(true);
@@ -822,6 +834,7 @@ mod tests {
         let Restore::Steps(s) = unit_restore(
             "nginx",
             &show("LoadState=loaded\nActiveState=inactive\nUnitFileState=enabled\n"),
+            Some("started"),
         ) else {
             panic!()
         };
@@ -832,13 +845,36 @@ mod tests {
         let Restore::Steps(s) = unit_restore(
             "redis",
             &show("LoadState=loaded\nActiveState=active\nUnitFileState=disabled\n"),
+            None,
         ) else {
             panic!()
         };
         assert_eq!(s[0].args["state"], "started");
         assert_eq!(s[0].args["enabled"], false);
+        // Restarted by the run (a handler): restarted again, to read the restored files.
+        let Restore::Steps(s) = unit_restore(
+            "app",
+            &show("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"),
+            Some("restarted"),
+        ) else {
+            panic!()
+        };
+        assert_eq!(s[0].args["state"], "restarted");
+        // Restarted while it was stopped: it was stopped, so it stops again.
+        let Restore::Steps(s) = unit_restore(
+            "app",
+            &show("LoadState=loaded\nActiveState=inactive\nUnitFileState=enabled\n"),
+            Some("restarted"),
+        ) else {
+            panic!()
+        };
+        assert_eq!(s[0].args["state"], "stopped");
         assert_eq!(
-            unit_restore("gone", &show("LoadState=not-found\nActiveState=inactive\n")),
+            unit_restore(
+                "gone",
+                &show("LoadState=not-found\nActiveState=inactive\n"),
+                None
+            ),
             Restore::Steps(Vec::new())
         );
     }

@@ -90,7 +90,9 @@ impl HostRun<'_> {
             );
         }
         // Newest first: a later change may rest on an earlier one (a config file of a package).
-        entries.sort_by_key(|(_, e)| (e.at, e.seq));
+        // Units last, whenever they changed: a service restarted by the run (a handler after
+        // its configuration changed) is restarted again once the files it reads are back.
+        entries.sort_by_key(|(_, e)| (!is_unit(e), e.at, e.seq));
         let mut flow = Flow::Continue;
         for (source, e) in entries.iter().rev() {
             if self.restore_entry(*source, e, &undo.run_id) == Flow::Failed {
@@ -266,6 +268,14 @@ impl HostRun<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// An entry that puts a service unit back (its steps are `systemd`/`service` states).
+fn is_unit(e: &Entry) -> bool {
+    !e.steps.is_empty()
+        && e.steps
+            .iter()
+            .all(|s| matches!(s.module.as_str(), "systemd" | "service" | "systemd_service"))
 }
 
 /// A diff whose `after` comes from a journal blob names it as what it is.
