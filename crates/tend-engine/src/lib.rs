@@ -5,6 +5,7 @@ pub mod batches;
 mod bundle;
 mod compile;
 mod extra_vars;
+mod health;
 mod inputs;
 mod remote;
 mod scrub;
@@ -176,6 +177,7 @@ pub fn prepare_adhoc(
         tags: Vec::new(),
         connection: None,
         rollout: Default::default(),
+        health: Vec::new(),
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
@@ -315,10 +317,16 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
-    /// rollout), 4 if one was unreachable, else 0.
+    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` or a
+    /// health gate stopped the rollout), 4 if one was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
-        let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
+        let threshold = matches!(
+            self.stopped,
+            Some((
+                batches::Stop::MaxFailPercentage | batches::Stop::HealthGate,
+                _
+            ))
+        );
         if threshold || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
@@ -506,6 +514,7 @@ fn run_plays(
                 all: &ordered,
                 active: &active,
                 batch: &hosts,
+                gate: false,
             };
             let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
             for (host, stats, state) in ran {
@@ -532,7 +541,7 @@ fn run_plays(
                 batches::verdict(rollout, outcome)
             };
             if verdict.fail_rest {
-                failed.extend(hosts);
+                failed.extend(hosts.iter().cloned());
             }
             if let Some(stop) = verdict.stop {
                 let msg = stop.describe(&play.name, outcome, rollout);
@@ -545,6 +554,25 @@ fn run_plays(
                     });
                 }
                 summary.stopped = Some((stop, msg));
+                return summary;
+            }
+            let batch_info = tend_proto::PlayBatch {
+                number: number + 1,
+                of,
+                size: batch.len(),
+            };
+            let gate = health::Gate {
+                idx,
+                all: &ordered,
+                batch: &hosts,
+                info: batch_info,
+                remote,
+                local,
+            };
+            if let Some(stop) =
+                health::check(prep, &gate, &mut failed, &mut states, &mut summary, tx)
+            {
+                summary.stopped = Some(stop);
                 return summary;
             }
         }
@@ -573,7 +601,7 @@ fn run_batch(
     }
     let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
-    let lockstep = compile::lockstep(&prep.playbook.plays[idx]);
+    let lockstep = !who.gate && compile::lockstep(&prep.playbook.plays[idx]);
     let (forks, rendezvous) = if lockstep {
         (
             hosts.len(),
