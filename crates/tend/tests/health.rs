@@ -241,3 +241,75 @@ fn health_tasks_are_checked_before_anything_runs() {
     assert!(t.contains("site.yml:10:7"), "{t}");
     assert!(!has(d, "web1.x"), "{t}");
 }
+
+/// Over SSH, through the agents: `throttle: 1` keeps the hosts' runs of a task apart (each
+/// host writes when its run started and ended; lab hosts share the machine's clock), and a
+/// health gate that fails on the second host stops the rollout there.
+#[test]
+#[allow(clippy::print_stderr)]
+fn over_ssh_throttle_and_a_gate_work_through_the_agents() {
+    if !common::is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let lab = tend_lab::Lab::builder()
+        .hosts(3)
+        .prefix("hgate")
+        .start()
+        .expect("the lab starts (needs root and tests/setup.sh)");
+    for h in ["h01", "h03"] {
+        lab.run(h, &["touch", "/root/ok"]).unwrap();
+    }
+    let inv = lab.inventory_path();
+    let inv = inv.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("site.yml"),
+        r#"- name: one at a time
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: timed
+      shell: date +%s.%N > /root/t0; sleep 0.5; date +%s.%N > /root/t1
+      throttle: 1
+
+- name: release
+  hosts: all
+  gather_facts: false
+  serial: 1
+  tasks:
+    - name: install
+      copy:
+        dest: /root/release
+        content: "v2\n"
+  health:
+    - name: healthy
+      command: test -f /root/ok
+"#,
+    )
+    .unwrap();
+    let out = common::run_tend(d, &["apply", "site.yml", "-i", inv]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+
+    let time =
+        |h: &str, f: &str| -> f64 { lab.run(h, &["cat", f]).unwrap().trim().parse().unwrap() };
+    let mut spans: Vec<(f64, f64)> = ["h01", "h02", "h03"]
+        .iter()
+        .map(|h| (time(h, "/root/t0"), time(h, "/root/t1")))
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "throttled runs overlap: {spans:?}\n{t}");
+    }
+
+    assert!(
+        t.contains("health gate of play \"release\" failed on h02: healthy: non-zero return code; rollout stopped after batch 2/3"),
+        "{t}"
+    );
+    assert!(recap_line(&t, "h01").contains("failed=0"), "{t}");
+    assert!(recap_line(&t, "h02").contains("failed=1"), "{t}");
+    assert!(lab.run("h02", &["test", "-f", "/root/release"]).is_ok());
+    assert!(lab.run("h03", &["test", "-f", "/root/release"]).is_err());
+}
