@@ -313,3 +313,39 @@ fn over_ssh_throttle_and_a_gate_work_through_the_agents() {
     assert!(lab.run("h02", &["test", "-f", "/root/release"]).is_ok());
     assert!(lab.run("h03", &["test", "-f", "/root/release"]).is_err());
 }
+
+#[test]
+fn tags_never_skip_a_gate() {
+    let playbook = r#"- name: release
+  hosts: web
+  gather_facts: false
+  serial: 1
+  tasks:
+    - name: install the release
+      copy:
+        dest: "{{ root }}/{{ inventory_hostname }}.release"
+        content: "v2\n"
+      tags: [install]
+  health:
+    - name: app is healthy
+      command: test -f "{{ root }}/{{ inventory_hostname }}.ok"
+"#;
+    let p = project(playbook);
+    let d = p.path();
+    std::fs::write(d.join("root/web1.ok"), "").unwrap();
+    let root = root_arg(d);
+    let out = run_tend(
+        d,
+        &[
+            "apply", "site.yml", "-i", "inv", "-e", &root, "--tags", "other",
+        ],
+    );
+    let t = text(&out);
+    // The install task is not selected, but the gates run: web1's passes, web2's fails.
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(!has(d, "web1.release"), "{t}");
+    assert!(
+        t.contains("health gate of play \"release\" failed on web2"),
+        "{t}"
+    );
+}

@@ -476,7 +476,9 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             if !gate.is_empty() {
                 gate.push(flush(&node.loc));
                 let mut w = wrapper.clone();
+                // A gate runs whatever `--tags` selects: a rollout of some tags is still gated.
                 w.tags = play.tags.clone();
+                w.tags.push("always".into());
                 w.kind = TaskKind::Block {
                     block: gate,
                     rescue: Vec::new(),

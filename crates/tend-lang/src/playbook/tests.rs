@@ -307,6 +307,7 @@ fn throttle_run_once_and_health_on_plays_blocks_and_tasks() {
     assert!(gate.implicit);
     assert_eq!(gate.run_once, Some(Value::Bool(true)));
     assert!(gate.become_.enabled.is_some());
+    assert!(gate.tags.contains(&"always".to_string()));
     let TaskKind::Block { block, .. } = &gate.kind else {
         panic!("the gate is a block")
     };
