@@ -950,7 +950,7 @@ impl<'a> HostRun<'a> {
         };
 
         let throttled = match self.throttle(t, inh, &scope) {
-            Ok(t) => t,
+            Ok(key) => key,
             Err(e) => {
                 let r = failed_result(&t.loc, &e);
                 return self.finish(t, inh, name, r, Vec::new(), handler, Some(no_log));
