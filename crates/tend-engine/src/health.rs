@@ -16,7 +16,7 @@ use tend_proto::{Event, HostState, PlayBatch, ResultStatus};
 
 use crate::batches::Stop;
 use crate::compile::PlayHosts;
-use crate::{LocalLock, Prepared, RemoteCtx, Summary};
+use crate::{HostFailure, LocalLock, PlayRun, Prepared, RemoteCtx};
 
 /// One batch that converged, as its gate needs it.
 pub(crate) struct Gate<'a> {
@@ -31,15 +31,15 @@ pub(crate) struct Gate<'a> {
     pub local: &'a LocalLock,
 }
 
-/// Runs the play's health gate on the batch, if it has one. Counters and host state go into
-/// `summary` and `states`; hosts that fail the gate join `failed`. `Some` when the gate failed:
-/// the rollout stops there.
+/// Runs the play's health gate on the batch, if it has one. Counters go into the play's
+/// `out`, host state into `states`; hosts that fail the gate join `failed` (and `out.failed`).
+/// `Some` when the gate failed: the rollout stops there.
 pub(crate) fn check(
     prep: &Prepared,
     gate: &Gate,
     failed: &mut HashSet<String>,
     states: &mut HashMap<String, HostState>,
-    summary: &mut Summary,
+    out: &mut PlayRun,
     tx: &Sender<Event>,
 ) -> Option<(Stop, String)> {
     let play = &prep.playbook.plays[gate.idx];
@@ -75,7 +75,7 @@ pub(crate) fn check(
     let (ran, reasons) = {
         let states: &HashMap<String, HostState> = states;
         let (gtx, grx) = mpsc::channel::<Event>();
-        let out = tx.clone();
+        let fwd = tx.clone();
         std::thread::scope(|s| {
             // Passes every event on, noting the first failure of each host for the warning.
             let watcher = s.spawn(move || {
@@ -84,7 +84,7 @@ pub(crate) fn check(
                     if let Some((host, why)) = failure_of(&e) {
                         first.entry(host).or_insert(why);
                     }
-                    let _ = out.send(e);
+                    let _ = fwd.send(e);
                 }
                 first
             });
@@ -104,12 +104,20 @@ pub(crate) fn check(
     };
     let mut bad = Vec::new();
     for (host, stats, state) in ran {
-        if stats.failed > 0 || stats.unreachable > 0 {
+        let why = if stats.unreachable > 0 {
+            Some(HostFailure::Unreachable)
+        } else if stats.failed > 0 {
+            Some(HostFailure::Failed)
+        } else {
+            None
+        };
+        if let Some(why) = why {
             failed.insert(host.clone());
+            out.failed.push((host.clone(), why));
             bad.push(host.clone());
         }
         states.insert(host.clone(), state);
-        summary.stats.entry(host).or_default().add(&stats);
+        out.stats.entry(host).or_default().add(&stats);
     }
     if bad.is_empty() {
         return None;

@@ -5,6 +5,7 @@ pub mod batches;
 mod bundle;
 mod compile;
 mod extra_vars;
+pub mod graph;
 mod health;
 mod inputs;
 mod remote;
@@ -88,6 +89,8 @@ pub struct Prepared {
     pub playbook_vars: VarsDirs,
     /// For each play, the hosts it targets (pattern ∩ limit), in inventory order.
     pub play_hosts: Vec<Vec<String>>,
+    /// What each play waits for (`needs:`, else the play before it).
+    pub graph: graph::PlayGraph,
     pub warnings: Vec<String>,
     /// A one-module run (`tend ping`), not a playbook: no files to ship.
     pub adhoc: bool,
@@ -178,6 +181,7 @@ pub fn prepare_adhoc(
         connection: None,
         rollout: Default::default(),
         health: Vec::new(),
+        needs: None,
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
@@ -248,6 +252,10 @@ fn prepare_with(
             Err(e) => errors.push(e.at(play.loc.clone())),
         }
     }
+    let graph = graph::PlayGraph::build(&playbook.plays).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
     if !errors.is_empty() {
         return Err(EngineError::Input(Diags(errors)));
     }
@@ -267,6 +275,7 @@ fn prepare_with(
         inventory,
         playbook_vars,
         play_hosts,
+        graph,
         warnings,
         adhoc,
         ssh_targets,
@@ -314,11 +323,14 @@ pub struct Summary {
     /// Why the rollout stopped before its end (`any_errors_fatal`, `max_fail_percentage`, a
     /// batch where every host failed), and the message printed.
     pub stopped: Option<(batches::Stop, String)>,
+    /// Plays skipped because a play they need failed or was skipped (`needs:`), with why.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Summary {
     /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` or a
-    /// health gate stopped the rollout), 4 if one was unreachable, else 0.
+    /// health gate stopped the rollout, or a play was skipped for a failed `needs`), 4 if one
+    /// was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
         let threshold = matches!(
             self.stopped,
@@ -327,7 +339,7 @@ impl Summary {
                 _
             ))
         );
-        if threshold || self.stats.values().any(|s| s.failed > 0) {
+        if threshold || !self.skipped.is_empty() || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
             4
@@ -452,132 +464,198 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
 
 type RemoteCtx = Result<remote::Remote, String>;
 
-/// Runs every play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the
-/// play on its hosts only, handlers included, then the next batch. Hosts that failed or were
-/// unreachable stay in later batches' counts but run nothing more. A batch whose failures stop
-/// the rollout ends the run.
+/// Runs every play (see [`run_play`]) in the order of the play graph ([`graph::run`]): in file
+/// order for a playbook without `needs`, where a play whose failures stop the rollout ends the
+/// run.
 fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
     tx: &Sender<Event>,
 ) -> Summary {
-    let mut summary = Summary::default();
-    let mut failed: HashSet<String> = HashSet::new();
-    let mut states: HashMap<String, HostState> = HashMap::new();
-    for (idx, play) in prep.playbook.plays.iter().enumerate() {
-        let rollout = &play.rollout;
-        let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
-        let batch_list = batches::split(&ordered, &rollout.serial);
-        if batch_list.is_empty() {
-            let _ = tx.send(Event::PlayStart {
-                name: play.name.clone(),
-                hosts: Vec::new(),
-                batch: None,
-            });
+    let one =
+        |idx: usize,
+         excluded: &HashSet<String>,
+         states: HashMap<String, HostState>,
+         tx: &Sender<Event>| { run_play(prep, remote, local, idx, excluded, states, tx) };
+    graph::run(
+        &prep.graph,
+        &prep.playbook.plays,
+        &prep.play_hosts,
+        tx,
+        &one,
+    )
+}
+
+/// Why a host leaves the plays after the one it failed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostFailure {
+    /// A task failed (not ignored, not rescued).
+    Failed,
+    Unreachable,
+    /// It was still running when `any_errors_fatal` or `max_fail_percentage` stopped its
+    /// batch: it leaves later plays, though its recap shows no failure.
+    Stopped,
+}
+
+impl HostFailure {
+    pub fn word(self) -> &'static str {
+        match self {
+            HostFailure::Failed => "failed",
+            HostFailure::Unreachable => "unreachable",
+            HostFailure::Stopped => "stopped",
         }
-        let of = batch_list.len();
-        for (number, batch) in batch_list.into_iter().enumerate() {
-            let hosts: Vec<String> = batch
-                .iter()
-                .filter(|h| !failed.contains(*h))
-                .cloned()
-                .collect();
-            let _ = tx.send(Event::PlayStart {
-                name: play.name.clone(),
-                hosts: hosts.clone(),
-                batch: Some(tend_proto::PlayBatch {
-                    number: number + 1,
-                    of,
-                    size: batch.len(),
-                }),
-            });
-            for h in &hosts {
-                summary.stats.entry(h.clone()).or_default();
-            }
-            let mut outcome = batches::BatchOutcome {
-                hosts: batch.len(),
-                earlier: batch.len() - hosts.len(),
-                ..Default::default()
-            };
-            let rule = tend_agent::StepRule {
-                batch_size: batch.len(),
-                any_errors_fatal: rollout.any_errors_fatal,
-                max_fail_percentage: rollout.max_fail_percentage,
-            };
-            let active: Vec<String> = ordered
-                .iter()
-                .filter(|h| !failed.contains(*h))
-                .cloned()
-                .collect();
-            let who = compile::PlayHosts {
-                all: &ordered,
-                active: &active,
-                batch: &hosts,
-                gate: false,
-            };
-            let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
-            for (host, stats, state) in ran {
-                if stats.unreachable > 0 {
-                    outcome.unreachable += 1;
-                } else if stats.failed > 0 {
-                    outcome.failed += 1;
-                }
-                if stats.failed > 0 || stats.unreachable > 0 {
-                    failed.insert(host.clone());
-                }
-                states.insert(host.clone(), state);
-                summary.stats.entry(host).or_default().add(&stats);
-            }
-            // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
-            // both in the same place).
-            let verdict = if task_fatal && !rollout.any_errors_fatal {
-                let r = tend_lang::playbook::Rollout {
-                    any_errors_fatal: true,
-                    ..rollout.clone()
-                };
-                batches::verdict(&r, outcome)
-            } else {
-                batches::verdict(rollout, outcome)
-            };
-            if verdict.fail_rest {
-                failed.extend(hosts.iter().cloned());
-            }
-            if let Some(stop) = verdict.stop {
-                let msg = stop.describe(&play.name, outcome, rollout);
-                // A play whose hosts all failed ends the run as before, without a word more;
-                // a rule that stopped a rollout says which.
-                if stop != batches::Stop::AllFailed {
-                    let _ = tx.send(Event::Warning {
-                        host: None,
-                        msg: msg.clone(),
-                    });
-                }
-                summary.stopped = Some((stop, msg));
-                return summary;
-            }
-            let batch_info = tend_proto::PlayBatch {
+    }
+}
+
+/// What one play did.
+#[derive(Debug, Default)]
+pub(crate) struct PlayRun {
+    /// Per host, this play's counters, in the order hosts first appeared in it.
+    pub(crate) stats: IndexMap<String, HostStats>,
+    /// Hosts that failed in this play (not those excluded before it), in the order they did.
+    pub(crate) failed: Vec<(String, HostFailure)>,
+    /// What each host that ran hands on to the next play.
+    pub(crate) states: HashMap<String, HostState>,
+    /// Set when the play's failures stopped the rollout.
+    pub(crate) stopped: Option<(batches::Stop, String)>,
+}
+
+/// Runs one play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the play
+/// on its hosts only, handlers included, then the next batch. Hosts in `excluded` (they failed
+/// or were unreachable earlier) and hosts that fail in a batch stay in later batches' counts
+/// but run nothing more. A batch whose failures stop the rollout ends the play. `states`: what
+/// the play's hosts bring from earlier plays (only theirs).
+fn run_play(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    idx: usize,
+    excluded: &HashSet<String>,
+    mut states: HashMap<String, HostState>,
+    tx: &Sender<Event>,
+) -> PlayRun {
+    let play = &prep.playbook.plays[idx];
+    let mut out = PlayRun::default();
+    let mut failed: HashSet<String> = excluded.clone();
+    let rollout = &play.rollout;
+    let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
+    let batch_list = batches::split(&ordered, &rollout.serial);
+    if batch_list.is_empty() {
+        let _ = tx.send(Event::PlayStart {
+            name: play.name.clone(),
+            hosts: Vec::new(),
+            batch: None,
+        });
+    }
+    let of = batch_list.len();
+    for (number, batch) in batch_list.into_iter().enumerate() {
+        let hosts: Vec<String> = batch
+            .iter()
+            .filter(|h| !failed.contains(*h))
+            .cloned()
+            .collect();
+        let _ = tx.send(Event::PlayStart {
+            name: play.name.clone(),
+            hosts: hosts.clone(),
+            batch: Some(tend_proto::PlayBatch {
                 number: number + 1,
                 of,
                 size: batch.len(),
+            }),
+        });
+        for h in &hosts {
+            out.stats.entry(h.clone()).or_default();
+        }
+        let mut outcome = batches::BatchOutcome {
+            hosts: batch.len(),
+            earlier: batch.len() - hosts.len(),
+            ..Default::default()
+        };
+        let rule = tend_agent::StepRule {
+            batch_size: batch.len(),
+            any_errors_fatal: rollout.any_errors_fatal,
+            max_fail_percentage: rollout.max_fail_percentage,
+        };
+        let active: Vec<String> = ordered
+            .iter()
+            .filter(|h| !failed.contains(*h))
+            .cloned()
+            .collect();
+        let who = compile::PlayHosts {
+            all: &ordered,
+            active: &active,
+            batch: &hosts,
+            gate: false,
+        };
+        let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
+        for (host, stats, state) in ran {
+            let why = if stats.unreachable > 0 {
+                outcome.unreachable += 1;
+                Some(HostFailure::Unreachable)
+            } else if stats.failed > 0 {
+                outcome.failed += 1;
+                Some(HostFailure::Failed)
+            } else {
+                None
             };
-            let gate = health::Gate {
-                idx,
-                all: &ordered,
-                batch: &hosts,
-                info: batch_info,
-                remote,
-                local,
+            if let Some(why) = why {
+                failed.insert(host.clone());
+                out.failed.push((host.clone(), why));
+            }
+            states.insert(host.clone(), state);
+            out.stats.entry(host).or_default().add(&stats);
+        }
+        // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
+        // both in the same place).
+        let verdict = if task_fatal && !rollout.any_errors_fatal {
+            let r = tend_lang::playbook::Rollout {
+                any_errors_fatal: true,
+                ..rollout.clone()
             };
-            if let Some(stop) =
-                health::check(prep, &gate, &mut failed, &mut states, &mut summary, tx)
-            {
-                summary.stopped = Some(stop);
-                return summary;
+            batches::verdict(&r, outcome)
+        } else {
+            batches::verdict(rollout, outcome)
+        };
+        if verdict.fail_rest {
+            for h in &hosts {
+                if failed.insert(h.clone()) {
+                    out.failed.push((h.clone(), HostFailure::Stopped));
+                }
             }
         }
+        if let Some(stop) = verdict.stop {
+            let msg = stop.describe(&play.name, outcome, rollout);
+            // A play whose hosts all failed ends the run as before, without a word more;
+            // a rule that stopped a rollout says which.
+            if stop != batches::Stop::AllFailed {
+                let _ = tx.send(Event::Warning {
+                    host: None,
+                    msg: msg.clone(),
+                });
+            }
+            out.stopped = Some((stop, msg));
+            break;
+        }
+        let gate = health::Gate {
+            idx,
+            all: &ordered,
+            batch: &hosts,
+            info: tend_proto::PlayBatch {
+                number: number + 1,
+                of,
+                size: batch.len(),
+            },
+            remote,
+            local,
+        };
+        if let Some(stop) = health::check(prep, &gate, &mut failed, &mut states, &mut out, tx) {
+            out.stopped = Some(stop);
+            break;
+        }
     }
-    summary
+    out.states = states;
+    out
 }
 
 /// One batch of one play: its hosts run at once, bounded by `forks` — except in a lockstep

@@ -36,6 +36,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<PlayBatch>,
     },
+    /// A play did not run: a play it `needs` failed or was skipped (tend's play graph).
+    PlaySkipped {
+        name: String,
+        reason: String,
+    },
     TaskStart {
         host: String,
         name: String,

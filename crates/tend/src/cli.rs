@@ -269,6 +269,10 @@ pub struct ApplyArgs {
     /// Check the playbook's syntax, and stop.
     #[arg(long = "syntax-check")]
     pub syntax_check: bool,
+    /// Print the execution order (stages of plays that run in parallel, `needs`, batches and
+    /// their hosts) and stop: no host is contacted, nothing changes.
+    #[arg(long = "dry-run-orchestration")]
+    pub dry_run_orchestration: bool,
     /// Start at the task with this name.
     #[arg(long = "start-at-task", value_name = "NAME")]
     pub start_at_task: Option<String>,

@@ -4,6 +4,7 @@ mod cli;
 mod drift;
 mod embedded;
 mod history;
+mod orchestration;
 mod plan;
 mod printer;
 mod prompt;
@@ -74,6 +75,9 @@ fn report_error(e: &EngineError) {
 }
 
 fn apply(args: cli::ApplyArgs) -> ExitCode {
+    if args.dry_run_orchestration {
+        return orchestration::dry_run(&args);
+    }
     let mut settings = match settings::apply_settings(&args) {
         Ok(s) => s,
         Err(e) => {
@@ -134,6 +138,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
     };
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
     printer.recap(&stats);
+    printer.skipped_plays(&summary.skipped);
     if let Some(path) = &args.recap_file {
         let hosts: serde_json::Map<String, serde_json::Value> = stats
             .iter()

@@ -443,7 +443,10 @@ impl Recorder {
                     let _ = q.send(result);
                 }
             }
-            Event::TaskStart { .. } | Event::ItemResult { .. } | Event::Warning { .. } => {}
+            Event::TaskStart { .. }
+            | Event::ItemResult { .. }
+            | Event::Warning { .. }
+            | Event::PlaySkipped { .. } => {}
         }
     }
 

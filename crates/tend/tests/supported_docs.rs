@@ -409,6 +409,7 @@ fn play_with(keyword: &str) -> String {
         "max_fail_percentage" => "30",
         "throttle" => "2",
         "order" => "sorted",
+        "needs" => "[]",
         _ => "true",
     };
     let hosts = if keyword == "hosts" {

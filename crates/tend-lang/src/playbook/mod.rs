@@ -52,6 +52,16 @@ pub struct Play {
     /// tend's `health:` gate: tasks run on each batch's hosts after the batch converged, in
     /// one implicit block that carries the play's keywords (as `tasks`). Empty: no gate.
     pub health: Vec<Task>,
+    /// tend's `needs:` (the plays this one waits for, by name); `None`: the play comes after
+    /// the one before it in the file, as in Ansible.
+    pub needs: Option<Needs>,
+}
+
+/// A play's `needs:` as written: play names, and where the keyword stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Needs {
+    pub names: Vec<(String, Loc)>,
+    pub loc: Loc,
 }
 
 /// A play's batch keywords, as written (the engine computes the batches).
@@ -294,6 +304,7 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "become_flags",
     "become_exe",
     "connection",
+    "needs",
 ];
 
 pub const REFUSED_PLAY: &[(&str, &str)] = &[
@@ -339,6 +350,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         connection: None,
         rollout: Rollout::default(),
         health: Vec::new(),
+        needs: None,
     };
     let mut wrapper = Task::new(TaskKind::Meta(String::new()), node.loc.clone());
     wrapper.implicit = true;
@@ -412,6 +424,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             "max_fail_percentage" => play.rollout.max_fail_percentage = Some(percent_of(v)?),
             "any_errors_fatal" => play.rollout.any_errors_fatal = bool_of(v)?,
             "order" => play.rollout.order = order_of(v)?,
+            "needs" => play.needs = Some(needs_of(k, v)?),
             "environment" => wrapper.environment = Some(v.to_value()),
             "check_mode" => wrapper.check_mode = Some(v.to_value()),
             "diff" => wrapper.diff = Some(v.to_value()),
@@ -430,7 +443,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             }
             other => {
                 return Err(Diag::new(k.loc.clone(), format!("`{other}` is not a valid play keyword"))
-                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, throttle, run_once, health, become, become_user, become_method"));
+                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, throttle, run_once, health, needs, become, become_user, become_method"));
             }
         }
     }
@@ -619,5 +632,25 @@ fn order_of(v: &Node) -> Result<HostOrder, Diag> {
             v.loc.clone(),
             "`order` must be one of inventory, reverse_inventory, sorted, reverse_sorted, shuffle",
         )),
+    })
+}
+
+/// `needs: db`, `needs: [db, cache]`, `needs: []`.
+fn needs_of(key: &Node, v: &Node) -> Result<Needs, Diag> {
+    let name = |i: &Node| match &i.value {
+        NodeValue::Str(s) if !s.trim().is_empty() => Ok((s.trim().to_string(), i.loc.clone())),
+        _ => Err(Diag::new(
+            i.loc.clone(),
+            format!("`needs` takes play names, not {}", i.kind()),
+        )
+        .with_hint("needs: [db, cache] waits for the plays named `db` and `cache`")),
+    };
+    let names = match &v.value {
+        NodeValue::Seq(items) => items.iter().map(name).collect::<Result<Vec<_>, _>>()?,
+        _ => vec![name(v)?],
+    };
+    Ok(Needs {
+        names,
+        loc: key.loc.clone(),
     })
 }

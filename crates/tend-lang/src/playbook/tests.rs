@@ -285,6 +285,52 @@ fn any_errors_fatal_on_tasks_and_blocks_but_not_on_includes() {
 }
 
 #[test]
+fn needs_takes_a_name_or_a_list_of_names_with_their_locations() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- name: db\n  hosts: all\n  needs: []\n- name: app\n  hosts: all\n  needs: db\n- name: lb\n  hosts: all\n  needs: [db, app]\n- hosts: all\n",
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let needs: Vec<Option<Vec<String>>> = pb
+        .plays
+        .iter()
+        .map(|p| {
+            p.needs
+                .as_ref()
+                .map(|n| n.names.iter().map(|(s, _)| s.clone()).collect())
+        })
+        .collect();
+    assert_eq!(
+        needs,
+        vec![
+            Some(vec![]),
+            Some(vec!["db".to_string()]),
+            Some(vec!["db".to_string(), "app".to_string()]),
+            None
+        ]
+    );
+    let lb = pb.plays[2].needs.as_ref().unwrap();
+    assert_eq!((lb.loc.line, lb.loc.col), (9, 3));
+    assert_eq!((lb.names[1].1.line, lb.names[1].1.col), (9, 15));
+}
+
+#[test]
+fn needs_refuses_what_is_not_a_play_name() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- name: app\n  hosts: all\n  needs: {db: 1}\n",
+    );
+    let err = load(&d.path().join("site.yml")).unwrap_err();
+    let text = err.0[0].render();
+    assert!(text.contains("`needs` takes play names"), "{text}");
+    assert!(text.contains(":3:10"), "{text}");
+}
+
+#[test]
 fn throttle_run_once_and_health_on_plays_blocks_and_tasks() {
     let d = tempfile::tempdir().unwrap();
     write(
