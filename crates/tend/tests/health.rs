@@ -349,3 +349,20 @@ fn tags_never_skip_a_gate() {
         "{t}"
     );
 }
+
+#[test]
+fn the_orchestration_order_shows_the_gate() {
+    let p = project(RELEASE);
+    let d = p.path();
+    let out = run_tend(
+        d,
+        &["apply", "site.yml", "-i", "inv", "--dry-run-orchestration"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("play 1 [release] (") && t.contains("serial: 1 · health gate after each batch"),
+        "{t}"
+    );
+    assert!(!has(d, "web1.release"), "{t}");
+}
