@@ -70,6 +70,18 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
     for h in &play.handlers {
         walk(std::slice::from_ref(&h.task), &mut visit);
     }
+    // A gate's hosts never meet in lockstep: a failed health task already stops the rollout.
+    walk(&play.health, &mut |t: &Task| {
+        if t.any_errors_fatal.is_some() {
+            errors.push(
+                Diag::new(
+                    t.loc.clone(),
+                    "`any_errors_fatal` has no effect in `health:` tasks",
+                )
+                .with_hint("a health task that fails already stops the rollout; remove it"),
+            );
+        }
+    });
 }
 
 /// Template syntax is checked before anything runs, so a typo in the last task does not leave

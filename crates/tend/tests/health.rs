@@ -227,6 +227,9 @@ fn health_tasks_are_checked_before_anything_runs() {
     - name: not a module
       no_such_module:
         x: 1
+    - name: lockstep makes no sense here
+      command: /bin/true
+      any_errors_fatal: true
 "#;
     let p = project(playbook);
     let d = p.path();
@@ -239,6 +242,10 @@ fn health_tasks_are_checked_before_anything_runs() {
         "{t}"
     );
     assert!(t.contains("site.yml:10:7"), "{t}");
+    assert!(
+        t.contains("site.yml:12:7: `any_errors_fatal` has no effect in `health:` tasks"),
+        "{t}"
+    );
     assert!(!has(d, "web1.x"), "{t}");
 }
 
