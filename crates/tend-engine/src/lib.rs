@@ -6,6 +6,7 @@ mod bundle;
 mod compile;
 mod extra_vars;
 pub mod graph;
+mod health;
 mod inputs;
 mod remote;
 pub mod rollback;
@@ -183,6 +184,7 @@ pub fn prepare_adhoc(
         tags: Vec::new(),
         connection: None,
         rollout: Default::default(),
+        health: Vec::new(),
         needs: None,
     };
     settings.playbook = dir.join("<adhoc>");
@@ -330,10 +332,17 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
-    /// rollout, or a play was skipped for a failed `needs`), 4 if one was unreachable, else 0.
+    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` or a
+    /// health gate stopped the rollout, or a play was skipped for a failed `needs`), 4 if one
+    /// was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
-        let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
+        let threshold = matches!(
+            self.stopped,
+            Some((
+                batches::Stop::MaxFailPercentage | batches::Stop::HealthGate,
+                _
+            ))
+        );
         if threshold || !self.skipped.is_empty() || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
@@ -581,6 +590,7 @@ fn run_play(
             all: &ordered,
             active: &active,
             batch: &hosts,
+            gate: false,
         };
         let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
         for (host, stats, state) in ran {
@@ -612,9 +622,9 @@ fn run_play(
             batches::verdict(rollout, outcome)
         };
         if verdict.fail_rest {
-            for h in hosts {
+            for h in &hosts {
                 if failed.insert(h.clone()) {
-                    out.failed.push((h, HostFailure::Stopped));
+                    out.failed.push((h.clone(), HostFailure::Stopped));
                 }
             }
         }
@@ -629,6 +639,22 @@ fn run_play(
                 });
             }
             out.stopped = Some((stop, msg));
+            break;
+        }
+        let gate = health::Gate {
+            idx,
+            all: &ordered,
+            batch: &hosts,
+            info: tend_proto::PlayBatch {
+                number: number + 1,
+                of,
+                size: batch.len(),
+            },
+            remote,
+            local,
+        };
+        if let Some(stop) = health::check(prep, &gate, &mut failed, &mut states, &mut out, tx) {
+            out.stopped = Some(stop);
             break;
         }
     }
@@ -657,7 +683,7 @@ fn run_batch(
     }
     let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
-    let lockstep = compile::lockstep(&prep.playbook.plays[idx]);
+    let lockstep = !who.gate && compile::lockstep(&prep.playbook.plays[idx]);
     let (forks, rendezvous) = if lockstep {
         (
             hosts.len(),

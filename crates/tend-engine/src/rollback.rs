@@ -47,7 +47,7 @@ pub fn undo_program(mut base: Program, undo: Undo) -> Program {
 /// `forks`), its results go to `tx` as task results. `batch` names the batch in messages
 /// (`2/3`). Per host, in the order they finished, the rollback's counters; a run without a
 /// run id (`--no-history` runs still have one; only check runs do not) rolls back nothing.
-#[allow(clippy::too_many_arguments, dead_code)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn undo_batch(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,

@@ -252,6 +252,10 @@ pub struct Task {
     pub delegate_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_once: Option<Value>,
+    /// `throttle`: at most this many hosts run the task at once (0: no limit). Blocks and
+    /// plays pass it to the tasks inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Value>,
     #[serde(default, rename = "become", skip_serializing_if = "Become::is_empty")]
     pub become_: Become,
     /// Index into [`Program::roles`] of the role this task came from.
@@ -288,6 +292,7 @@ impl Task {
             environment: None,
             delegate_to: None,
             run_once: None,
+            throttle: None,
             become_: Become::default(),
             role: None,
             implicit: false,

@@ -427,6 +427,8 @@ impl Recorder {
     pub fn event(&mut self, e: &Event) {
         match e {
             Event::PlayStart { name, .. } => self.play = name.clone(),
+            // A batch's health gate is recorded as its own part of the play.
+            Event::HealthStart { name, .. } => self.play = format!("{name} (health)"),
             Event::TaskResult(r) => {
                 self.pending
                     .entry(r.host.clone())
