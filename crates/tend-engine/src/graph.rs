@@ -600,6 +600,8 @@ pub struct PlayOrder {
     pub any_errors_fatal: bool,
     /// Its hosts, batch by batch.
     pub batches: Vec<Vec<String>>,
+    /// It has a `health:` gate, run on each batch after it converged.
+    pub health_gate: bool,
 }
 
 /// The execution order of a prepared run.
@@ -642,6 +644,7 @@ pub fn orchestration(prep: &crate::Prepared) -> Orchestration {
                         max_fail_percentage: p.rollout.max_fail_percentage,
                         any_errors_fatal: p.rollout.any_errors_fatal,
                         batches: batches::split(&ordered, &p.rollout.serial),
+                        health_gate: !p.health.is_empty(),
                     }
                 })
                 .collect()

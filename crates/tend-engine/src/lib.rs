@@ -6,8 +6,10 @@ mod bundle;
 mod compile;
 mod extra_vars;
 pub mod graph;
+mod health;
 mod inputs;
 mod remote;
+pub mod rollback;
 mod scrub;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +51,9 @@ pub struct Settings {
     pub guards: Option<std::collections::BTreeMap<String, tend_proto::PlanGuard>>,
     /// Runs that may change hosts lock each one for the whole run; `None` takes no lock.
     pub lock: Option<LockRequest>,
+    /// `tend rollback`: every host's program restores this run's journal instead of running
+    /// tasks (see [`rollback`]).
+    pub undo: Option<tend_proto::Undo>,
 }
 
 /// The host lock a run takes on every host before its first task there (see
@@ -179,6 +184,7 @@ pub fn prepare_adhoc(
         tags: Vec::new(),
         connection: None,
         rollout: Default::default(),
+        health: Vec::new(),
         needs: None,
     };
     settings.playbook = dir.join("<adhoc>");
@@ -326,10 +332,17 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
-    /// rollout, or a play was skipped for a failed `needs`), 4 if one was unreachable, else 0.
+    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` or a
+    /// health gate stopped the rollout, or a play was skipped for a failed `needs`), 4 if one
+    /// was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
-        let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
+        let threshold = matches!(
+            self.stopped,
+            Some((
+                batches::Stop::MaxFailPercentage | batches::Stop::HealthGate,
+                _
+            ))
+        );
         if threshold || !self.skipped.is_empty() || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
@@ -577,6 +590,7 @@ fn run_play(
             all: &ordered,
             active: &active,
             batch: &hosts,
+            gate: false,
         };
         let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
         for (host, stats, state) in ran {
@@ -608,9 +622,9 @@ fn run_play(
             batches::verdict(rollout, outcome)
         };
         if verdict.fail_rest {
-            for h in hosts {
+            for h in &hosts {
                 if failed.insert(h.clone()) {
-                    out.failed.push((h, HostFailure::Stopped));
+                    out.failed.push((h.clone(), HostFailure::Stopped));
                 }
             }
         }
@@ -625,6 +639,22 @@ fn run_play(
                 });
             }
             out.stopped = Some((stop, msg));
+            break;
+        }
+        let gate = health::Gate {
+            idx,
+            all: &ordered,
+            batch: &hosts,
+            info: tend_proto::PlayBatch {
+                number: number + 1,
+                of,
+                size: batch.len(),
+            },
+            remote,
+            local,
+        };
+        if let Some(stop) = health::check(prep, &gate, &mut failed, &mut states, &mut out, tx) {
+            out.stopped = Some(stop);
             break;
         }
     }
@@ -653,7 +683,7 @@ fn run_batch(
     }
     let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
-    let lockstep = compile::lockstep(&prep.playbook.plays[idx]);
+    let lockstep = !who.gate && compile::lockstep(&prep.playbook.plays[idx]);
     let (forks, rendezvous) = if lockstep {
         (
             hosts.len(),
@@ -703,30 +733,15 @@ fn run_host(
     rv: &dyn tend_agent::Rendezvous,
     tx: &Sender<Event>,
 ) -> (HostStats, HostState) {
-    let mut sink = |e: Event| {
-        let _ = tx.send(e);
-    };
     match compile::compile_for(prep, play, host, who) {
         Ok(mut program) => {
             program.vars.host_state = state;
-            // `connection: local` on a play runs its tasks here, for every host (as Ansible).
-            let local_play = program.play.connection.as_deref() == Some("local");
-            match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
-                (false, _) => match local.ensure(&prep.settings, host) {
-                    Ok(()) => tend_agent::run(&program, &mut sink, Some(rv)),
-                    Err(why) => remote::unreachable(&program, &why, rv, tx),
-                },
-                (true, Some(Ok(r))) => remote::run_host(r, &program, rv, tx),
-                (true, _) => {
-                    let why = match remote {
-                        Some(Err(e)) => e.clone(),
-                        _ => "no SSH context".into(),
-                    };
-                    remote::unreachable(&program, &why, rv, tx)
-                }
-            }
+            run_program(prep, remote, local, &program, rv, tx)
         }
         Err(d) => {
+            let sink = |e: Event| {
+                let _ = tx.send(e);
+            };
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as
             // a failed task of that host, like ansible-core does.
             let stats = HostStats {
@@ -751,6 +766,38 @@ fn run_host(
                 stats,
             });
             (stats, state)
+        }
+    }
+}
+
+/// Runs one host's compiled program: in-process for local hosts (under this machine's host
+/// lock), on the host's agent session for SSH hosts.
+pub(crate) fn run_program(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    program: &tend_proto::Program,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
+    let host = program.host.as_str();
+    let mut sink = |e: Event| {
+        let _ = tx.send(e);
+    };
+    // `connection: local` on a play runs its tasks here, for every host (as Ansible).
+    let local_play = program.play.connection.as_deref() == Some("local");
+    match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
+        (false, _) => match local.ensure(&prep.settings, host) {
+            Ok(()) => tend_agent::run(program, &mut sink, Some(rv)),
+            Err(why) => remote::unreachable(program, &why, rv, tx),
+        },
+        (true, Some(Ok(r))) => remote::run_host(r, program, rv, tx),
+        (true, _) => {
+            let why = match remote {
+                Some(Err(e)) => e.clone(),
+                _ => "no SSH context".into(),
+            };
+            remote::unreachable(program, &why, rv, tx)
         }
     }
 }

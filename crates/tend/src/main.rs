@@ -9,6 +9,7 @@ mod plan;
 mod printer;
 mod prompt;
 mod recorder;
+mod rollback;
 mod settings;
 mod vault;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         },
         Command::Plan(args) => plan::plan(*args),
         Command::Show(args) => plan::show(args),
+        Command::Rollback(args) => rollback::rollback(*args),
         Command::Drift(args) => drift::drift(*args),
         Command::Inventory(args) => inventory(args),
         Command::Ping(args) => ping(args),
@@ -168,8 +170,10 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
 }
 
 /// Makes a run that may change hosts lock each of them for the whole run (the host lock on the
-/// target, named after `run_id`), waiting up to `timeout` seconds for another run's lock.
+/// target, named after `run_id`), waiting up to `timeout` seconds for another run's lock, and
+/// journal on each host what its changes replace (for `tend rollback RUN_ID`).
 fn lock_hosts(prep: &mut tend_engine::Prepared, run_id: &str, timeout: u64) {
+    prep.settings.options.run_id = Some(run_id.to_string());
     prep.settings.lock = Some(tend_engine::LockRequest {
         owner: tend_proto::wire::LockOwner {
             run_id: run_id.to_string(),

@@ -51,6 +51,7 @@ fn play_json(p: &PlayOrder) -> Value {
         "max_fail_percentage": p.max_fail_percentage,
         "any_errors_fatal": p.any_errors_fatal,
         "batches": p.batches,
+        "health_gate": p.health_gate,
     })
 }
 
@@ -109,6 +110,9 @@ pub fn human(playbook: &str, o: &Orchestration) -> String {
             }
             if p.lockstep {
                 traits.push("lockstep".into());
+            }
+            if p.health_gate {
+                traits.push("health gate after each batch".into());
             }
             out.push_str(&format!(
                 "  play {} [{}] ({}): {}\n",

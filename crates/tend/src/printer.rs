@@ -119,7 +119,7 @@ impl Printer {
 
     fn grouping(&mut self, e: &Event) {
         match e {
-            Event::PlayStart { name, hosts, .. } => {
+            Event::PlayStart { name, hosts, .. } | Event::HealthStart { name, hosts, .. } => {
                 self.flush_held();
                 self.grouped = hosts.len() > 1;
                 if let Some(p) = self.progress.as_mut() {
@@ -194,6 +194,15 @@ impl Printer {
                 // A batch of hosts that all failed earlier prints nothing more (as ansible-core).
                 if hosts.is_empty() && batch.is_none() {
                     self.write("skipping: no hosts matched\n");
+                }
+            }
+            Event::HealthStart { name, batch, .. } => {
+                self.last_header = None;
+                match batch {
+                    Some(b) if b.of > 1 => {
+                        self.banner(&format!("HEALTH [{name}] batch {}/{}", b.number, b.of))
+                    }
+                    _ => self.banner(&format!("HEALTH [{name}]")),
                 }
             }
             Event::PlaySkipped { name, reason } => {

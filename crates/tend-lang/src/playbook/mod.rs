@@ -49,6 +49,9 @@ pub struct Play {
     /// How the play's hosts are split and stopped: `serial`, `max_fail_percentage`,
     /// `any_errors_fatal`, `order`.
     pub rollout: Rollout,
+    /// tend's `health:` gate: tasks run on each batch's hosts after the batch converged, in
+    /// one implicit block that carries the play's keywords (as `tasks`). Empty: no gate.
+    pub health: Vec<Task>,
     /// tend's `needs:` (the plays this one waits for, by name); `None`: the play comes after
     /// the one before it in the file, as in Ansible.
     pub needs: Option<Needs>,
@@ -286,6 +289,9 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "max_fail_percentage",
     "any_errors_fatal",
     "order",
+    "throttle",
+    "run_once",
+    "health",
     "environment",
     "check_mode",
     "diff",
@@ -306,7 +312,6 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
         "vars_prompt",
         "interactive prompts are not supported; pass values with -e",
     ),
-    ("throttle", "throttle arrives with orchestration"),
     (
         "strategy",
         "tend runs every host at full speed; remove `strategy`",
@@ -318,7 +323,6 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
         "collections are not supported; use ansible.builtin modules",
     ),
     ("debugger", "the task debugger is not supported"),
-    ("run_once", "run_once on a play is not supported"),
     ("timeout", "task timeouts are not supported yet"),
 ];
 
@@ -345,11 +349,13 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         tags: Vec::new(),
         connection: None,
         rollout: Rollout::default(),
+        health: Vec::new(),
         needs: None,
     };
     let mut wrapper = Task::new(TaskKind::Meta(String::new()), node.loc.clone());
     wrapper.implicit = true;
     let mut sections: [Option<&Node>; 5] = [None; 5]; // pre_tasks, roles, tasks, post_tasks, handlers
+    let mut health: Option<&Node> = None;
     let mut has_hosts = false;
     for (k, v) in map {
         let key = k.as_str().unwrap_or_default();
@@ -409,6 +415,9 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             "tasks" => sections[2] = Some(v),
             "post_tasks" => sections[3] = Some(v),
             "handlers" => sections[4] = Some(v),
+            "health" => health = Some(v),
+            "throttle" => wrapper.throttle = Some(task::throttle_of(v)?),
+            "run_once" => wrapper.run_once = Some(v.to_value()),
             "tags" => play.tags = task::tag_list(v)?,
             "force_handlers" => play.force_handlers = bool_of(v)?,
             "serial" => play.rollout.serial = serial_of(v)?,
@@ -434,7 +443,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             }
             other => {
                 return Err(Diag::new(k.loc.clone(), format!("`{other}` is not a valid play keyword"))
-                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, needs, become, become_user, become_method"));
+                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, throttle, run_once, health, needs, become, become_user, become_method"));
             }
         }
     }
@@ -474,6 +483,22 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         if let Some(n) = sections[4] {
             let own = task::handlers(&mut parser, n, errors);
             parser.roles.handlers.extend(own);
+        }
+        if let Some(n) = health {
+            let mut gate = parser.tasks(n, errors);
+            if !gate.is_empty() {
+                gate.push(flush(&node.loc));
+                let mut w = wrapper.clone();
+                // A gate runs whatever `--tags` selects: a rollout of some tags is still gated.
+                w.tags = play.tags.clone();
+                w.tags.push("always".into());
+                w.kind = TaskKind::Block {
+                    block: gate,
+                    rescue: Vec::new(),
+                    always: Vec::new(),
+                };
+                play.health = vec![w];
+            }
         }
     }
     wrapper.tags = play.tags.clone();
