@@ -38,6 +38,19 @@ fn tend(lab: &Lab, store: &Path, args: &[&str]) -> (Output, String) {
     (out, t)
 }
 
+/// `tend history ARGS` on `store`.
+fn history(store: &Path, args: &[&str]) -> (Output, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .arg("history")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("TEND_STORE", store)
+        .output()
+        .expect("start tend");
+    let t = text(&out);
+    (out, t)
+}
+
 /// One `GET path` (HTTP/1.0, so the server closes): status and the value of header `X-Release`
 /// and of `X-Served-By` (the load balancer's upstream), or the connection error.
 fn get(addr: SocketAddr, path: &str) -> Result<(u16, String, String, String), String> {
@@ -99,8 +112,14 @@ fn three_tier_brought_up_in_order_then_a_broken_release_is_rolled_back_while_ser
     assert!(out.status.success(), "{t}");
     let at = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} missing: {t}"));
     assert!(at("STAGE 1") < at("[db]"), "{t}");
-    assert!(at("[db]") < at("STAGE 2") && at("STAGE 2") < at("[app]"), "{t}");
-    assert!(at("[app]") < at("STAGE 3") && at("STAGE 3") < at("[lb]"), "{t}");
+    assert!(
+        at("[db]") < at("STAGE 2") && at("STAGE 2") < at("[app]"),
+        "{t}"
+    );
+    assert!(
+        at("[app]") < at("STAGE 3") && at("STAGE 3") < at("[lb]"),
+        "{t}"
+    );
 
     // Bring-up from nothing.
     let (out, t) = tend(&lab, &store, &["apply", "site.yml"]);
@@ -121,7 +140,17 @@ fn three_tier_brought_up_in_order_then_a_broken_release_is_rolled_back_while_ser
     assert!(first("PLAY [db]") < first("PLAY [app]"), "{t}");
     assert!(first("PLAY [app]") < first("PLAY [lb]"), "{t}");
 
-    // Every app server answers through the load balancer, with release 1.
+    // Every app server answers through the load balancer, with release 1 — once nginx's
+    // workers have taken the reload (`nginx -s reload` returns before they have).
+    let mut ready = false;
+    for _ in 0..50 {
+        if matches!(get(lb, "/"), Ok((200, ref r, _, _)) if r == "1") {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ready, "the load balancer serves the app: {t}");
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..12 {
         let (status, release, by, body) = get(lb, "/").expect("the load balancer answers");
@@ -196,6 +225,21 @@ fn three_tier_brought_up_in_order_then_a_broken_release_is_rolled_back_while_ser
         healthy,
         "h02 serves release 2 again after the rollback: {t}"
     );
+
+    // The history has the failed release and, under it, the rollback's results with diffs.
+    let (out, h) = history(&store, &["--output", "json"]);
+    assert!(out.status.success(), "{h}");
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = &runs.as_array().unwrap().last().unwrap();
+    assert_eq!(last["status"], "failed", "{runs}");
+    let id = last["run_id"].as_str().unwrap().to_string();
+    let (out, shown) = history(&store, &["show", &id]);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("rollback template[/etc/demo-app/app.conf]"),
+        "{shown}"
+    );
+    assert!(shown.contains("rollback systemd[demo-app]"), "{shown}");
 
     // The users never saw the broken release or an error.
     assert!(seen.len() > 10, "requests kept going during the rollout");
