@@ -27,9 +27,10 @@ pub use crate::host::REPO_MOUNT;
 /// recommends by default, and so do ansible's and tend's apt modules). Adding one changes
 /// [`key`], so the next lab downloads a fresh repository.
 pub const PACKAGES: &[&str] = &[
-    "nginx", // the web server: a daemon with a unit, a conffile and a reload
-    "hello", // tiny, no dependencies beyond libc
-    "tree",  // tiny, a second name for list installs
+    "nginx",        // the web server: a daemon with a unit, a conffile and a reload
+    "hello",        // tiny, no dependencies beyond libc
+    "tree",         // tiny, a second name for list installs
+    "redis-server", // the database tier of examples/three-tier
 ];
 
 /// The locally built package: its versions are fixed, whatever the mirror does.
