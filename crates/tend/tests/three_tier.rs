@@ -88,6 +88,7 @@ fn cat(lab: &Lab, host: &str, path: &str) -> String {
 }
 
 #[test]
+#[allow(clippy::print_stderr)]
 fn three_tier_brought_up_in_order_then_a_broken_release_is_rolled_back_while_serving() {
     if !common::is_root() {
         eprintln!("note: skipped: lab hosts need root (run as root, as CI does)");
