@@ -159,6 +159,7 @@ mod tests {
             all: &all,
             active: &all,
             batch: &batch,
+            gate: false,
         };
         let local = LocalLock::default();
         let done = undo_batch(
