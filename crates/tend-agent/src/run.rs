@@ -52,8 +52,21 @@ struct Inherited {
     become_: Become,
     /// Inside a block that has a `rescue:` section.
     rescuable: bool,
-    /// Inside a block with `delegate_to`.
-    delegated: bool,
+    /// `delegate_to` of an enclosing block (unrendered).
+    delegate_to: Option<String>,
+    /// `delegate_facts` of an enclosing block.
+    delegate_facts: Option<Value>,
+}
+
+/// Where the module of the task running now runs (`delegate_to`).
+#[derive(Clone, Debug)]
+struct Delegation {
+    /// The inventory host named by `delegate_to`.
+    host: String,
+    /// It runs here after all: on this host, or on localhost when this agent is the controller.
+    here: bool,
+    /// `delegate_facts`: returned facts belong to the delegate.
+    facts: bool,
 }
 
 pub struct HostRun<'a> {
@@ -87,6 +100,8 @@ pub struct HostRun<'a> {
     steps: usize,
     /// The failure that stopped this host came from a task with `any_errors_fatal`.
     fatal_failure: bool,
+    /// `delegate_to` of the module task (or loop item) running now.
+    delegation: Option<Delegation>,
 }
 
 /// The program-wide layers, converted once.
@@ -127,6 +142,7 @@ impl<'a> HostRun<'a> {
             rendezvous,
             steps: 0,
             fatal_failure: false,
+            delegation: None,
             run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
@@ -154,6 +170,14 @@ impl<'a> HostRun<'a> {
             current: (String::new(), 0, None),
             task_changes: Vec::new(),
         }
+    }
+
+    /// Templates read other hosts' `hostvars` from `source` (the controller).
+    pub(crate) fn set_other_hosts(
+        &mut self,
+        source: std::sync::Arc<dyn tend_lang::template::OtherHosts>,
+    ) {
+        self.templar = self.templar.with_other_hosts(source);
     }
 
     /// Whether this run reports changes (`tend plan`, `tend apply PLAN`).
@@ -295,6 +319,7 @@ impl<'a> HostRun<'a> {
             handler: false,
             diffs: Vec::new(),
             changes: Vec::new(),
+            delegated_to: None,
         }));
         Flow::Failed
     }
@@ -354,6 +379,7 @@ impl<'a> HostRun<'a> {
             result,
             diffs: Vec::new(),
             changes: Vec::new(),
+            delegated_to: None,
         }));
         if status == ResultStatus::Failed {
             Flow::Failed
@@ -474,7 +500,12 @@ impl<'a> HostRun<'a> {
         if let Some(e) = &t.environment {
             i.environment.push(e.clone());
         }
-        i.delegated |= t.delegate_to.is_some();
+        if t.delegate_to.is_some() {
+            i.delegate_to = t.delegate_to.clone();
+        }
+        if t.delegate_facts.is_some() {
+            i.delegate_facts = t.delegate_facts.clone();
+        }
         i.become_ = t.become_.over(&i.become_);
         i
     }
@@ -508,15 +539,38 @@ impl<'a> HostRun<'a> {
         }
     }
 
-    /// A task delegated to localhost would run on this host if it is remote: refused.
-    fn refuse_delegated(&mut self, t: &Task, inh: &Inherited, handler: bool) -> Option<Flow> {
-        if !(t.delegate_to.is_some() || inh.delegated) || !tend_lang::ctlfs::is_remote() {
-            return None;
+    /// Where the module of `t` runs, rendered with the task's variables (a loop item's, in a
+    /// loop: `delegate_to: "{{ item }}"`). `None`: not delegated, or delegated to itself.
+    fn delegation(
+        &self,
+        t: &Task,
+        inh: &Inherited,
+        scope: &Scope,
+    ) -> Result<Option<Delegation>, String> {
+        let Some(raw) = t.delegate_to.as_ref().or(inh.delegate_to.as_ref()) else {
+            return Ok(None);
+        };
+        let host = self
+            .templar
+            .render_str(raw, scope)
+            .map_err(|e| format!("cannot render delegate_to `{raw}`: {e}"))?;
+        let host = host.trim().to_string();
+        if host.is_empty() {
+            return Err(format!(
+                "delegate_to `{raw}` rendered to an empty host name"
+            ));
         }
-        let msg = runs_on_controller(
-            "this task is delegated to localhost (`delegate_to: localhost` or `local_action`)",
-        );
-        Some(self.fail_task(t, inh, &msg, handler))
+        if host == self.host() {
+            return Ok(None);
+        }
+        let local = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1");
+        let facts = t.delegate_facts.clone().or(inh.delegate_facts.clone());
+        let facts = self.eval_flag(&facts, scope)?.unwrap_or(false);
+        Ok(Some(Delegation {
+            here: local && !tend_lang::ctlfs::is_remote(),
+            host,
+            facts,
+        }))
     }
 
     /// Tag selection and `--start-at-task`.
@@ -852,9 +906,7 @@ impl<'a> HostRun<'a> {
         *seen += 1;
         self.current = (loc, *seen, None);
         self.task_changes.clear();
-        if let Some(refused) = self.refuse_delegated(t, inh, handler) {
-            return refused;
-        }
+        self.delegation = None;
         let scope = self.scope(t, inh, None);
         let host = self.host().to_string();
         let name = self.render_name(t, &scope);
@@ -985,6 +1037,7 @@ impl<'a> HostRun<'a> {
             }
             let scope = self.scope(t, inh, Some(layer(&lv, false)));
             self.current.2 = Some(idx);
+            self.delegation = None;
             let (mut r, diffs) = match self.eval_when(conds, &scope) {
                 Err(e) => (failed_result(&t.loc, &e), Vec::new()),
                 Ok(false) => (skipped_result(conds), Vec::new()),
@@ -1014,6 +1067,7 @@ impl<'a> HostRun<'a> {
                 status,
                 label: if no_log { "None".into() } else { label },
                 result: shown,
+                delegated_to: self.delegation.as_ref().map(|d| d.host.clone()),
             });
             results.push(r);
         }
@@ -1036,6 +1090,12 @@ impl<'a> HostRun<'a> {
         }
         if skipped {
             agg["skipped"] = Value::Bool(true);
+        }
+        if results
+            .iter()
+            .any(|r| r.get("unreachable") == Some(&Value::Bool(true)))
+        {
+            agg["unreachable"] = Value::Bool(true);
         }
         (agg, all_diffs)
     }
@@ -1163,6 +1223,10 @@ impl<'a> HostRun<'a> {
         scope: &Scope,
         inh: &Inherited,
     ) -> (Value, Vec<Value>) {
+        self.delegation = match self.delegation(t, inh, scope) {
+            Ok(d) => d,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
+        };
         let args = match self.render_args(m, scope) {
             Ok(a) => a,
             Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
@@ -1225,7 +1289,10 @@ impl<'a> HostRun<'a> {
             ) {
                 Ok(builtin::Outcome::Output(o)) => Ok(o),
                 Ok(builtin::Outcome::SetFacts(vars, o)) => {
-                    self.host_facts.extend(vars);
+                    match (&self.delegation, self.rendezvous) {
+                        (Some(d), Some(rv)) if d.facts => rv.delegated_facts(&d.host, vars, true),
+                        _ => self.host_facts.extend(vars),
+                    }
                     Ok(o)
                 }
                 Ok(builtin::Outcome::IncludeVars(vars, o)) => {
@@ -1360,7 +1427,12 @@ impl<'a> HostRun<'a> {
                 // facts, as ansible-core's strategy merges them.
                 if !is_builtin && !o.failed {
                     if let Some(Value::Object(facts)) = o.fields.get("ansible_facts") {
-                        self.merge_facts(facts.clone());
+                        match (&self.delegation, self.rendezvous) {
+                            (Some(d), Some(rv)) if d.facts => {
+                                rv.delegated_facts(&d.host, facts.clone(), false)
+                            }
+                            _ => self.merge_facts(facts.clone()),
+                        }
                     }
                 }
                 let mut r = o.fields;
@@ -1448,6 +1520,9 @@ impl<'a> HostRun<'a> {
         diff: bool,
         plan: PlanMode<'_>,
     ) -> Result<ModuleOutput, String> {
+        if let Some(d) = self.delegation.clone().filter(|d| !d.here) {
+            return self.module_on_delegate(&d, t, inh, call, check, diff, WirePlan::of(plan));
+        }
         match self.escalation(t, inh, call.scope) {
             Err(e) => Err(e),
             Ok(Some(r)) => self.module_in_worker(r, call, check, diff, WirePlan::of(plan)),
@@ -1463,6 +1538,72 @@ impl<'a> HostRun<'a> {
                 };
                 Ok((entry.run)(&Args::new(call.args.clone()), &ctx)
                     .unwrap_or_else(ModuleOutput::from))
+            }
+        }
+    }
+
+    /// Runs a module on the delegate through the controller, with the task's become.
+    #[allow(clippy::too_many_arguments)]
+    fn module_on_delegate(
+        &mut self,
+        d: &Delegation,
+        t: &Task,
+        inh: &Inherited,
+        call: &ModuleCall<'_>,
+        check: bool,
+        diff: bool,
+        plan: WirePlan,
+    ) -> Result<ModuleOutput, String> {
+        let Some(rv) = self.rendezvous else {
+            return Err(format!(
+                "this task is delegated to `{}`, which needs the controller to reach it",
+                d.host
+            ));
+        };
+        let resolved = privilege::resolve_delegated(
+            &self.templar,
+            call.scope,
+            &t.become_.over(&inh.become_),
+            &self.program.options.become_,
+            self.program.become_password.as_ref(),
+        )?;
+        let scope = if tend_resources::renders_templates(&call.m.name) {
+            WireLayer::export(call.scope)?
+        } else {
+            Vec::new()
+        };
+        let (escalation, password) = match resolved {
+            Some(r) => (Some(r.escalation), r.password),
+            None => (None, None),
+        };
+        let c = crate::delegate::Call {
+            delegate: d.host.clone(),
+            from: self.host().to_string(),
+            module: ModuleRequest {
+                name: call.m.name.clone(),
+                args: call.args.clone(),
+                check,
+                diff,
+                environment: call.environment.to_vec(),
+                search_dirs: call.search.to_vec(),
+                // The delegate's working directory is its own.
+                cwd: None,
+                scope,
+                plan,
+            },
+            escalation,
+            password,
+        };
+        match rv.delegate(c).into_output() {
+            Ok(o) => Ok(o),
+            Err((msg, false)) => Err(msg),
+            Err((msg, true)) => {
+                let mut o = ModuleOutput {
+                    msg: Some(msg),
+                    ..Default::default()
+                };
+                o.fields.insert("unreachable".into(), Value::Bool(true));
+                Ok(o)
             }
         }
     }
@@ -1609,6 +1750,7 @@ impl<'a> HostRun<'a> {
             (result, diffs)
         };
         let host = self.host().to_string();
+        let delegated_to = self.delegation.take().map(|d| d.host);
         self.emit(Event::TaskResult(TaskResult {
             host,
             task: name,
@@ -1619,8 +1761,10 @@ impl<'a> HostRun<'a> {
             result: shown,
             diffs,
             changes,
+            delegated_to,
         }));
-        if failed && !ignore {
+        // An unreachable delegate stops the host as an unreachable host does.
+        if failed && !ignore || status == ResultStatus::Unreachable {
             Flow::Failed
         } else {
             Flow::Continue
@@ -1638,9 +1782,6 @@ impl<'a> HostRun<'a> {
         i.tags.extend(t.tags.iter().cloned());
         if !self.selected(t, &i.tags) {
             return Flow::Continue;
-        }
-        if let Some(refused) = self.refuse_delegated(t, inh, false) {
-            return refused;
         }
         let scope = self.scope(t, inh, None);
         let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
@@ -1713,6 +1854,7 @@ impl<'a> HostRun<'a> {
                         status: ResultStatus::Skipped,
                         label: label_of(&item),
                         result: skipped_result(&conds),
+                        delegated_to: None,
                     });
                     continue;
                 }
@@ -1847,6 +1989,7 @@ impl<'a> HostRun<'a> {
                     result: json!({"include": what, "changed": false, "item": label}),
                     diffs: Vec::new(),
                     changes: Vec::new(),
+                    delegated_to: None,
                 }));
                 self.run_list(&tasks, &child)
             }

@@ -177,12 +177,6 @@ pub(crate) fn compile_for(
 
     let mut magic = inv.host_magic_vars(host);
     magic.insert("groups".into(), Value::Object(inv.groups_dict()));
-    let mut others = prep.all_hostvars().clone();
-    others.remove(host);
-    magic.insert(
-        tend_lang::template::OTHER_HOSTVARS.into(),
-        Value::Object(others),
-    );
     let dir = prep.playbook.dir.to_string_lossy().to_string();
     magic.insert("playbook_dir".into(), Value::String(dir.clone()));
     magic.insert("omit".into(), Value::String(OMIT.into()));

@@ -6,6 +6,7 @@ mod bundle;
 mod compile;
 mod extra_vars;
 mod inputs;
+mod peers;
 mod remote;
 mod scrub;
 
@@ -92,15 +93,9 @@ pub struct Prepared {
     pub adhoc: bool,
     /// Hosts reached over SSH, and how.
     ssh_targets: HashMap<String, tend_transport::SshTarget>,
-    /// Every inventory host's variables, for `hostvars` (built on first use).
-    hostvars: std::sync::OnceLock<Vars>,
     /// Vault-encrypted files decrypted for remote agents ([`tend_lang::vault::known`]).
     vault_known: std::collections::BTreeMap<String, Secret>,
 }
-
-/// Above this many hosts, `hostvars` of other hosts is not sent with every program (it would
-/// grow with the square of the fleet); the SSH and orchestration issues fetch it on demand.
-pub const HOSTVARS_MAX_HOSTS: usize = 200;
 
 impl Prepared {
     /// Every host the run targets, each once, in the order its plays first name it.
@@ -111,24 +106,6 @@ impl Prepared {
             .flatten()
             .filter(|h| seen.insert(*h))
             .collect()
-    }
-
-    /// Inventory variables of every host, as `hostvars` shows other hosts.
-    pub fn all_hostvars(&self) -> &Vars {
-        self.hostvars.get_or_init(|| {
-            let hosts: Vec<String> = self.inventory.hosts().map(|h| h.name.clone()).collect();
-            if hosts.len() > HOSTVARS_MAX_HOSTS {
-                return Vars::new();
-            }
-            hosts
-                .into_iter()
-                .map(|h| {
-                    let mut v = self.inventory.host_vars(&h, Some(&self.playbook_vars));
-                    v.extend(self.inventory.host_magic_vars(&h));
-                    (h, serde_json::Value::Object(v))
-                })
-                .collect()
-        })
     }
 }
 
@@ -268,7 +245,6 @@ fn prepare_with(
         warnings,
         adhoc,
         ssh_targets,
-        hostvars: Default::default(),
         vault_known: Default::default(),
     };
     if tend_lang::vault::has_secrets() {
@@ -335,7 +311,10 @@ impl Summary {
 pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     let remote = (!prep.ssh_targets.is_empty()).then(|| remote_context(prep, tx));
     let local = LocalLock::default();
-    let summary = run_plays(prep, remote.as_ref(), &local, tx);
+    let fleet = peers::Fleet::new(prep, remote.as_ref(), tx);
+    let summary = run_plays(prep, remote.as_ref(), &local, &fleet, tx);
+    fleet.end();
+    drop(fleet);
     if let Some(Ok(r)) = &remote {
         r.end_sessions(prep.settings.forks);
         let targets: Vec<_> = r.targets.values().cloned().collect();
@@ -452,11 +431,11 @@ fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
+    fleet: &peers::Fleet,
     tx: &Sender<Event>,
 ) -> Summary {
     let mut summary = Summary::default();
     let mut failed: HashSet<String> = HashSet::new();
-    let mut states: HashMap<String, HostState> = HashMap::new();
     for (idx, play) in prep.playbook.plays.iter().enumerate() {
         let rollout = &play.rollout;
         let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
@@ -507,8 +486,8 @@ fn run_plays(
                 active: &active,
                 batch: &hosts,
             };
-            let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
-            for (host, stats, state) in ran {
+            let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, fleet, rule, tx);
+            for (host, stats, _) in ran {
                 if stats.unreachable > 0 {
                     outcome.unreachable += 1;
                 } else if stats.failed > 0 {
@@ -517,7 +496,6 @@ fn run_plays(
                 if stats.failed > 0 || stats.unreachable > 0 {
                     failed.insert(host.clone());
                 }
-                states.insert(host.clone(), state);
                 summary.stats.entry(host).or_default().add(&stats);
             }
             // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
@@ -563,7 +541,7 @@ fn run_batch(
     local: &LocalLock,
     idx: usize,
     who: &compile::PlayHosts,
-    states: &HashMap<String, HostState>,
+    fleet: &peers::Fleet,
     rule: tend_agent::StepRule,
     tx: &Sender<Event>,
 ) -> (Vec<(String, HostStats, HostState)>, bool) {
@@ -585,10 +563,11 @@ fn run_batch(
             tend_agent::LocalRendezvous::new(hosts.to_vec()),
         )
     };
+    let peers = fleet.peers(&rendezvous);
     std::thread::scope(|s| {
         for _ in 0..forks {
             let tx = tx.clone();
-            let (next, results, rv) = (&next, &results, &rendezvous);
+            let (next, results, rv) = (&next, &results, &peers);
             s.spawn(move || loop {
                 let i = {
                     let Ok(mut n) = next.lock() else { return };
@@ -597,8 +576,10 @@ fn run_batch(
                     i
                 };
                 let Some(host) = hosts.get(i) else { return };
-                let state = states.get(host).cloned().unwrap_or_default();
+                let state = fleet.state(host);
                 let (stats, state) = run_host(prep, remote, local, idx, host, who, state, rv, &tx);
+                // Other hosts' `hostvars` see it from now on, in this play too.
+                fleet.publish(host, state.clone());
                 if let Ok(mut r) = results.lock() {
                     r.push((host.clone(), stats, state));
                 }
@@ -663,6 +644,7 @@ fn run_host(
                 result: serde_json::json!({"failed": true, "msg": d.render()}),
                 diffs: Vec::new(),
                 changes: Vec::new(),
+                delegated_to: None,
             }));
             rv.step(host, 0, true, false);
             rv.host_done(host);

@@ -18,7 +18,14 @@
 //!                                      ◄──      rendezvous_done          (leads nothing more)
 //!                                      ◄──      step {n, failed, fatal}  (lockstep plays)
 //!   step_answer {n, stop}              ──►
+//!                                      ◄──      hostvars_ask {host}      (`hostvars[host]`)
+//!   hostvars_answer {host, vars}       ──►      what the controller knows of it, or null
+//!                                      ◄──      delegate_ask {call}      (`delegate_to`)
+//!   delegate_answer {reply}            ──►      the module's output on the delegate
+//!                                      ◄──      delegated_facts {host, facts}
 //!                                      ◄──      play_done {stats, state}
+//!   [call {call, bundle}               ──►      a delegated module call to run on this host
+//!                                      ◄──      call_done {reply}]
 //!   [run {program} …]  or  EOF         ──►      EOF: the agent exits 0
 //! ```
 //!
@@ -52,6 +59,20 @@ pub enum ToAgent {
     /// up to `wait_ms` for another holder. Sent once, before the first `run`, by runs that may
     /// change the host. The agent answers [`FromAgent::Locked`] or [`FromAgent::NotLocked`].
     Lock { owner: LockOwner, wait_ms: u64 },
+    /// The answer to [`FromAgent::HostvarsAsk`]: `hostvars[host]` as the controller knows it
+    /// (inventory variables, facts, `set_fact` and registered values), `None` for a host that
+    /// is not in the inventory.
+    HostvarsAnswer { host: String, vars: Option<Value> },
+    /// The answer to [`FromAgent::DelegateAsk`] (a `tend_agent::delegate::Reply`).
+    DelegateAnswer { reply: Value },
+    /// Run a module call another host delegated to this one (a `tend_agent::delegate::Call`);
+    /// `bundle` names the playbook bundle its controller files come from. Answered with
+    /// [`FromAgent::CallDone`]. Sessions that serve calls run no program.
+    Call {
+        call: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+    },
 }
 
 /// Who holds a host's lock: written into the lock file by its holder, so that a second run can
@@ -119,6 +140,26 @@ pub enum FromAgent {
         holder: Option<LockOwner>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// A template read `hostvars[host]` of another host.
+    HostvarsAsk {
+        host: String,
+    },
+    /// A task is delegated to another host (a `tend_agent::delegate::Call`).
+    DelegateAsk {
+        call: Value,
+    },
+    /// `delegate_facts`: facts that belong to `host` (kept by the controller).
+    DelegatedFacts {
+        host: String,
+        facts: crate::Vars,
+        /// `set_fact` values rather than facts a module returned.
+        #[serde(default)]
+        set_fact: bool,
+    },
+    /// The answer to [`ToAgent::Call`] (a `tend_agent::delegate::Reply`).
+    CallDone {
+        reply: Value,
     },
     /// The agent cannot go on (bad message, bundle failure …); the session ends.
     Error {

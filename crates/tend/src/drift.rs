@@ -1225,6 +1225,7 @@ mod tests {
             result: r,
             diffs,
             changes: Vec::new(),
+            delegated_to: None,
         })
     }
 

@@ -203,8 +203,14 @@ impl Printer {
                 status,
                 label,
                 result,
+                delegated_to,
                 ..
             } => {
+                // ansible-core's `[host -> delegate]`.
+                let host = match delegated_to {
+                    Some(d) => format!("{host} -> {d}"),
+                    None => host.clone(),
+                };
                 let line = match status {
                     ResultStatus::Ok => format!("ok: [{host}] => (item={label})"),
                     ResultStatus::Changed => format!("changed: [{host}] => (item={label})"),
@@ -241,7 +247,10 @@ impl Printer {
                 self.write(&text);
             }
         }
-        let host = &r.host;
+        let host = &match &r.delegated_to {
+            Some(d) => format!("{} -> {d}", r.host),
+            None => r.host.clone(),
+        };
         if let Some(inc) = r.result.get("include").and_then(Value::as_str) {
             let line = match r.result.get("item").and_then(Value::as_str) {
                 Some(item) => format!("included: {inc} for {host} => (item={item})\n"),
