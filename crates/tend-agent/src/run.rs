@@ -1286,6 +1286,7 @@ impl<'a> HostRun<'a> {
                 &self.templar,
                 &search,
                 self.program.options.verbosity,
+                check,
             ) {
                 Ok(builtin::Outcome::Output(o)) => Ok(o),
                 Ok(builtin::Outcome::SetFacts(vars, o)) => {
