@@ -112,6 +112,32 @@ fn check_templates(templar: &Templar, t: &Task, errors: &mut Vec<Diag>) {
     }
 }
 
+/// `delegate_to` naming a host the inventory does not have (when it is not a template): tend
+/// makes no implicit hosts, so this is refused before anything runs. A templated one that
+/// renders to such a host fails its task with the same words.
+pub(crate) fn check_delegates(
+    play: &Play,
+    inventory: &tend_lang::inventory::Inventory,
+    errors: &mut Vec<Diag>,
+) {
+    let mut visit = |t: &Task| {
+        let Some(to) = &t.delegate_to else { return };
+        let local = matches!(to.as_str(), "localhost" | "127.0.0.1" | "::1");
+        if local || Templar::is_template(to) || inventory.host(to).is_some() {
+            return;
+        }
+        errors.push(
+            Diag::new(t.loc.clone(), crate::peers::not_in_inventory(to)).with_hint(
+                "tend reaches only inventory hosts; `tend inventory -i INVENTORY --list` shows them",
+            ),
+        );
+    };
+    walk(&play.tasks, &mut visit);
+    for h in &play.handlers {
+        walk(std::slice::from_ref(&h.task), &mut visit);
+    }
+}
+
 fn walk(tasks: &[Task], f: &mut dyn FnMut(&Task)) {
     for t in tasks {
         f(t);

@@ -182,6 +182,7 @@ fn prepare_with(
     let mut local_hosts: HashSet<String> = HashSet::new();
     for play in &playbook.plays {
         compile::check_play(play, &supported, &mut errors);
+        compile::check_delegates(play, &inventory, &mut errors);
         let pattern = if tend_lang::Templar::is_template(&play.hosts) {
             render_pattern(&play.hosts, &settings.extra_vars)
                 .map_err(|e| Diag::new(play.loc.clone(), e))?

@@ -364,7 +364,8 @@ fn is_debug_result(r: &Value) -> bool {
         && o.get("failed") == Some(&Value::Bool(false))
         && o.get("changed") == Some(&Value::Bool(false))
         && !keys.contains(&"ansible_facts")
-        && (keys[0] == "msg" || !matches!(keys[0], "path" | "stat" | "ping" | "include"))
+        && (keys[0] == "msg"
+            || !matches!(keys[0], "path" | "stat" | "ping" | "include" | "elapsed"))
 }
 
 /// Drops what ansible-core's default callback does not show.
