@@ -2088,7 +2088,7 @@ fn only_changed_since_plan(r: &Value) -> bool {
 }
 
 fn runs_on_controller(what: &str) -> String {
-    format!("{what}: Ansible runs it on the controller, but this host is reached over SSH and tend would run it on the host itself, so it refuses it (delegation arrives with a later issue); run such steps in a play for `localhost`")
+    format!("{what}: Ansible runs it on the controller, but this host is reached over SSH and tend would run it on the host itself, so it refuses it; run such steps in a play for `localhost`, or delegate them (`delegate_to: localhost`)")
 }
 
 fn shorten(s: &str) -> String {
