@@ -188,4 +188,25 @@ mod tests {
                 .unwrap();
         assert!(matches!(back, FromAgent::PlayDone { stats, .. } if stats.ok == 1));
     }
+
+    #[test]
+    fn hostvars_and_delegation_messages_are_tagged_json_lines() {
+        let m = ToAgent::HostvarsAnswer {
+            host: "db1".into(),
+            vars: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"t":"hostvars_answer","host":"db1","vars":null}"#
+        );
+        let back: FromAgent = serde_json::from_str(
+            r#"{"t":"delegated_facts","host":"db1","facts":{"role":"primary"}}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(back, FromAgent::DelegatedFacts { host, set_fact: false, .. } if host == "db1")
+        );
+        let call: ToAgent = serde_json::from_str(r#"{"t":"call","call":{}}"#).unwrap();
+        assert!(matches!(call, ToAgent::Call { bundle: None, .. }));
+    }
 }
