@@ -314,10 +314,16 @@ pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     let local = LocalLock::default();
     let fleet = peers::Fleet::new(prep, remote.as_ref(), tx);
     let summary = run_plays(prep, remote.as_ref(), &local, &fleet, tx);
-    fleet.end();
+    // A delegate's serving session and the host's own session share one master connection
+    // (whichever came first is it, and it waits for the other): end them together.
+    std::thread::scope(|s| {
+        s.spawn(|| fleet.end());
+        if let Some(Ok(r)) = &remote {
+            r.end_sessions(prep.settings.forks);
+        }
+    });
     drop(fleet);
     if let Some(Ok(r)) = &remote {
-        r.end_sessions(prep.settings.forks);
         let targets: Vec<_> = r.targets.values().cloned().collect();
         tend_transport::close_masters(&targets, &r.opts, &r.control);
     }

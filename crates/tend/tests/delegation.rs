@@ -137,7 +137,7 @@ fn delegation_between_ssh_hosts_and_to_the_controller() {
         "site.yml",
         &format!(
             "- hosts: h01\n  gather_facts: false\n  tasks:\n\
-             \x20   - copy: content=\"from {{{{ inventory_hostname }}}}\\n\" dest=/root/delegated\n\
+             \x20   - copy: content=\"from {{{{ inventory_hostname }}}}\" dest=/root/delegated\n\
              \x20     delegate_to: h02\n\
              \x20   - command: cat /root/delegated\n\
              \x20     delegate_to: \"{{{{ groups['lab'][1] }}}}\"\n\
@@ -149,10 +149,12 @@ fn delegation_between_ssh_hosts_and_to_the_controller() {
              \x20       tier: database\n\
              \x20     delegate_to: h02\n\
              \x20     delegate_facts: true\n\
+             - hosts: h02\n  gather_facts: false\n  tasks:\n\
+             \x20   - copy: content=\"{{{{ tier }}}} {{{{ hostvars['h01'].read_back.stdout }}}}\" dest=/root/tier\n\
+             - hosts: h01\n  gather_facts: false\n  tasks:\n\
              \x20   - command: hostname\n\
              \x20     delegate_to: h03\n\
-             - hosts: h02\n  gather_facts: false\n  tasks:\n\
-             \x20   - copy: content=\"{{{{ tier }}}}\" dest=/root/tier\n",
+             \x20   - copy: content=never dest=/root/never\n",
             ctl = ctl.display()
         ),
     );
@@ -169,7 +171,7 @@ fn delegation_between_ssh_hosts_and_to_the_controller() {
     let t = text(&out);
     assert_eq!(
         lab.run("h02", &["cat", "/root/delegated"]).unwrap(),
-        "from h01\n",
+        "from h01",
         "{t}"
     );
     assert!(
@@ -181,7 +183,18 @@ fn delegation_between_ssh_hosts_and_to_the_controller() {
         "the delegating host must not get the file: {t}"
     );
     assert_eq!(std::fs::read_to_string(&ctl).unwrap(), "from h01", "{t}");
-    assert_eq!(lab.run("h02", &["cat", "/root/tier"]).unwrap(), "database");
+    assert_eq!(
+        lab.run("h02", &["cat", "/root/tier"]).unwrap(),
+        "database from h01"
+    );
+    assert!(
+        lab.exec("h01", &["test", "-e", "/root/never"])
+            .unwrap()
+            .status
+            .code()
+            == Some(1),
+        "an unreachable delegate stops the host: {t}"
+    );
     assert!(t.contains("changed: [h01 -> h02]"), "{t}");
     assert!(t.contains("fatal: [h01 -> h03]: UNREACHABLE!"), "{t}");
     assert_eq!(out.status.code(), Some(4), "{t}");
