@@ -127,7 +127,7 @@ impl Served {
             password,
             ..
         } = call;
-        let req = Request::Module(module);
+        let req = Request::Module(Box::new(module));
         let response = match escalation.filter(privilege::needs_worker) {
             None => worker::answer(req, &self.templar),
             Some(esc) => {
@@ -157,7 +157,9 @@ impl Served {
                 ..Default::default()
             },
             Response::Error(e) => Reply::error(e),
-            Response::Facts(_) => Reply::error("the worker answered a module call with facts"),
+            Response::Facts(_) | Response::Journal(_) => {
+                Reply::error("the worker answered a module call with something else")
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The task loop of one host.
 
+mod undo;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,6 +58,10 @@ struct Inherited {
     delegate_to: Option<String>,
     /// `delegate_facts` of an enclosing block.
     delegate_facts: Option<Value>,
+    /// `run_once` of the play or of a block around the task.
+    run_once: Option<Value>,
+    /// `throttle` of the play or of a block around the task.
+    throttle: Option<Value>,
 }
 
 /// Where the module of the task running now runs (`delegate_to`).
@@ -102,6 +108,8 @@ pub struct HostRun<'a> {
     fatal_failure: bool,
     /// `delegate_to` of the module task (or loop item) running now.
     delegation: Option<Delegation>,
+    /// A run that journals: the module task running now, as its journal entries name it.
+    journal_task: Option<tend_resources::journal::JournalCtx>,
 }
 
 /// The program-wide layers, converted once.
@@ -169,6 +177,7 @@ impl<'a> HostRun<'a> {
             loc_seen: Default::default(),
             current: (String::new(), 0, None),
             task_changes: Vec::new(),
+            journal_task: None,
         }
     }
 
@@ -204,7 +213,9 @@ impl<'a> HostRun<'a> {
         if let Some(f) = self.program.vars.host_state.facts.clone() {
             self.set_facts(f);
         }
-        let flow = if self.program.play.connection.as_deref() == Some("local")
+        let flow = if let Some(undo) = &self.program.undo {
+            self.run_undo(undo)
+        } else if self.program.play.connection.as_deref() == Some("local")
             && tend_lang::ctlfs::is_remote()
         {
             self.refuse_play(&runs_on_controller("this play has `connection: local`"))
@@ -346,8 +357,8 @@ impl<'a> HostRun<'a> {
                         match self.escalated(r, &Request::Facts { subset: Vec::new() }) {
                             Ok(Response::Facts(f)) => Ok(f),
                             Ok(Response::Error(e)) => Err(e),
-                            Ok(Response::Output(_)) => {
-                                Err("the worker answered facts with a module result".into())
+                            Ok(Response::Output(_) | Response::Journal(_)) => {
+                                Err("the worker answered facts with something else".into())
                             }
                             Err(e) => Err(e),
                         }
@@ -506,6 +517,12 @@ impl<'a> HostRun<'a> {
         if t.delegate_facts.is_some() {
             i.delegate_facts = t.delegate_facts.clone();
         }
+        if t.run_once.is_some() {
+            i.run_once = t.run_once.clone();
+        }
+        if t.throttle.is_some() {
+            i.throttle = t.throttle.clone();
+        }
         i.become_ = t.become_.over(&i.become_);
         i
     }
@@ -643,6 +660,9 @@ impl<'a> HostRun<'a> {
     }
 
     fn run_meta(&mut self, t: &Task, what: &str, inh: &Inherited) -> Flow {
+        if what == "end_batch" {
+            return self.end_batch(t, inh);
+        }
         if !t.implicit {
             let mut i = inh.clone();
             i.tags.extend(t.tags.iter().cloned());
@@ -657,7 +677,7 @@ impl<'a> HostRun<'a> {
         }
         match what {
             "flush_handlers" => self.flush_handlers(inh),
-            "end_play" | "end_host" | "end_batch" => Flow::Ended,
+            "end_play" | "end_host" => Flow::Ended,
             "clear_facts" => {
                 self.facts = None;
                 self.facts_json = None;
@@ -666,6 +686,42 @@ impl<'a> HostRun<'a> {
             }
             _ => Flow::Continue,
         }
+    }
+
+    /// `meta: end_batch` ends the batch for every host of it, as ansible-core does: the meta
+    /// runs once, on the first host of the batch still running (its `when` is evaluated there
+    /// only), and the others take its decision when they reach it. Nobody passes the meta
+    /// before the decision, so no host runs a task after it; notified handlers do not run.
+    fn end_batch(&mut self, t: &Task, inh: &Inherited) -> Flow {
+        let key = self.rendezvous.map(|rv| {
+            let n = self.run_once_seen.entry(t.loc.to_string()).or_insert(0);
+            *n += 1;
+            let key = format!("{}#{}", t.loc, n);
+            (rv, key.clone(), rv.run_once(&key, self.host()))
+        });
+        let decided = |v: &Value| v.get("end_batch") == Some(&Value::Bool(true));
+        let lead = match key {
+            Some((_, _, RunOnce::Follow(v))) => {
+                return if decided(&v) {
+                    Flow::Ended
+                } else {
+                    Flow::Continue
+                }
+            }
+            Some((rv, key, RunOnce::Lead)) => Some((rv, key)),
+            None => None,
+        };
+        let scope = self.scope(t, inh, None);
+        let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
+        let (flow, end) = match self.eval_when(&conds, &scope) {
+            Ok(true) => (Flow::Ended, true),
+            Ok(false) => (Flow::Continue, false),
+            Err(msg) => (self.fail_task(t, inh, &msg, false), false),
+        };
+        if let Some((rv, key)) = lead {
+            rv.publish(&key, json!({ "end_batch": end }));
+        }
+        flow
     }
 
     fn flush_handlers(&mut self, _inh: &Inherited) -> Flow {
@@ -912,7 +968,7 @@ impl<'a> HostRun<'a> {
         let name = self.render_name(t, &scope);
 
         let mut lead_key: Option<String> = None;
-        if let Some(ro) = &t.run_once {
+        if let Some(ro) = t.run_once.as_ref().or(inh.run_once.as_ref()) {
             if self.templar.eval_condition(ro, &scope).unwrap_or(false) {
                 if let Some(rv) = self.rendezvous {
                     let n = self.run_once_seen.entry(t.loc.to_string()).or_insert(0);
@@ -952,6 +1008,27 @@ impl<'a> HostRun<'a> {
             }
         };
 
+        self.journal_task = self
+            .program
+            .options
+            .run_id
+            .clone()
+            .filter(|_| !self.program.options.check)
+            .map(|run_id| tend_resources::journal::JournalCtx {
+                run_id,
+                host: host.clone(),
+                play: self.program.play.index,
+                task: name.clone(),
+                loc: t.loc.to_string(),
+                no_log,
+            });
+        let throttled = match self.throttle(t, inh, &scope) {
+            Ok(key) => key,
+            Err(e) => {
+                let r = failed_result(&t.loc, &e);
+                return self.finish(t, inh, name, r, Vec::new(), handler, Some(no_log));
+            }
+        };
         let (result, diffs) = match &t.loop_ {
             None => match self.eval_when(&conds, &scope) {
                 Err(e) => (failed_result(&t.loc, &e), Vec::new()),
@@ -971,10 +1048,36 @@ impl<'a> HostRun<'a> {
                 self.run_loop(t, m, items, &conds, inh, &name, no_log)
             }
         };
+        if let (Some(key), Some(rv)) = (throttled, self.rendezvous) {
+            rv.throttle_release(&key, &host);
+        }
         if let (Some(key), Some(rv)) = (lead_key, self.rendezvous) {
             rv.publish(&key, result.clone());
         }
         self.finish(t, inh, name, result, diffs, handler, Some(no_log))
+    }
+
+    /// `throttle: N` (on the task, a block around it or the play): waits until fewer than N
+    /// hosts run this task, then holds a place; the key to release afterwards. 0 (or no
+    /// rendezvous: a host alone) is no limit.
+    fn throttle(&self, t: &Task, inh: &Inherited, scope: &Scope) -> Result<Option<String>, String> {
+        let (Some(v), Some(rv)) = (
+            t.throttle.as_ref().or(inh.throttle.as_ref()),
+            self.rendezvous,
+        ) else {
+            return Ok(None);
+        };
+        let v = self.templar.render_value(v, scope).map_err(|e| e.0)?;
+        let n = v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| format!("throttle must be a whole number, not {v}"))?;
+        if n <= 0 {
+            return Ok(None);
+        }
+        let key = format!("throttle:{}", t.loc);
+        rv.throttle_acquire(&key, self.host(), usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(Some(key))
     }
 
     /// Another host ran this `run_once` task: take over what it registered and set, quietly.
@@ -1422,6 +1525,7 @@ impl<'a> HostRun<'a> {
             Err(format!("module `{}` is not supported by tend", m.name))
         };
 
+        let journaled = matches!(&out, Ok(o) if o.journaled);
         let (mut result, diffs) = match out {
             Ok(o) => {
                 // Facts a module returns (`package_facts`, `service_facts`) join the host's
@@ -1501,6 +1605,31 @@ impl<'a> HostRun<'a> {
         if !result.contains_key("failed") {
             result.insert("failed".into(), Value::Bool(false));
         }
+        // A module that changed something without journaling what it replaced (`command`,
+        // `uri` …): the rollback will say it cannot undo it. Written by the agent (it holds
+        // no old content), after `changed_when` decided whether it changed anything.
+        let elsewhere = self.delegation.as_ref().is_some_and(|d| !d.here);
+        if let (Some(j), false, false, false, false) =
+            (&self.journal_task, is_builtin, journaled, check, elsewhere)
+        {
+            if result.get("changed") == Some(&Value::Bool(true)) {
+                let noted = tend_resources::journal::record(
+                    j,
+                    &format!("{}[{}]", m.name, j.task),
+                    tend_resources::journal::Restore::Cannot(format!(
+                        "`{}` ran at {}",
+                        m.name, j.loc
+                    )),
+                );
+                if let Err(e) = noted {
+                    result.insert("failed".into(), Value::Bool(true));
+                    result.insert(
+                        "msg".into(),
+                        Value::String(format!("{} ran, but {}", m.name, e.msg)),
+                    );
+                }
+            }
+        }
         if let Some(c) = change {
             // Retries run the same key again: the last attempt's change stands.
             self.task_changes.retain(|x| x.key != c.key);
@@ -1536,6 +1665,7 @@ impl<'a> HostRun<'a> {
                     search_dirs: call.search,
                     environment: call.environment,
                     plan,
+                    journal: self.journal_task.as_ref(),
                 };
                 Ok((entry.run)(&Args::new(call.args.clone()), &ctx)
                     .unwrap_or_else(ModuleOutput::from))
@@ -1591,6 +1721,11 @@ impl<'a> HostRun<'a> {
                 cwd: None,
                 scope,
                 plan,
+                // What it replaces is journaled on the delegate, under the delegate's name.
+                journal: self.journal_task.clone().map(|mut j| {
+                    j.host = d.host.clone();
+                    j
+                }),
             },
             escalation,
             password,
@@ -1623,7 +1758,7 @@ impl<'a> HostRun<'a> {
         } else {
             Vec::new()
         };
-        let req = Request::Module(ModuleRequest {
+        let req = Request::Module(Box::new(ModuleRequest {
             name: call.m.name.clone(),
             args: call.args.clone(),
             check,
@@ -1633,11 +1768,14 @@ impl<'a> HostRun<'a> {
             cwd: std::env::current_dir().ok(),
             scope,
             plan,
-        });
+            journal: self.journal_task.clone(),
+        }));
         match self.escalated(r, &req)? {
             Response::Output(o) => Ok(o.into()),
             Response::Error(e) => Err(e),
-            Response::Facts(_) => Err("the worker answered a module call with facts".into()),
+            Response::Facts(_) | Response::Journal(_) => {
+                Err("the worker answered a module call with something else".into())
+            }
         }
     }
 

@@ -148,6 +148,9 @@ pub fn serve(
             ToAgent::StepAnswer { n, .. } => {
                 return wire.fail(&format!("unexpected step answer for step {n}"));
             }
+            ToAgent::ThrottleGranted { key } => {
+                return wire.fail(&format!("unexpected throttle answer for {key}"));
+            }
         }
     }
 }
@@ -286,6 +289,21 @@ impl Rendezvous for Wire {
             // The controller is gone or confused: stop rather than run on alone.
             _ => true,
         }
+    }
+
+    fn throttle_acquire(&self, key: &str, _host: &str, limit: usize) {
+        self.send(&FromAgent::ThrottleAcquire {
+            key: key.to_string(),
+            limit,
+        });
+        // Any other answer: the controller is gone, and the next message fails the run.
+        let _ = self.recv();
+    }
+
+    fn throttle_release(&self, key: &str, _host: &str) {
+        self.send(&FromAgent::ThrottleRelease {
+            key: key.to_string(),
+        });
     }
 }
 

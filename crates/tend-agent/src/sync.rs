@@ -1,4 +1,5 @@
-//! Where hosts of one play meet: `run_once` tasks run on one host and their result is shared.
+//! Where hosts of one play meet: `run_once` tasks run on one host and their result is shared;
+//! `throttle` bounds how many hosts run a task at once.
 //!
 //! Hosts run independently; a `run_once` task is a meeting point. The first host in play order
 //! that is still running leads: it runs the task and publishes the result. The others wait for
@@ -51,6 +52,11 @@ pub trait Rendezvous: Send + Sync {
     /// `delegate_facts`: facts that belong to `host`. `set_fact`: they are `set_fact` values
     /// rather than gathered facts.
     fn delegated_facts(&self, _host: &str, _facts: Vars, _set_fact: bool) {}
+    /// `throttle: limit` on a task: waits until fewer than `limit` hosts of the play run the
+    /// task `key`, then counts this host in until [`Rendezvous::throttle_release`] (or
+    /// [`Rendezvous::host_done`]).
+    fn throttle_acquire(&self, _key: &str, _host: &str, _limit: usize) {}
+    fn throttle_release(&self, _key: &str, _host: &str) {}
 }
 
 /// A question for the controller: another host's `hostvars`, and where to put the answer.
@@ -128,6 +134,8 @@ struct State {
     decided: HashMap<usize, bool>,
     /// A task with `any_errors_fatal` failed.
     fatal: bool,
+    /// Throttled tasks: the hosts running each one now.
+    throttled: HashMap<String, HashSet<String>>,
 }
 
 impl LocalRendezvous {
@@ -188,6 +196,36 @@ impl Rendezvous for LocalRendezvous {
     fn host_done(&self, host: &str) {
         if let Ok(mut st) = self.state.lock() {
             st.done.insert(host.to_string());
+            // A host that stopped (or lost its connection) inside a throttled task frees it.
+            for holders in st.throttled.values_mut() {
+                holders.remove(host);
+            }
+        }
+        self.cv.notify_all();
+    }
+
+    fn throttle_acquire(&self, key: &str, host: &str, limit: usize) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        loop {
+            let holders = st.throttled.entry(key.to_string()).or_default();
+            if holders.len() < limit.max(1) || holders.contains(host) {
+                holders.insert(host.to_string());
+                return;
+            }
+            st = match self.cv.wait(st) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        }
+    }
+
+    fn throttle_release(&self, key: &str, host: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            if let Some(h) = st.throttled.get_mut(key) {
+                h.remove(host);
+            }
         }
         self.cv.notify_all();
     }
@@ -316,6 +354,48 @@ mod tests {
         });
         assert!(!rv.step("a", 0, false, false));
         assert!(!rv.step("a", 1, false, false));
+        assert!(b.join().unwrap());
+    }
+
+    #[test]
+    fn throttle_lets_at_most_limit_hosts_in_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hosts: Vec<String> = (0..6).map(|i| format!("h{i}")).collect();
+        let rv = Arc::new(LocalRendezvous::new(hosts.clone()));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = hosts
+            .into_iter()
+            .map(|h| {
+                let (rv, inside, most) = (rv.clone(), inside.clone(), most.clone());
+                std::thread::spawn(move || {
+                    rv.throttle_acquire("t", &h, 2);
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    rv.throttle_release("t", &h);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_host_that_stops_inside_a_throttled_task_frees_its_place() {
+        let rv = Arc::new(LocalRendezvous::new(vec!["a".into(), "b".into()]));
+        rv.throttle_acquire("t", "a", 1);
+        let r2 = rv.clone();
+        let b = std::thread::spawn(move || {
+            r2.throttle_acquire("t", "b", 1);
+            true
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!b.is_finished());
+        rv.host_done("a");
         assert!(b.join().unwrap());
     }
 

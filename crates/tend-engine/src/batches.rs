@@ -114,6 +114,8 @@ pub enum Stop {
     MaxFailPercentage,
     /// Every host of the batch failed or was unreachable.
     AllFailed,
+    /// The play's `health:` gate failed on a host of the batch (see `health.rs`).
+    HealthGate,
 }
 
 /// What the batch's failures do to the rollout.
@@ -143,6 +145,7 @@ impl Stop {
             Stop::AllFailed => format!(
                 "play `{play}` stopped: every host of the batch failed; no more hosts left"
             ),
+            Stop::HealthGate => format!("health gate of play \"{play}\" failed"),
         }
     }
 }

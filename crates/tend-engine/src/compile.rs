@@ -66,9 +66,22 @@ pub(crate) fn check_play(play: &Play, supported: &[&str], errors: &mut Vec<Diag>
         }
     };
     walk(&play.tasks, &mut visit);
+    walk(&play.health, &mut visit);
     for h in &play.handlers {
         walk(std::slice::from_ref(&h.task), &mut visit);
     }
+    // A gate's hosts never meet in lockstep: a failed health task already stops the rollout.
+    walk(&play.health, &mut |t: &Task| {
+        if t.any_errors_fatal.is_some() {
+            errors.push(
+                Diag::new(
+                    t.loc.clone(),
+                    "`any_errors_fatal` has no effect in `health:` tasks",
+                )
+                .with_hint("a health task that fails already stops the rollout; remove it"),
+            );
+        }
+    });
 }
 
 /// Template syntax is checked before anything runs, so a typo in the last task does not leave
@@ -171,6 +184,7 @@ pub fn compile(
         all: play_hosts,
         active: play_hosts,
         batch: play_hosts,
+        gate: false,
     };
     compile_for(prep, play_idx, host, &hosts)
 }
@@ -183,6 +197,9 @@ pub(crate) struct PlayHosts<'a> {
     pub active: &'a [String],
     /// `ansible_play_batch` (and `play_hosts`): the batch's hosts that have not failed.
     pub batch: &'a [String],
+    /// The program is the play's health gate (`health:` tasks, no fact gathering, not
+    /// lockstep) rather than the play itself.
+    pub gate: bool,
 }
 
 pub(crate) fn compile_for(
@@ -283,7 +300,7 @@ pub(crate) fn compile_for(
         play: PlayInfo {
             name: play.name.clone(),
             loc: play.loc.clone(),
-            gather_facts: play.gather_facts,
+            gather_facts: play.gather_facts && !hosts.gate,
             roles_paths: tend_lang::playbook::Loader::new(&prep.playbook.dir)
                 .roles_paths
                 .iter()
@@ -293,7 +310,7 @@ pub(crate) fn compile_for(
             force_handlers: play.force_handlers,
             connection: play.connection.clone(),
             index: play_idx,
-            lockstep: lockstep(play),
+            lockstep: !hosts.gate && lockstep(play),
             ..Default::default()
         },
         vars: ProgramVars {
@@ -307,9 +324,22 @@ pub(crate) fn compile_for(
             host_state: Default::default(),
         },
         roles: play.roles.clone(),
-        tasks: play.tasks.clone(),
+        tasks: if hosts.gate {
+            play.health.clone()
+        } else {
+            play.tasks.clone()
+        },
         handlers: play.handlers.clone(),
-        options: prep.settings.options.clone(),
+        options: if hosts.gate {
+            // A gate checks; what its tasks do (a `command` probe) is not the release's change,
+            // so it is not journaled, and a failed gate's rollback does not name it.
+            tend_proto::RunOptions {
+                run_id: None,
+                ..prep.settings.options.clone()
+            }
+        } else {
+            prep.settings.options.clone()
+        },
         become_password: prep.settings.become_password.clone(),
         guard: prep
             .settings
@@ -321,6 +351,7 @@ pub(crate) fn compile_for(
         } else {
             Default::default()
         },
+        undo: prep.settings.undo.clone(),
     })
 }
 

@@ -5,9 +5,12 @@ pub mod batches;
 mod bundle;
 mod compile;
 mod extra_vars;
+pub mod graph;
+mod health;
 mod inputs;
 mod peers;
 mod remote;
+pub mod rollback;
 mod scrub;
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +52,9 @@ pub struct Settings {
     pub guards: Option<std::collections::BTreeMap<String, tend_proto::PlanGuard>>,
     /// Runs that may change hosts lock each one for the whole run; `None` takes no lock.
     pub lock: Option<LockRequest>,
+    /// `tend rollback`: every host's program restores this run's journal instead of running
+    /// tasks (see [`rollback`]).
+    pub undo: Option<tend_proto::Undo>,
 }
 
 /// The host lock a run takes on every host before its first task there (see
@@ -88,6 +94,8 @@ pub struct Prepared {
     pub playbook_vars: VarsDirs,
     /// For each play, the hosts it targets (pattern ∩ limit), in inventory order.
     pub play_hosts: Vec<Vec<String>>,
+    /// What each play waits for (`needs:`, else the play before it).
+    pub graph: graph::PlayGraph,
     pub warnings: Vec<String>,
     /// A one-module run (`tend ping`), not a playbook: no files to ship.
     pub adhoc: bool,
@@ -153,6 +161,8 @@ pub fn prepare_adhoc(
         tags: Vec::new(),
         connection: None,
         rollout: Default::default(),
+        health: Vec::new(),
+        needs: None,
     };
     settings.playbook = dir.join("<adhoc>");
     let playbook = Playbook {
@@ -224,6 +234,10 @@ fn prepare_with(
             Err(e) => errors.push(e.at(play.loc.clone())),
         }
     }
+    let graph = graph::PlayGraph::build(&playbook.plays).unwrap_or_else(|e| {
+        errors.extend(e);
+        Default::default()
+    });
     if !errors.is_empty() {
         return Err(EngineError::Input(Diags(errors)));
     }
@@ -243,6 +257,7 @@ fn prepare_with(
         inventory,
         playbook_vars,
         play_hosts,
+        graph,
         warnings,
         adhoc,
         ssh_targets,
@@ -289,14 +304,23 @@ pub struct Summary {
     /// Why the rollout stopped before its end (`any_errors_fatal`, `max_fail_percentage`, a
     /// batch where every host failed), and the message printed.
     pub stopped: Option<(batches::Stop, String)>,
+    /// Plays skipped because a play they need failed or was skipped (`needs:`), with why.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Summary {
-    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` stopped the
-    /// rollout), 4 if one was unreachable, else 0.
+    /// ansible-playbook's exit status: 2 if a host failed (or `max_fail_percentage` or a
+    /// health gate stopped the rollout, or a play was skipped for a failed `needs`), 4 if one
+    /// was unreachable, else 0.
     pub fn exit_code(&self) -> i32 {
-        let threshold = matches!(self.stopped, Some((batches::Stop::MaxFailPercentage, _)));
-        if threshold || self.stats.values().any(|s| s.failed > 0) {
+        let threshold = matches!(
+            self.stopped,
+            Some((
+                batches::Stop::MaxFailPercentage | batches::Stop::HealthGate,
+                _
+            ))
+        );
+        if threshold || !self.skipped.is_empty() || self.stats.values().any(|s| s.failed > 0) {
             2
         } else if self.stats.values().any(|s| s.unreachable > 0) {
             4
@@ -430,10 +454,9 @@ fn remote_context(prep: &Prepared, tx: &Sender<Event>) -> Result<remote::Remote,
 
 type RemoteCtx = Result<remote::Remote, String>;
 
-/// Runs every play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the
-/// play on its hosts only, handlers included, then the next batch. Hosts that failed or were
-/// unreachable stay in later batches' counts but run nothing more. A batch whose failures stop
-/// the rollout ends the run.
+/// Runs every play (see [`run_play`]) in the order of the play graph ([`graph::run`]): in file
+/// order for a playbook without `needs`, where a play whose failures stop the rollout ends the
+/// run.
 fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
@@ -441,100 +464,193 @@ fn run_plays(
     fleet: &peers::Fleet,
     tx: &Sender<Event>,
 ) -> Summary {
-    let mut summary = Summary::default();
-    let mut failed: HashSet<String> = HashSet::new();
-    for (idx, play) in prep.playbook.plays.iter().enumerate() {
-        let rollout = &play.rollout;
-        let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
-        let batch_list = batches::split(&ordered, &rollout.serial);
-        if batch_list.is_empty() {
-            let _ = tx.send(Event::PlayStart {
-                name: play.name.clone(),
-                hosts: Vec::new(),
-                batch: None,
-            });
-        }
-        let of = batch_list.len();
-        for (number, batch) in batch_list.into_iter().enumerate() {
-            let hosts: Vec<String> = batch
-                .iter()
-                .filter(|h| !failed.contains(*h))
-                .cloned()
-                .collect();
-            let _ = tx.send(Event::PlayStart {
-                name: play.name.clone(),
-                hosts: hosts.clone(),
-                batch: Some(tend_proto::PlayBatch {
-                    number: number + 1,
-                    of,
-                    size: batch.len(),
-                }),
-            });
-            for h in &hosts {
-                summary.stats.entry(h.clone()).or_default();
-            }
-            let mut outcome = batches::BatchOutcome {
-                hosts: batch.len(),
-                earlier: batch.len() - hosts.len(),
-                ..Default::default()
-            };
-            let rule = tend_agent::StepRule {
-                batch_size: batch.len(),
-                any_errors_fatal: rollout.any_errors_fatal,
-                max_fail_percentage: rollout.max_fail_percentage,
-            };
-            let active: Vec<String> = ordered
-                .iter()
-                .filter(|h| !failed.contains(*h))
-                .cloned()
-                .collect();
-            let who = compile::PlayHosts {
-                all: &ordered,
-                active: &active,
-                batch: &hosts,
-            };
-            let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, fleet, rule, tx);
-            for (host, stats, _) in ran {
-                if stats.unreachable > 0 {
-                    outcome.unreachable += 1;
-                } else if stats.failed > 0 {
-                    outcome.failed += 1;
-                }
-                if stats.failed > 0 || stats.unreachable > 0 {
-                    failed.insert(host.clone());
-                }
-                summary.stats.entry(host).or_default().add(&stats);
-            }
-            // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
-            // both in the same place).
-            let verdict = if task_fatal && !rollout.any_errors_fatal {
-                let r = tend_lang::playbook::Rollout {
-                    any_errors_fatal: true,
-                    ..rollout.clone()
-                };
-                batches::verdict(&r, outcome)
-            } else {
-                batches::verdict(rollout, outcome)
-            };
-            if verdict.fail_rest {
-                failed.extend(hosts);
-            }
-            if let Some(stop) = verdict.stop {
-                let msg = stop.describe(&play.name, outcome, rollout);
-                // A play whose hosts all failed ends the run as before, without a word more;
-                // a rule that stopped a rollout says which.
-                if stop != batches::Stop::AllFailed {
-                    let _ = tx.send(Event::Warning {
-                        host: None,
-                        msg: msg.clone(),
-                    });
-                }
-                summary.stopped = Some((stop, msg));
-                return summary;
-            }
+    let one = |idx: usize,
+               excluded: &HashSet<String>,
+               states: HashMap<String, HostState>,
+               tx: &Sender<Event>| {
+        run_play(prep, remote, local, fleet, idx, excluded, states, tx)
+    };
+    graph::run(
+        &prep.graph,
+        &prep.playbook.plays,
+        &prep.play_hosts,
+        tx,
+        &one,
+    )
+}
+
+/// Why a host leaves the plays after the one it failed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostFailure {
+    /// A task failed (not ignored, not rescued).
+    Failed,
+    Unreachable,
+    /// It was still running when `any_errors_fatal` or `max_fail_percentage` stopped its
+    /// batch: it leaves later plays, though its recap shows no failure.
+    Stopped,
+}
+
+impl HostFailure {
+    pub fn word(self) -> &'static str {
+        match self {
+            HostFailure::Failed => "failed",
+            HostFailure::Unreachable => "unreachable",
+            HostFailure::Stopped => "stopped",
         }
     }
-    summary
+}
+
+/// What one play did.
+#[derive(Debug, Default)]
+pub(crate) struct PlayRun {
+    /// Per host, this play's counters, in the order hosts first appeared in it.
+    pub(crate) stats: IndexMap<String, HostStats>,
+    /// Hosts that failed in this play (not those excluded before it), in the order they did.
+    pub(crate) failed: Vec<(String, HostFailure)>,
+    /// What each host that ran hands on to the next play.
+    pub(crate) states: HashMap<String, HostState>,
+    /// Set when the play's failures stopped the rollout.
+    pub(crate) stopped: Option<(batches::Stop, String)>,
+}
+
+/// Runs one play, batch by batch (`serial`, `order`; see [`batches`]): each batch is the play
+/// on its hosts only, handlers included, then the next batch. Hosts in `excluded` (they failed
+/// or were unreachable earlier) and hosts that fail in a batch stay in later batches' counts
+/// but run nothing more. A batch whose failures stop the rollout ends the play. `states`: what
+/// the play's hosts bring from earlier plays (only theirs).
+#[allow(clippy::too_many_arguments)]
+fn run_play(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    fleet: &peers::Fleet,
+    idx: usize,
+    excluded: &HashSet<String>,
+    mut states: HashMap<String, HostState>,
+    tx: &Sender<Event>,
+) -> PlayRun {
+    let play = &prep.playbook.plays[idx];
+    let mut out = PlayRun::default();
+    let mut failed: HashSet<String> = excluded.clone();
+    let rollout = &play.rollout;
+    let ordered = batches::order_hosts(&prep.play_hosts[idx], rollout.order, &play.name);
+    let batch_list = batches::split(&ordered, &rollout.serial);
+    if batch_list.is_empty() {
+        let _ = tx.send(Event::PlayStart {
+            name: play.name.clone(),
+            hosts: Vec::new(),
+            batch: None,
+        });
+    }
+    let of = batch_list.len();
+    for (number, batch) in batch_list.into_iter().enumerate() {
+        let hosts: Vec<String> = batch
+            .iter()
+            .filter(|h| !failed.contains(*h))
+            .cloned()
+            .collect();
+        let _ = tx.send(Event::PlayStart {
+            name: play.name.clone(),
+            hosts: hosts.clone(),
+            batch: Some(tend_proto::PlayBatch {
+                number: number + 1,
+                of,
+                size: batch.len(),
+            }),
+        });
+        for h in &hosts {
+            out.stats.entry(h.clone()).or_default();
+        }
+        let mut outcome = batches::BatchOutcome {
+            hosts: batch.len(),
+            earlier: batch.len() - hosts.len(),
+            ..Default::default()
+        };
+        let rule = tend_agent::StepRule {
+            batch_size: batch.len(),
+            any_errors_fatal: rollout.any_errors_fatal,
+            max_fail_percentage: rollout.max_fail_percentage,
+        };
+        let active: Vec<String> = ordered
+            .iter()
+            .filter(|h| !failed.contains(*h))
+            .cloned()
+            .collect();
+        let who = compile::PlayHosts {
+            all: &ordered,
+            active: &active,
+            batch: &hosts,
+            gate: false,
+        };
+        let (ran, task_fatal) = run_batch(prep, remote, local, fleet, idx, &who, &states, rule, tx);
+        for (host, stats, state) in ran {
+            let why = if stats.unreachable > 0 {
+                outcome.unreachable += 1;
+                Some(HostFailure::Unreachable)
+            } else if stats.failed > 0 {
+                outcome.failed += 1;
+                Some(HostFailure::Failed)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                failed.insert(host.clone());
+                out.failed.push((host.clone(), why));
+            }
+            states.insert(host.clone(), state);
+            out.stats.entry(host).or_default().add(&stats);
+        }
+        // A task's own any_errors_fatal that fired counts as the play's (ansible-core checks
+        // both in the same place).
+        let verdict = if task_fatal && !rollout.any_errors_fatal {
+            let r = tend_lang::playbook::Rollout {
+                any_errors_fatal: true,
+                ..rollout.clone()
+            };
+            batches::verdict(&r, outcome)
+        } else {
+            batches::verdict(rollout, outcome)
+        };
+        if verdict.fail_rest {
+            for h in &hosts {
+                if failed.insert(h.clone()) {
+                    out.failed.push((h.clone(), HostFailure::Stopped));
+                }
+            }
+        }
+        if let Some(stop) = verdict.stop {
+            let msg = stop.describe(&play.name, outcome, rollout);
+            // A play whose hosts all failed ends the run as before, without a word more;
+            // a rule that stopped a rollout says which.
+            if stop != batches::Stop::AllFailed {
+                let _ = tx.send(Event::Warning {
+                    host: None,
+                    msg: msg.clone(),
+                });
+            }
+            out.stopped = Some((stop, msg));
+            break;
+        }
+        let gate = health::Gate {
+            idx,
+            all: &ordered,
+            batch: &hosts,
+            info: tend_proto::PlayBatch {
+                number: number + 1,
+                of,
+                size: batch.len(),
+            },
+            remote,
+            local,
+            fleet,
+        };
+        if let Some(stop) = health::check(prep, &gate, &mut failed, &mut states, &mut out, tx) {
+            out.stopped = Some(stop);
+            break;
+        }
+    }
+    out.states = states;
+    out
 }
 
 /// One batch of one play: its hosts run at once, bounded by `forks` — except in a lockstep
@@ -546,9 +662,10 @@ fn run_batch(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
+    fleet: &peers::Fleet,
     idx: usize,
     who: &compile::PlayHosts,
-    fleet: &peers::Fleet,
+    states: &HashMap<String, HostState>,
     rule: tend_agent::StepRule,
     tx: &Sender<Event>,
 ) -> (Vec<(String, HostStats, HostState)>, bool) {
@@ -558,7 +675,7 @@ fn run_batch(
     }
     let results: Mutex<Vec<(String, HostStats, HostState)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
-    let lockstep = compile::lockstep(&prep.playbook.plays[idx]);
+    let lockstep = !who.gate && compile::lockstep(&prep.playbook.plays[idx]);
     let (forks, rendezvous) = if lockstep {
         (
             hosts.len(),
@@ -570,6 +687,7 @@ fn run_batch(
             tend_agent::LocalRendezvous::new(hosts.to_vec()),
         )
     };
+    // The rendezvous, answering `hostvars` and delegated calls too.
     let peers = fleet.peers(&rendezvous);
     std::thread::scope(|s| {
         for _ in 0..forks {
@@ -583,7 +701,7 @@ fn run_batch(
                     i
                 };
                 let Some(host) = hosts.get(i) else { return };
-                let state = fleet.state(host);
+                let state = fleet.start(host, states.get(host).cloned().unwrap_or_default());
                 let (stats, state) = run_host(prep, remote, local, idx, host, who, state, rv, &tx);
                 // Other hosts' `hostvars` see it from now on, in this play too.
                 fleet.publish(host, state.clone());
@@ -611,30 +729,15 @@ fn run_host(
     rv: &dyn tend_agent::Rendezvous,
     tx: &Sender<Event>,
 ) -> (HostStats, HostState) {
-    let mut sink = |e: Event| {
-        let _ = tx.send(e);
-    };
     match compile::compile_for(prep, play, host, who) {
         Ok(mut program) => {
             program.vars.host_state = state;
-            // `connection: local` on a play runs its tasks here, for every host (as Ansible).
-            let local_play = program.play.connection.as_deref() == Some("local");
-            match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
-                (false, _) => match local.ensure(&prep.settings, host) {
-                    Ok(()) => tend_agent::run(&program, &mut sink, Some(rv)),
-                    Err(why) => remote::unreachable(&program, &why, rv, tx),
-                },
-                (true, Some(Ok(r))) => remote::run_host(r, &program, rv, tx),
-                (true, _) => {
-                    let why = match remote {
-                        Some(Err(e)) => e.clone(),
-                        _ => "no SSH context".into(),
-                    };
-                    remote::unreachable(&program, &why, rv, tx)
-                }
-            }
+            run_program(prep, remote, local, &program, rv, tx)
         }
         Err(d) => {
+            let sink = |e: Event| {
+                let _ = tx.send(e);
+            };
             // The host cannot run this play (e.g. a vars file it needs is missing): report it as
             // a failed task of that host, like ansible-core does.
             let stats = HostStats {
@@ -660,6 +763,38 @@ fn run_host(
                 stats,
             });
             (stats, state)
+        }
+    }
+}
+
+/// Runs one host's compiled program: in-process for local hosts (under this machine's host
+/// lock), on the host's agent session for SSH hosts.
+pub(crate) fn run_program(
+    prep: &Prepared,
+    remote: Option<&RemoteCtx>,
+    local: &LocalLock,
+    program: &tend_proto::Program,
+    rv: &dyn tend_agent::Rendezvous,
+    tx: &Sender<Event>,
+) -> (HostStats, HostState) {
+    let host = program.host.as_str();
+    let mut sink = |e: Event| {
+        let _ = tx.send(e);
+    };
+    // `connection: local` on a play runs its tasks here, for every host (as Ansible).
+    let local_play = program.play.connection.as_deref() == Some("local");
+    match (prep.ssh_targets.contains_key(host) && !local_play, remote) {
+        (false, _) => match local.ensure(&prep.settings, host) {
+            Ok(()) => tend_agent::run(program, &mut sink, Some(rv)),
+            Err(why) => remote::unreachable(program, &why, rv, tx),
+        },
+        (true, Some(Ok(r))) => remote::run_host(r, program, rv, tx),
+        (true, _) => {
+            let why = match remote {
+                Some(Err(e)) => e.clone(),
+                _ => "no SSH context".into(),
+            };
+            remote::unreachable(program, &why, rv, tx)
         }
     }
 }

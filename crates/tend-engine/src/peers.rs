@@ -65,16 +65,13 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    /// What `host` starts its next program with: its state and the facts delegated to it.
-    pub fn state(&self, host: &str) -> HostState {
-        let mut s = lock(&self.known.states)
-            .get(host)
-            .cloned()
-            .unwrap_or_default();
+    /// What `host` starts its next program with: `state` (what its earlier plays left) and
+    /// the facts other hosts delegated to it since.
+    pub fn start(&self, host: &str, mut state: HostState) -> HostState {
         if let Some(p) = lock(&self.known.pending).remove(host) {
-            overlay(&mut s, &p);
+            overlay(&mut state, &p);
         }
-        s
+        state
     }
 
     /// `host` finished a program with `state`; later programs and `hostvars` lookups see it.
@@ -271,7 +268,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A batch's rendezvous with the controller's answers for `hostvars` and delegation.
+/// A batch's rendezvous with the controller's answers for `hostvars` and delegation. Every
+/// other question goes to the batch's own rendezvous: a method added to [`Rendezvous`] must be
+/// passed on here too (the trait's defaults would silently answer for it).
 pub(crate) struct Peers<'a> {
     rv: &'a tend_agent::LocalRendezvous,
     fleet: &'a Fleet<'a>,
@@ -292,6 +291,12 @@ impl Rendezvous for Peers<'_> {
     }
     fn host_unreachable(&self, host: &str) {
         self.rv.host_unreachable(host)
+    }
+    fn throttle_acquire(&self, key: &str, host: &str, limit: usize) {
+        self.rv.throttle_acquire(key, host, limit)
+    }
+    fn throttle_release(&self, key: &str, host: &str) {
+        self.rv.throttle_release(key, host)
     }
     fn hostvars(&self, host: &str) -> Option<Value> {
         self.fleet.hostvars(host)

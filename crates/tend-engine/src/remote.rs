@@ -450,6 +450,11 @@ fn drive(
                 let stop = rv.step(host, n, failed, fatal);
                 session.send(&ToAgent::StepAnswer { n, stop })?;
             }
+            Ok(FromAgent::ThrottleAcquire { key, limit }) => {
+                rv.throttle_acquire(&key, host, limit);
+                session.send(&ToAgent::ThrottleGranted { key })?;
+            }
+            Ok(FromAgent::ThrottleRelease { key }) => rv.throttle_release(&key, host),
             Ok(FromAgent::RendezvousDone) => {
                 released = true;
                 rv.host_done(host);

@@ -27,6 +27,7 @@ fn settings(dir: &Path, options: RunOptions) -> Settings {
         become_password: None,
         guards: None,
         lock: None,
+        undo: None,
     }
 }
 

@@ -27,6 +27,20 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<PlayBatch>,
     },
+    /// A play's health gate (`health:`) starts on the hosts of a batch that converged; the
+    /// results that follow are the gate's.
+    HealthStart {
+        /// The play's name.
+        name: String,
+        hosts: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<PlayBatch>,
+    },
+    /// A play did not run: a play it `needs` failed or was skipped (tend's play graph).
+    PlaySkipped {
+        name: String,
+        reason: String,
+    },
     TaskStart {
         host: String,
         name: String,

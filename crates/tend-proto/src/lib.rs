@@ -15,7 +15,7 @@ pub use loc::Loc;
 pub use plan::{change_key, PlanAction, PlanGuard, PlannedChange};
 pub use program::{
     Become, Handler, HostState, LoopControl, LoopSpec, Module, PlayInfo, Program, ProgramVars,
-    RoleInfo, RunOptions, Secret, Task, TaskKind, PROTOCOL_VERSION,
+    RoleInfo, RunOptions, Secret, Task, TaskKind, Undo, PROTOCOL_VERSION,
 };
 
 /// Data as tend moves it around: variables, module arguments, registered results.

@@ -32,6 +32,23 @@ pub struct Program {
     /// plaintext in base64. The agent never gets a vault password.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub vault: std::collections::BTreeMap<String, Secret>,
+    /// A rollback: the agent ignores the tasks and restores what this run's journal on the
+    /// host says the run replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+}
+
+/// What a rollback Program restores: the changes run `run_id` made on the host (only those
+/// of `plays`, when given), newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    pub run_id: String,
+    /// Play indexes ([`PlayInfo::index`]); `None`: every play.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plays: Option<Vec<usize>>,
+    /// Which batch is rolled back (shown in messages), e.g. `2/3` of a rolling update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// A value that must never be shown: `Debug` prints `<redacted>`, and there is no `Display`.
@@ -181,6 +198,10 @@ pub struct RunOptions {
     /// result has a `diff` key, and the printer shows diffs, only under `--diff`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub collect_diffs: bool,
+    /// The run's id, for runs that may change hosts: the agent journals what each change
+    /// replaces under it (never in check mode), for `tend rollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// A task as written, with its templates unrendered.
@@ -234,6 +255,10 @@ pub struct Task {
     pub delegate_facts: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_once: Option<Value>,
+    /// `throttle`: at most this many hosts run the task at once (0: no limit). Blocks and
+    /// plays pass it to the tasks inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Value>,
     #[serde(default, rename = "become", skip_serializing_if = "Become::is_empty")]
     pub become_: Become,
     /// Index into [`Program::roles`] of the role this task came from.
@@ -271,6 +296,7 @@ impl Task {
             delegate_to: None,
             delegate_facts: None,
             run_once: None,
+            throttle: None,
             become_: Become::default(),
             role: None,
             implicit: false,

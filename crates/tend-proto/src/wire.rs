@@ -23,6 +23,9 @@
 //!                                      ◄──      delegate_ask {call}      (`delegate_to`)
 //!   delegate_answer {reply}            ──►      the module's output on the delegate
 //!                                      ◄──      delegated_facts {host, facts}
+//!                                      ◄──      throttle_acquire {key, limit} (a throttled task)
+//!   throttle_granted {key}             ──►      fewer than `limit` hosts run it now
+//!                                      ◄──      throttle_release {key}
 //!                                      ◄──      play_done {stats, state}
 //!   [call {call, bundle}               ──►      a delegated module call to run on this host
 //!                                      ◄──      call_done {reply}]
@@ -55,6 +58,8 @@ pub enum ToAgent {
     /// The answer to [`FromAgent::Step`], once every host of the batch finished the step:
     /// whether the play stops there for every host.
     StepAnswer { n: usize, stop: bool },
+    /// The answer to [`FromAgent::ThrottleAcquire`]: the host may run the task now.
+    ThrottleGranted { key: String },
     /// Take the host's lock (an exclusive `flock`) and hold it until the session ends, waiting
     /// up to `wait_ms` for another holder. Sent once, before the first `run`, by runs that may
     /// change the host. The agent answers [`FromAgent::Locked`] or [`FromAgent::NotLocked`].
@@ -121,6 +126,16 @@ pub enum FromAgent {
         /// The failed task had `any_errors_fatal` (on itself or a block around it).
         #[serde(default)]
         fatal: bool,
+    },
+    /// A task with `throttle: limit` is about to run: the agent waits for
+    /// [`ToAgent::ThrottleGranted`] (at most `limit` hosts of the play hold `key` at once).
+    ThrottleAcquire {
+        key: String,
+        limit: usize,
+    },
+    /// The host finished the throttled task `key`.
+    ThrottleRelease {
+        key: String,
     },
     PlayDone {
         stats: HostStats,

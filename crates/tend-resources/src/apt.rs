@@ -24,6 +24,7 @@ use serde_json::json;
 use tend_proto::{Value, Vars};
 
 use crate::dpkg::{self, Policy, Status};
+use crate::journal::{Restore, UndoStep};
 use crate::process::{self, Ran};
 use crate::{Action, Args, ModuleCtx, ModuleError, ModuleOutput, ModuleResult};
 
@@ -1219,6 +1220,74 @@ impl Action for Apt {
     fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
         run_apt(args, ctx)
     }
+
+    fn restore(
+        &self,
+        args: &Args,
+        _ctx: &ModuleCtx,
+    ) -> Result<Option<(String, Restore)>, ModuleError> {
+        restore_packages(args).map(Some)
+    }
+}
+
+/// What an `apt` task replaces: each named package's installed version (put back with
+/// `apt name=pkg=VERSION allow_downgrade=true`, which fails naming the version when the
+/// repositories no longer have it), or its absence (put back by removing it). Upgrades of
+/// everything, `.deb` files, autoremove and wildcards are not journaled: the rollback says so.
+pub fn restore_packages(args: &Args) -> Result<(String, Restore), ModuleError> {
+    let a = AptArgs::parse(args)?;
+    let names: Vec<String> = a
+        .packages
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| Spec::parse(p).name)
+        .collect();
+    let subject = if names.is_empty() {
+        a.upgrade
+            .clone()
+            .map_or_else(|| "cache".to_string(), |u| format!("upgrade={u}"))
+    } else {
+        names.join(",")
+    };
+    let why = if a.upgrade.is_some() {
+        Some("`upgrade` changes every package; tend does not journal what it replaced")
+    } else if a.deb.is_some() {
+        Some("packages installed from a .deb file are not journaled")
+    } else if a.autoremove {
+        Some("`autoremove` removes packages tend does not journal")
+    } else if names.iter().any(|n| n.contains(['*', '?', '['])) {
+        Some("package names with wildcards are not journaled")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Ok((subject, Restore::Cannot(why.to_string())));
+    }
+    let status = crate::dpkg::Status::read()
+        .map_err(|e| ModuleError::new(format!("cannot read the dpkg status database: {e}")))?;
+    let mut versions = Vec::new();
+    let mut absent = Vec::new();
+    for n in &names {
+        match status.installed(n).filter(|i| i.is_installed()) {
+            Some(i) => versions.push(format!("{n}={}", i.version)),
+            None => absent.push(n.clone()),
+        }
+    }
+    let mut steps = Vec::new();
+    if !absent.is_empty() {
+        steps.push(UndoStep::new(
+            "apt",
+            json!({"name": absent, "state": "absent", "purge": a.purge}),
+        ));
+    }
+    if !versions.is_empty() {
+        steps.push(UndoStep::new(
+            "apt",
+            json!({"name": versions, "state": "present", "allow_downgrade": true}),
+        ));
+    }
+    Ok((subject, Restore::Steps(steps)))
 }
 
 /// The package manager `package` delegates to: `use`, then `ansible_package_use`, then the
@@ -1260,6 +1329,22 @@ impl Action for Package {
                  {other}"
             ))),
         }
+    }
+
+    fn restore(
+        &self,
+        args: &Args,
+        ctx: &ModuleCtx,
+    ) -> Result<Option<(String, Restore)>, ModuleError> {
+        if !matches!(
+            package_backend(args, ctx)?.as_str(),
+            "apt" | "ansible.builtin.apt" | "ansible.legacy.apt"
+        ) {
+            return Ok(None);
+        }
+        let mut rest: Vars = args.0.clone();
+        rest.remove("use");
+        restore_packages(&Args::new(rest)).map(Some)
     }
 }
 
@@ -1485,6 +1570,7 @@ Inst tree (2.1.0-1 Debian:12)\n";
                 search_dirs: &[],
                 environment: &[],
                 plan: crate::PlanMode::Off,
+                journal: None,
             };
             let r = Run {
                 p: a,

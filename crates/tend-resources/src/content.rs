@@ -67,6 +67,19 @@ pub struct Observed {
     pub backup_file: Option<String>,
 }
 
+/// What writing `d` replaces: each entry's path as it is now (through a final link, as the
+/// write goes).
+pub fn restore(d: &Desired) -> Result<crate::journal::Restore, ModuleError> {
+    let mut steps = Vec::new();
+    for e in &d.entries {
+        match crate::journal::restore_path(e.path(), true)? {
+            crate::journal::Restore::Steps(s) => steps.extend(s),
+            cannot => return Ok(cannot),
+        }
+    }
+    Ok(crate::journal::Restore::Steps(steps))
+}
+
 /// Reads what is at each entry's path (following a final link, as writes go through it).
 pub fn observe(d: &Desired) -> Result<Observed, ModuleError> {
     let mut entries = Vec::with_capacity(d.entries.len());

@@ -248,6 +248,15 @@ impl Resource for Copy {
         content::apply(d, o)
     }
 
+    fn restore(
+        &self,
+        d: &content::Desired,
+        _o: &content::Observed,
+        _change: &Change,
+    ) -> Result<Option<crate::journal::Restore>, ModuleError> {
+        content::restore(d).map(Some)
+    }
+
     fn result(&self, d: &content::Desired, o: &content::Observed, _change: &Change) -> Vars {
         content::result(d, o)
     }

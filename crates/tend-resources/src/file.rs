@@ -611,6 +611,33 @@ impl Resource for File {
         Ok(after)
     }
 
+    fn restore(
+        &self,
+        d: &Desired,
+        o: &Observed,
+        _change: &Change,
+    ) -> Result<Option<crate::journal::Restore>, ModuleError> {
+        use crate::journal::{self, Restore};
+        let p = d.path.display();
+        if d.recurse {
+            return Ok(Some(Restore::Cannot(format!(
+                "recursive changes under {p} are not journaled"
+            ))));
+        }
+        if o.state == State::Absent
+            && o.info.kind == Kind::Directory
+            && journal::dir_has_entries(&d.path)
+        {
+            return Ok(Some(Restore::Cannot(format!(
+                "{p} was a directory with contents; tend does not keep removed trees"
+            ))));
+        }
+        // Attributes of a link's target are what `follow` changes; a link itself, or its
+        // removal, is about the path.
+        let follow = d.follow && !matches!(o.state, State::Link | State::Absent | State::Hard);
+        journal::restore_path(&d.path, follow).map(Some)
+    }
+
     fn result(&self, d: &Desired, o: &Observed, _change: &Change) -> Vars {
         let key = match o.state {
             State::Link | State::Hard | State::Touch => "dest",

@@ -208,6 +208,29 @@ impl Resource for Group {
         })
     }
 
+    fn restore(
+        &self,
+        d: &Desired,
+        o: &Observed,
+        _change: &Change,
+    ) -> Result<Option<crate::journal::Restore>, ModuleError> {
+        use crate::journal::{Restore, UndoStep};
+        Ok(Some(if d.present && o.entry.is_none() {
+            Restore::Steps(vec![UndoStep::new(
+                "group",
+                serde_json::json!({"name": d.name, "state": "absent"}),
+            )])
+        } else if d.present {
+            Restore::Cannot(format!(
+                "group {} existed before; tend restores groups it created, not changes to \
+                 existing ones",
+                d.name
+            ))
+        } else {
+            Restore::Cannot(format!("group {} was removed", d.name))
+        }))
+    }
+
     fn result(&self, d: &Desired, o: &Observed, change: &Change) -> Vars {
         let mut r = Vars::new();
         // In check mode ansible-core answers an add or a removal with `changed` alone.

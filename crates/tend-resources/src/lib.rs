@@ -47,6 +47,7 @@ pub mod git;
 pub mod group;
 pub mod hostname;
 pub mod http;
+pub mod journal;
 pub mod lineinfile;
 pub mod package_facts;
 pub mod process;
@@ -88,6 +89,9 @@ pub struct ModuleCtx<'a> {
     pub environment: &'a [(String, String)],
     /// Plans: whether to report the change, and under `tend apply PLAN` what the plan holds.
     pub plan: PlanMode<'a>,
+    /// A run that journals (see [`journal`]): what each change replaces is written on the host
+    /// before the change is made. Never in check mode.
+    pub journal: Option<&'a journal::JournalCtx>,
 }
 
 /// What a run asks of a resource about plans.
@@ -143,6 +147,8 @@ pub struct ModuleOutput {
     pub change: Option<Change>,
     /// Under [`PlanMode::Expect`]: the change is not the planned one, nothing was touched.
     pub changed_since_plan: bool,
+    /// What the change replaces was journaled (see [`journal`]).
+    pub journaled: bool,
 }
 
 impl ModuleOutput {
@@ -230,6 +236,41 @@ pub trait Action: Sync {
         true
     }
     fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult;
+    /// Before it runs for real in a run that journals: what it may replace, as
+    /// `(subject, restore)` — observed now, before anything changes. `None` (the default):
+    /// it cannot be undone, and if it changes something the journal says so.
+    fn restore(
+        &self,
+        _args: &Args,
+        _ctx: &ModuleCtx,
+    ) -> Result<Option<(String, journal::Restore)>, ModuleError> {
+        Ok(None)
+    }
+}
+
+/// The one driver for actions: in a run that journals, what the action may replace is
+/// journaled before it runs (and marked unchanged after, if it changed nothing). An action
+/// without a restore that changes something is journaled by the agent as one that ran, once
+/// `changed_when` has had its say.
+pub fn run_action<A: Action>(a: &A, name: &str, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
+    let Some(j) = ctx.journal.filter(|_| !ctx.check) else {
+        return a.run(args, ctx);
+    };
+    let Some((subject, restore)) = a.restore(args, ctx)? else {
+        return a.run(args, ctx);
+    };
+    let seq = journal::record_before(j, &format!("{name}[{subject}]"), restore)?;
+    let mut out = a.run(args, ctx);
+    if let Ok(o) = &mut out {
+        o.journaled = true;
+        if !o.changed {
+            if let Err(e) = journal::mark_unchanged(j, seq) {
+                o.failed = true;
+                o.msg = Some(format!("{name} ran, but {}", e.msg));
+            }
+        }
+    }
+    out
 }
 
 /// A module that keeps one piece of host state as declared.
@@ -255,6 +296,16 @@ pub trait Resource: Sync {
     ) -> Result<Self::Observed, ModuleError>;
     /// The registered result fields for the final state.
     fn result(&self, d: &Self::Desired, o: &Self::Observed, change: &Change) -> Vars;
+    /// What `change` replaces, as desired states that put `o` back (see [`journal`]); called
+    /// before `apply`, in runs that journal. `None` (the default): it cannot be undone.
+    fn restore(
+        &self,
+        _d: &Self::Desired,
+        _o: &Self::Observed,
+        _change: &Change,
+    ) -> Result<Option<journal::Restore>, ModuleError> {
+        Ok(None)
+    }
 }
 
 /// The one driver for every resource: observe → diff → (check mode stops here) → apply →
@@ -288,6 +339,15 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
         out.change = reported;
         return Ok(out);
     }
+    if let Some(j) = ctx.journal {
+        let restore = r.restore(&d, &before, &change)?.unwrap_or_else(|| {
+            journal::Restore::Cannot(format!(
+                "`{name}` changed it at {} and tend does not journal what {name} replaces",
+                j.loc
+            ))
+        });
+        journal::record_before(j, &format!("{name}[{}]", change.subject), restore)?;
+    }
     let after = r.apply(&d, &before, &change, ctx)?;
     let residual = r.diff(&d, &after);
     if !residual.is_none() {
@@ -299,6 +359,7 @@ pub fn run_resource<R: Resource>(r: &R, name: &str, args: &Args, ctx: &ModuleCtx
     }
     let mut out = output(true, r.result(&d, &after, &change), diffs);
     out.change = reported;
+    out.journaled = ctx.journal.is_some();
     Ok(out)
 }
 
@@ -363,6 +424,7 @@ pub(crate) mod testutil {
             search_dirs: &o.search_dirs,
             environment: &[],
             plan: crate::PlanMode::Off,
+            journal: None,
         };
         let entry = crate::lookup(name).ok_or_else(|| format!("no module {name}"))?;
         let a = Args::new(args.as_object().cloned().unwrap_or_default());

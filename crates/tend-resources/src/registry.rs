@@ -1,6 +1,6 @@
 //! The one list of modules. Adding a module is one file and one line here.
 
-use crate::{run_resource, Args, ModuleCtx, ModuleResult};
+use crate::{run_action, run_resource, Args, ModuleCtx, ModuleResult};
 
 /// One module as the agent sees it.
 pub struct ModuleEntry {
@@ -38,7 +38,7 @@ macro_rules! modules {
             params: <$ty as $crate::Action>::params(&$ty),
             run: |a, c| {
                 a.check_known($name, <$ty as $crate::Action>::params(&$ty))?;
-                <$ty as $crate::Action>::run(&$ty, a, c)
+                run_action(&$ty, $name, a, c)
             },
         }
     };

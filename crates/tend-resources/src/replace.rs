@@ -181,6 +181,15 @@ impl Resource for Replace {
         Ok(obs)
     }
 
+    fn restore(
+        &self,
+        d: &Desired,
+        _o: &TextObs,
+        _change: &Change,
+    ) -> Result<Option<crate::journal::Restore>, ModuleError> {
+        crate::journal::restore_path(&d.path, true).map(Some)
+    }
+
     fn result(&self, d: &Desired, o: &TextObs, change: &Change) -> Vars {
         let mut v = Vars::new();
         let msg = match &o.applied {

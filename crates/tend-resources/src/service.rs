@@ -17,6 +17,7 @@ use std::path::Path;
 use serde_json::json;
 use tend_proto::{Value, Vars};
 
+use crate::journal::{Restore, UndoStep};
 use crate::process::{self, Ran};
 use crate::{Action, Args, ModuleCtx, ModuleError, ModuleOutput, ModuleResult};
 
@@ -484,6 +485,74 @@ impl Action for Systemd {
     fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
         run_systemd(args, ctx)
     }
+
+    fn restore(
+        &self,
+        args: &Args,
+        ctx: &ModuleCtx,
+    ) -> Result<Option<(String, Restore)>, ModuleError> {
+        restore_unit(args, ctx)
+    }
+}
+
+/// What a `systemd_service` task replaces: whether the unit was active, enabled, masked —
+/// put back with `systemd state=started|stopped enabled=… masked=…`. A unit that did not
+/// exist has nothing to put back (the package that brings it is journaled on its own).
+fn restore_unit(args: &Args, ctx: &ModuleCtx) -> Result<Option<(String, Restore)>, ModuleError> {
+    let Some(unit) = args.str_any(&["name", "service", "unit"])? else {
+        return Ok(None);
+    };
+    let Some(systemctl) = process::find_bin("systemctl") else {
+        return Ok(None);
+    };
+    let r = process::run(
+        &process::argv([
+            systemctl.as_str(),
+            "show",
+            "--property=LoadState,ActiveState,UnitFileState",
+            "--",
+            unit.as_str(),
+        ]),
+        &env(ctx),
+    )?;
+    let show = parse_systemctl_show(&r.stdout);
+    let state = args.str("state")?;
+    Ok(Some((
+        unit.clone(),
+        unit_restore(&unit, &show, state.as_deref()),
+    )))
+}
+
+/// Pure: the undo of a unit from what `systemctl show` said about it before, `state` being
+/// the state the task asked for. A unit the run restarted or reloaded while it was running
+/// (a handler, typically, after its configuration changed) is restarted or reloaded again by
+/// the rollback — after the files it reads are put back (units are restored last), so that it
+/// runs what was restored; a unit merely started or stopped is put back in its old state.
+pub fn unit_restore(unit: &str, show: &BTreeMap<String, String>, state: Option<&str>) -> Restore {
+    let get = |k: &str| show.get(k).map(String::as_str).unwrap_or("");
+    if get("LoadState") == "not-found" || show.is_empty() {
+        return Restore::Steps(Vec::new());
+    }
+    let mut want = json!({"name": unit});
+    let active = matches!(get("ActiveState"), "active" | "activating" | "reloading");
+    want["state"] = Value::from(match (active, state) {
+        (true, Some(again @ ("restarted" | "reloaded"))) => again,
+        (true, _) => "started",
+        (false, _) => "stopped",
+    });
+    match get("UnitFileState") {
+        "enabled" | "enabled-runtime" => {
+            want["enabled"] = Value::Bool(true);
+            want["masked"] = Value::Bool(false);
+        }
+        "disabled" => {
+            want["enabled"] = Value::Bool(false);
+            want["masked"] = Value::Bool(false);
+        }
+        "masked" | "masked-runtime" => want["masked"] = Value::Bool(true),
+        _ => {}
+    }
+    Restore::Steps(vec![UndoStep::new("systemd", want)])
 }
 
 // ---- sysvinit ---------------------------------------------------------------------------------
@@ -740,11 +809,75 @@ impl Action for Service {
             ))),
         }
     }
+
+    fn restore(
+        &self,
+        args: &Args,
+        ctx: &ModuleCtx,
+    ) -> Result<Option<(String, Restore)>, ModuleError> {
+        match service_backend(args, ctx)?.as_str() {
+            "systemd" | "ansible.builtin.systemd" | "ansible.legacy.systemd" => {
+                restore_unit(args, ctx)
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_is_restored_to_what_systemctl_showed() {
+        let show = |text: &str| parse_systemctl_show(text);
+        let Restore::Steps(s) = unit_restore(
+            "nginx",
+            &show("LoadState=loaded\nActiveState=inactive\nUnitFileState=enabled\n"),
+            Some("started"),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            Value::Object(s[0].args.clone()),
+            json!({"name": "nginx", "state": "stopped", "enabled": true, "masked": false})
+        );
+        let Restore::Steps(s) = unit_restore(
+            "redis",
+            &show("LoadState=loaded\nActiveState=active\nUnitFileState=disabled\n"),
+            None,
+        ) else {
+            panic!()
+        };
+        assert_eq!(s[0].args["state"], "started");
+        assert_eq!(s[0].args["enabled"], false);
+        // Restarted by the run (a handler): restarted again, to read the restored files.
+        let Restore::Steps(s) = unit_restore(
+            "app",
+            &show("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n"),
+            Some("restarted"),
+        ) else {
+            panic!()
+        };
+        assert_eq!(s[0].args["state"], "restarted");
+        // Restarted while it was stopped: it was stopped, so it stops again.
+        let Restore::Steps(s) = unit_restore(
+            "app",
+            &show("LoadState=loaded\nActiveState=inactive\nUnitFileState=enabled\n"),
+            Some("restarted"),
+        ) else {
+            panic!()
+        };
+        assert_eq!(s[0].args["state"], "stopped");
+        assert_eq!(
+            unit_restore(
+                "gone",
+                &show("LoadState=not-found\nActiveState=inactive\n"),
+                None
+            ),
+            Restore::Steps(Vec::new())
+        );
+    }
 
     #[test]
     fn show_output_like_ansible() {

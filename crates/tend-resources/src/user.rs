@@ -884,6 +884,29 @@ impl Resource for User {
         Ok(now)
     }
 
+    fn restore(
+        &self,
+        d: &Desired,
+        o: &Observed,
+        _change: &Change,
+    ) -> Result<Option<crate::journal::Restore>, ModuleError> {
+        use crate::journal::{Restore, UndoStep};
+        Ok(Some(if d.present && o.entry.is_none() {
+            Restore::Steps(vec![UndoStep::new(
+                "user",
+                serde_json::json!({"name": d.name, "state": "absent", "remove": !o.home_exists}),
+            )])
+        } else if d.present {
+            Restore::Cannot(format!(
+                "user {} existed before; tend restores accounts it created, not changes to \
+                 existing ones",
+                d.name
+            ))
+        } else {
+            Restore::Cannot(format!("user {} was removed", d.name))
+        }))
+    }
+
     fn result(&self, d: &Desired, o: &Observed, change: &Change) -> Vars {
         let mut r = Vars::new();
         let check_mode_answer = match change.kind {

@@ -126,6 +126,9 @@ pub struct RunStart {
     /// `tend apply PLAN`: the id of the plan applied (a plan may be applied once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// A rollback: the id of the run it undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolls_back: Option<String>,
 }
 
 /// One task's outcome on one host.

@@ -29,6 +29,9 @@ pub enum Command {
     Plan(Box<PlanArgs>),
     /// Render a saved plan as `tend plan` printed it.
     Show(ShowArgs),
+    /// Undo a run: restore on each host it changed what its changes replaced, from the
+    /// journal the run left there.
+    Rollback(Box<RollbackArgs>),
     /// Show an inventory (like ansible-inventory).
     Inventory(InventoryArgs),
     /// Check that hosts are reachable and their agent runs (like `ansible -m ping`).
@@ -269,6 +272,10 @@ pub struct ApplyArgs {
     /// Check the playbook's syntax, and stop.
     #[arg(long = "syntax-check")]
     pub syntax_check: bool,
+    /// Print the execution order (stages of plays that run in parallel, `needs`, batches and
+    /// their hosts) and stop: no host is contacted, nothing changes.
+    #[arg(long = "dry-run-orchestration")]
+    pub dry_run_orchestration: bool,
     /// Start at the task with this name.
     #[arg(long = "start-at-task", value_name = "NAME")]
     pub start_at_task: Option<String>,
@@ -349,6 +356,61 @@ pub struct DriftArgs {
     #[arg(long = "no-history")]
     pub no_history: bool,
     /// With --fix: wait up to this long for hosts another run holds, instead of failing at once.
+    #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+/// `tend rollback RUN`: the options that reach hosts and choose them; the run says the rest.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Exit status: 0 everything the run changed is restored (or nothing was left to restore), 2 a \
+change could not be restored (each one is listed with the reason), 1 an error (an unknown run, \
+a run that changed nothing, an unreachable host, a history that cannot be written), 5 bad \
+input (an inventory tend cannot read).")]
+pub struct RollbackArgs {
+    /// The run to undo: its id, or a unique prefix of it (`tend history` lists them).
+    pub run: String,
+    /// Inventory file, directory or comma-separated host list (repeatable).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
+    /// Only roll back hosts matching this pattern.
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Option<String>,
+    /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
+    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
+    pub connection: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Restore as another user, as the run changed things (privilege escalation, like -b of
+    /// the run): changes made with become are in that user's journal.
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+    /// The user to become (default root).
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// How to become that user: sudo (default) or su.
+    #[arg(long = "become-method", value_name = "METHOD")]
+    pub become_method: Option<String>,
+    /// Ask for the privilege escalation password once, on the terminal.
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+    /// How many hosts are rolled back at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50)]
+    pub forks: usize,
+    /// Show the differences each restore makes.
+    #[arg(short = 'D', long = "diff")]
+    pub diff: bool,
+    /// More output (-v … -vvvv).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Output format on stdout.
+    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Wait up to this long for hosts another run holds, instead of failing at once.
     #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
 }

@@ -924,6 +924,7 @@ fn apply_args(a: &DriftArgs, check: bool) -> ApplyArgs {
         list_hosts: false,
         list_tasks: false,
         syntax_check: false,
+        dry_run_orchestration: false,
         start_at_task: None,
         output: OutputFormat::Human,
         recap_file: None,

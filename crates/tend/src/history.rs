@@ -188,6 +188,7 @@ fn summary_json(r: &RunSummary) -> Value {
         "hosts": r.start.hosts,
         "totals": r.end.as_ref().map(|e| e.totals),
         "exit_code": r.end.as_ref().map(|e| e.exit_code),
+        "rolls_back": r.start.rolls_back,
     })
 }
 
@@ -200,7 +201,20 @@ fn stats_line(h: &str, s: &HostStats) -> String {
 
 /// `tend history show RUN`.
 fn show(args: HistoryShowArgs) -> ExitCode {
-    let detail = match open(&args.store).and_then(|mut s| s.run(&args.run)) {
+    let found = open(&args.store).and_then(|mut s| {
+        let detail = s.run(&args.run)?;
+        // The rollbacks of this run, if any (`tend rollback`).
+        let rollbacks: Vec<RunSummary> = s
+            .runs(&RunFilter {
+                kind: Some(RunKind::Rollback),
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|r| r.start.rolls_back.as_deref() == Some(detail.summary.run_id.as_str()))
+            .collect();
+        Ok((detail, rollbacks))
+    });
+    let (detail, rollbacks) = match found {
         Ok(d) => d,
         Err(e) => return report(&e),
     };
@@ -209,14 +223,18 @@ fn show(args: HistoryShowArgs) -> ExitCode {
         v["host_results"] = serde_json::to_value(&detail.hosts).unwrap_or_default();
         v["host_totals"] = serde_json::to_value(detail.host_stats()).unwrap_or_default();
         v["unlocks"] = Value::Array(detail.unlocks.clone());
+        v["rolled_back_by"] = rollbacks
+            .iter()
+            .map(|r| json!({"run_id": r.run_id, "status": r.status(), "started": r.start.started}))
+            .collect();
         crate::out(&pretty(&v));
         return ExitCode::SUCCESS;
     }
-    crate::out(&render_run(&detail, args.verbose));
+    crate::out(&render_run(&detail, &rollbacks, args.verbose));
     ExitCode::SUCCESS
 }
 
-fn render_run(d: &RunDetail, verbose: bool) -> String {
+fn render_run(d: &RunDetail, rollbacks: &[RunSummary], verbose: bool) -> String {
     let r = &d.summary;
     let mut text = banner(&format!("RUN [{}]", r.run_id));
     let status = match &r.end {
@@ -256,6 +274,20 @@ fn render_run(d: &RunDetail, verbose: bool) -> String {
         field("git:", s);
     }
     field("hosts:", r.start.hosts.join(", "));
+    if let Some(of) = &r.start.rolls_back {
+        field("undoes:", format!("run {of}"));
+    }
+    for rb in rollbacks {
+        field(
+            "undone by:",
+            format!(
+                "run {} ({}, {})",
+                rb.run_id,
+                rb.status(),
+                when(&rb.start.started)
+            ),
+        );
+    }
 
     for h in &d.hosts {
         text.push_str(&banner(&format!("HOST [{}] PLAY [{}]", h.host, h.play)));

@@ -4,10 +4,12 @@ mod cli;
 mod drift;
 mod embedded;
 mod history;
+mod orchestration;
 mod plan;
 mod printer;
 mod prompt;
 mod recorder;
+mod rollback;
 mod settings;
 mod vault;
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         },
         Command::Plan(args) => plan::plan(*args),
         Command::Show(args) => plan::show(args),
+        Command::Rollback(args) => rollback::rollback(*args),
         Command::Drift(args) => drift::drift(*args),
         Command::Inventory(args) => inventory(args),
         Command::Ping(args) => ping(args),
@@ -74,6 +77,9 @@ fn report_error(e: &EngineError) {
 }
 
 fn apply(args: cli::ApplyArgs) -> ExitCode {
+    if args.dry_run_orchestration {
+        return orchestration::dry_run(&args);
+    }
     let mut settings = match settings::apply_settings(&args) {
         Ok(s) => s,
         Err(e) => {
@@ -134,6 +140,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
     };
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
     printer.recap(&stats);
+    printer.skipped_plays(&summary.skipped);
     if let Some(path) = &args.recap_file {
         let hosts: serde_json::Map<String, serde_json::Value> = stats
             .iter()
@@ -163,8 +170,10 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
 }
 
 /// Makes a run that may change hosts lock each of them for the whole run (the host lock on the
-/// target, named after `run_id`), waiting up to `timeout` seconds for another run's lock.
+/// target, named after `run_id`), waiting up to `timeout` seconds for another run's lock, and
+/// journal on each host what its changes replace (for `tend rollback RUN_ID`).
 fn lock_hosts(prep: &mut tend_engine::Prepared, run_id: &str, timeout: u64) {
+    prep.settings.options.run_id = Some(run_id.to_string());
     prep.settings.lock = Some(tend_engine::LockRequest {
         owner: tend_proto::wire::LockOwner {
             run_id: run_id.to_string(),

@@ -348,6 +348,16 @@ fn error(msg: &str, hint: Option<&str>) -> ExitCode {
 
 /// `tend plan`.
 pub fn plan(args: PlanArgs) -> ExitCode {
+    if args.run.dry_run_orchestration {
+        if args.out.is_some() || args.detailed_exitcode {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: --dry-run-orchestration prints the order of a run and saves no plan: -o/--out and --detailed-exitcode do not go with it"
+            );
+            return ExitCode::from(crate::EXIT_BAD_INPUT);
+        }
+        return crate::orchestration::dry_run(&args.run);
+    }
     let mut run = args.run;
     if run.check {
         // Harmless: a plan is check mode anyway.
@@ -569,6 +579,7 @@ fn refused_options(a: &ApplyArgs) -> Vec<&'static str> {
         a.list_hosts || a.list_tasks || a.syntax_check,
         "--list-hosts/--list-tasks/--syntax-check",
     );
+    check(a.dry_run_orchestration, "--dry-run-orchestration");
     r
 }
 
@@ -766,6 +777,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     };
     let stats: Vec<_> = summary.stats.iter().map(|(h, s)| (h.clone(), *s)).collect();
     printer.recap(&stats);
+    printer.skipped_plays(&summary.skipped);
     drop(printer);
     let scrub = crate::recorder::secret_scrubber(&prep);
     let mut not_touched = Vec::new();

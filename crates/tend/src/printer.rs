@@ -119,7 +119,7 @@ impl Printer {
 
     fn grouping(&mut self, e: &Event) {
         match e {
-            Event::PlayStart { name, hosts, .. } => {
+            Event::PlayStart { name, hosts, .. } | Event::HealthStart { name, hosts, .. } => {
                 self.flush_held();
                 self.grouped = hosts.len() > 1;
                 if let Some(p) = self.progress.as_mut() {
@@ -129,6 +129,12 @@ impl Printer {
                         ..Default::default()
                     };
                 }
+                self.clear_progress();
+                self.human(e);
+            }
+            Event::PlaySkipped { .. } => {
+                self.flush_held();
+                self.grouped = false;
                 self.clear_progress();
                 self.human(e);
             }
@@ -189,6 +195,20 @@ impl Printer {
                 if hosts.is_empty() && batch.is_none() {
                     self.write("skipping: no hosts matched\n");
                 }
+            }
+            Event::HealthStart { name, batch, .. } => {
+                self.last_header = None;
+                match batch {
+                    Some(b) if b.of > 1 => {
+                        self.banner(&format!("HEALTH [{name}] batch {}/{}", b.number, b.of))
+                    }
+                    _ => self.banner(&format!("HEALTH [{name}]")),
+                }
+            }
+            Event::PlaySkipped { name, reason } => {
+                self.last_header = None;
+                self.banner(&format!("PLAY [{name}]"));
+                self.write(&format!("skipped: {reason}\n"));
             }
             Event::TaskStart { name, handler, .. } => {
                 let key = (name.clone(), *handler);
@@ -338,6 +358,32 @@ impl Printer {
                         fields.iter().map(|(k, v)| format!("{k}={v:<4}")).collect();
                     let line = format!("{h:<26} : {}\n", cols.join(" "));
                     self.write(&line);
+                }
+                self.write("\n");
+            }
+        }
+        self.flush();
+    }
+
+    /// After the recap: the plays that did not run because a play they need failed.
+    pub fn skipped_plays(&mut self, skipped: &[(String, String)]) {
+        if skipped.is_empty() {
+            return;
+        }
+        match self.format {
+            OutputFormat::Json => {
+                let plays: Vec<Value> = skipped
+                    .iter()
+                    .map(|(name, reason)| json!({"name": name, "reason": reason}))
+                    .collect();
+                let line = json!({"event": "plays_skipped", "plays": plays}).to_string();
+                self.write(&line);
+                self.write("\n");
+            }
+            OutputFormat::Human => {
+                self.banner("PLAYS SKIPPED");
+                for (name, reason) in skipped {
+                    self.write(&format!("{name:<26} : {reason}\n"));
                 }
                 self.write("\n");
             }

@@ -271,6 +271,27 @@ impl Recorder {
         kind: RunKind,
         plan: Option<&str>,
     ) -> Result<Option<Recorder>, StoreError> {
+        Self::start_with(prep, args, run_id, kind, plan, None)
+    }
+
+    /// [`Recorder::start_as`] for `tend rollback`: a `rollback` run that names the run it undoes.
+    pub fn start_rollback(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+        run_id: &str,
+        of: &str,
+    ) -> Result<Option<Recorder>, StoreError> {
+        Self::start_with(prep, args, run_id, RunKind::Rollback, None, Some(of))
+    }
+
+    fn start_with(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+        run_id: &str,
+        kind: RunKind,
+        plan: Option<&str>,
+        rolls_back: Option<&str>,
+    ) -> Result<Option<Recorder>, StoreError> {
         let spec = store_spec(&args.store.store, StoreSpec::beside(&args.playbook));
         let explicit = args
             .store
@@ -358,6 +379,7 @@ impl Recorder {
             hosts,
             groups,
             plan: plan.map(str::to_string),
+            rolls_back: rolls_back.map(str::to_string),
         };
         if let Err(e) = store.start_run(&run_id, &start) {
             if leased {
@@ -405,6 +427,8 @@ impl Recorder {
     pub fn event(&mut self, e: &Event) {
         match e {
             Event::PlayStart { name, .. } => self.play = name.clone(),
+            // A batch's health gate is recorded as its own part of the play.
+            Event::HealthStart { name, .. } => self.play = format!("{name} (health)"),
             Event::TaskResult(r) => {
                 self.pending
                     .entry(r.host.clone())
@@ -441,7 +465,10 @@ impl Recorder {
                     let _ = q.send(result);
                 }
             }
-            Event::TaskStart { .. } | Event::ItemResult { .. } | Event::Warning { .. } => {}
+            Event::TaskStart { .. }
+            | Event::ItemResult { .. }
+            | Event::Warning { .. }
+            | Event::PlaySkipped { .. } => {}
         }
     }
 

@@ -68,6 +68,7 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
             },
             plan: false,
             collect_diffs: false,
+            run_id: None,
         },
         become_password,
         guards: None,
@@ -75,6 +76,7 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
         connection: a.connection.clone(),
         remote: remote_settings(&a.conn),
         lock: None,
+        undo: None,
     })
 }
 

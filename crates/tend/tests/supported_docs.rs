@@ -374,7 +374,7 @@ fn task_with(keyword: &str) -> String {
         "become_method" => "sudo",
         "become_user" => "nobody",
         "delegate_to" => "localhost",
-        "retries" | "delay" => "3",
+        "retries" | "delay" | "throttle" => "3",
         _ => "'true'",
     };
     match keyword {
@@ -395,7 +395,7 @@ fn play_with(keyword: &str) -> String {
         "hosts" => "all",
         "vars" | "environment" => "{a: 1}",
         "vars_files" => "[vars.yml]",
-        "pre_tasks" | "tasks" | "post_tasks" | "handlers" => "[{debug: msg=hi}]",
+        "pre_tasks" | "tasks" | "post_tasks" | "handlers" | "health" => "[{debug: msg=hi}]",
         "roles" => "[]",
         "become" => "true",
         "become_method" => "sudo",
@@ -407,7 +407,9 @@ fn play_with(keyword: &str) -> String {
         "name" => "A play",
         "serial" => "[1, \"50%\"]",
         "max_fail_percentage" => "30",
+        "throttle" => "2",
         "order" => "sorted",
+        "needs" => "[]",
         _ => "true",
     };
     let hosts = if keyword == "hosts" {

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tend_lang::{Layer, Scope, Templar};
 use tend_proto::{Value, Vars};
+use tend_resources::journal::{self, JournalCtx};
 use tend_resources::{Args, Change, ModuleCtx, ModuleOutput, PlanMode};
 
 /// Version of the agent ↔ worker protocol. Both ends are the same binary, so a mismatch means
@@ -39,9 +40,17 @@ pub(crate) fn ready_line() -> String {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Request {
     /// Run a module of the resource registry.
-    Module(ModuleRequest),
+    Module(Box<ModuleRequest>),
     /// Gather facts (as the become user: `ansible_user_id` is theirs).
     Facts { subset: Vec<String> },
+    /// A rollback: what this user's journal of run `run_id` still has to restore on `host`.
+    Pending {
+        run_id: String,
+        host: String,
+        plays: Option<Vec<usize>>,
+    },
+    /// A rollback restored entry `seq` of this user's journal of run `run_id`.
+    Restored { run_id: String, seq: u64 },
 }
 
 /// What a module needs: its rendered arguments and the task's context.
@@ -62,6 +71,9 @@ pub(crate) struct ModuleRequest {
     /// Plans: report the change, or guard it with the planned digest.
     #[serde(default)]
     pub plan: WirePlan,
+    /// A run that journals: the task the change belongs to (the worker journals as its user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalCtx>,
 }
 
 /// [`PlanMode`] on the wire.
@@ -135,6 +147,8 @@ impl WireLayer {
 pub(crate) enum Response {
     Output(WireOutput),
     Facts(Vars),
+    /// Journal entries ([`Request::Pending`]).
+    Journal(Vec<tend_resources::journal::Entry>),
     /// The module (or the request) failed with this message.
     Error(String),
 }
@@ -152,6 +166,8 @@ pub(crate) struct WireOutput {
     pub change: Option<Box<Change>>,
     #[serde(default)]
     pub changed_since_plan: bool,
+    #[serde(default)]
+    pub journaled: bool,
 }
 
 impl From<ModuleOutput> for WireOutput {
@@ -165,6 +181,7 @@ impl From<ModuleOutput> for WireOutput {
             diffs: o.diffs,
             change: o.change.map(Box::new),
             changed_since_plan: o.changed_since_plan,
+            journaled: o.journaled,
         }
     }
 }
@@ -180,6 +197,7 @@ impl From<WireOutput> for ModuleOutput {
             diffs: o.diffs,
             change: o.change.map(|c| *c),
             changed_since_plan: o.changed_since_plan,
+            journaled: o.journaled,
         }
     }
 }
@@ -216,7 +234,22 @@ pub fn serve(input: &mut dyn BufRead, output: &mut dyn Write) -> std::io::Result
 pub(crate) fn answer(req: Request, templar: &Templar) -> Response {
     match req {
         Request::Facts { subset } => Response::Facts(tend_resources::facts::gather(&subset)),
+        Request::Pending {
+            run_id,
+            host,
+            plays,
+        } => match journal::pending(&journal::base_dir(), &run_id, &host, plays.as_deref()) {
+            Ok(entries) => Response::Journal(entries),
+            Err(e) => Response::Error(e.msg),
+        },
+        Request::Restored { run_id, seq } => {
+            match journal::mark_restored(&journal::base_dir(), &run_id, seq) {
+                Ok(()) => Response::Output(WireOutput::default()),
+                Err(e) => Response::Error(e.msg),
+            }
+        }
         Request::Module(m) => {
+            let m = *m;
             let Some(entry) = tend_resources::lookup(&m.name) else {
                 return Response::Error(format!("module `{}` is not supported by tend", m.name));
             };
@@ -241,6 +274,7 @@ pub(crate) fn answer(req: Request, templar: &Templar) -> Response {
                 search_dirs: &m.search_dirs,
                 environment: &m.environment,
                 plan: m.plan.mode(),
+                journal: m.journal.as_ref(),
             };
             let out = (entry.run)(&Args::new(m.args), &ctx).unwrap_or_else(ModuleOutput::from);
             Response::Output(out.into())
@@ -291,7 +325,7 @@ mod tests {
         args.insert("src".into(), "t.j2".into());
         args.insert("dest".into(), dest.to_string_lossy().into());
         let lines = roundtrip(&[
-            Request::Module(ModuleRequest {
+            Request::Module(Box::new(ModuleRequest {
                 name: "template".into(),
                 args,
                 check: false,
@@ -301,8 +335,9 @@ mod tests {
                 cwd: None,
                 scope: exported,
                 plan: WirePlan::Off,
-            }),
-            Request::Module(ModuleRequest {
+                journal: None,
+            })),
+            Request::Module(Box::new(ModuleRequest {
                 name: "no_such_module".into(),
                 args: Vars::new(),
                 check: false,
@@ -312,7 +347,8 @@ mod tests {
                 cwd: None,
                 scope: Vec::new(),
                 plan: WirePlan::Off,
-            }),
+                journal: None,
+            })),
         ]);
         assert_eq!(lines[0], ready_line());
         let first: Response = serde_json::from_str(&lines[1]).unwrap();

@@ -49,6 +49,19 @@ pub struct Play {
     /// How the play's hosts are split and stopped: `serial`, `max_fail_percentage`,
     /// `any_errors_fatal`, `order`.
     pub rollout: Rollout,
+    /// tend's `health:` gate: tasks run on each batch's hosts after the batch converged, in
+    /// one implicit block that carries the play's keywords (as `tasks`). Empty: no gate.
+    pub health: Vec<Task>,
+    /// tend's `needs:` (the plays this one waits for, by name); `None`: the play comes after
+    /// the one before it in the file, as in Ansible.
+    pub needs: Option<Needs>,
+}
+
+/// A play's `needs:` as written: play names, and where the keyword stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Needs {
+    pub names: Vec<(String, Loc)>,
+    pub loc: Loc,
 }
 
 /// A play's batch keywords, as written (the engine computes the batches).
@@ -276,6 +289,9 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "max_fail_percentage",
     "any_errors_fatal",
     "order",
+    "throttle",
+    "run_once",
+    "health",
     "environment",
     "check_mode",
     "diff",
@@ -288,6 +304,7 @@ pub const PLAY_KEYWORDS: &[&str] = &[
     "become_flags",
     "become_exe",
     "connection",
+    "needs",
 ];
 
 pub const REFUSED_PLAY: &[(&str, &str)] = &[
@@ -295,7 +312,6 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
         "vars_prompt",
         "interactive prompts are not supported; pass values with -e",
     ),
-    ("throttle", "throttle arrives with orchestration"),
     (
         "strategy",
         "tend runs every host at full speed; remove `strategy`",
@@ -307,7 +323,6 @@ pub const REFUSED_PLAY: &[(&str, &str)] = &[
         "collections are not supported; use ansible.builtin modules",
     ),
     ("debugger", "the task debugger is not supported"),
-    ("run_once", "run_once on a play is not supported"),
     ("timeout", "task timeouts are not supported yet"),
 ];
 
@@ -334,10 +349,13 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         tags: Vec::new(),
         connection: None,
         rollout: Rollout::default(),
+        health: Vec::new(),
+        needs: None,
     };
     let mut wrapper = Task::new(TaskKind::Meta(String::new()), node.loc.clone());
     wrapper.implicit = true;
     let mut sections: [Option<&Node>; 5] = [None; 5]; // pre_tasks, roles, tasks, post_tasks, handlers
+    let mut health: Option<&Node> = None;
     let mut has_hosts = false;
     for (k, v) in map {
         let key = k.as_str().unwrap_or_default();
@@ -397,12 +415,16 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             "tasks" => sections[2] = Some(v),
             "post_tasks" => sections[3] = Some(v),
             "handlers" => sections[4] = Some(v),
+            "health" => health = Some(v),
+            "throttle" => wrapper.throttle = Some(task::throttle_of(v)?),
+            "run_once" => wrapper.run_once = Some(v.to_value()),
             "tags" => play.tags = task::tag_list(v)?,
             "force_handlers" => play.force_handlers = bool_of(v)?,
             "serial" => play.rollout.serial = serial_of(v)?,
             "max_fail_percentage" => play.rollout.max_fail_percentage = Some(percent_of(v)?),
             "any_errors_fatal" => play.rollout.any_errors_fatal = bool_of(v)?,
             "order" => play.rollout.order = order_of(v)?,
+            "needs" => play.needs = Some(needs_of(k, v)?),
             "environment" => wrapper.environment = Some(v.to_value()),
             "check_mode" => wrapper.check_mode = Some(v.to_value()),
             "diff" => wrapper.diff = Some(v.to_value()),
@@ -421,7 +443,7 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
             }
             other => {
                 return Err(Diag::new(k.loc.clone(), format!("`{other}` is not a valid play keyword"))
-                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, become, become_user, become_method"));
+                    .with_hint("play keywords: name, hosts, gather_facts, vars, vars_files, pre_tasks, roles, tasks, post_tasks, handlers, tags, environment, check_mode, diff, no_log, ignore_errors, force_handlers, serial, max_fail_percentage, any_errors_fatal, order, throttle, run_once, health, needs, become, become_user, become_method"));
             }
         }
     }
@@ -461,6 +483,22 @@ fn play(node: &Node, dir: &Path, errors: &mut Vec<Diag>) -> Result<Play, Diag> {
         if let Some(n) = sections[4] {
             let own = task::handlers(&mut parser, n, errors);
             parser.roles.handlers.extend(own);
+        }
+        if let Some(n) = health {
+            let mut gate = parser.tasks(n, errors);
+            if !gate.is_empty() {
+                gate.push(flush(&node.loc));
+                let mut w = wrapper.clone();
+                // A gate runs whatever `--tags` selects: a rollout of some tags is still gated.
+                w.tags = play.tags.clone();
+                w.tags.push("always".into());
+                w.kind = TaskKind::Block {
+                    block: gate,
+                    rescue: Vec::new(),
+                    always: Vec::new(),
+                };
+                play.health = vec![w];
+            }
         }
     }
     wrapper.tags = play.tags.clone();
@@ -594,5 +632,25 @@ fn order_of(v: &Node) -> Result<HostOrder, Diag> {
             v.loc.clone(),
             "`order` must be one of inventory, reverse_inventory, sorted, reverse_sorted, shuffle",
         )),
+    })
+}
+
+/// `needs: db`, `needs: [db, cache]`, `needs: []`.
+fn needs_of(key: &Node, v: &Node) -> Result<Needs, Diag> {
+    let name = |i: &Node| match &i.value {
+        NodeValue::Str(s) if !s.trim().is_empty() => Ok((s.trim().to_string(), i.loc.clone())),
+        _ => Err(Diag::new(
+            i.loc.clone(),
+            format!("`needs` takes play names, not {}", i.kind()),
+        )
+        .with_hint("needs: [db, cache] waits for the plays named `db` and `cache`")),
+    };
+    let names = match &v.value {
+        NodeValue::Seq(items) => items.iter().map(name).collect::<Result<Vec<_>, _>>()?,
+        _ => vec![name(v)?],
+    };
+    Ok(Needs {
+        names,
+        loc: key.loc.clone(),
     })
 }

@@ -38,6 +38,7 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "delegate_to",
     "delegate_facts",
     "run_once",
+    "throttle",
     "args",
     "block",
     "rescue",
@@ -81,7 +82,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "remote_user",
         "remote users arrive with SSH hosts; remove it for local runs",
     ),
-    ("throttle", "throttle is not supported yet"),
     ("timeout", "task timeouts are not supported yet"),
     ("debugger", "the task debugger is not supported"),
     ("module_defaults", "module_defaults is not supported yet"),
@@ -188,6 +188,7 @@ impl TaskParser<'_> {
                 "delegate_to" => task.delegate_to = Some(scalar(v)?),
                 "delegate_facts" => task.delegate_facts = Some(v.to_value()),
                 "run_once" => task.run_once = Some(v.to_value()),
+                "throttle" => task.throttle = Some(throttle_of(v)?),
                 "args" => args_kw = Some(v),
                 "block" => block = Some(v),
                 "rescue" => rescue = Some(v),
@@ -790,6 +791,20 @@ pub(super) fn become_keyword(b: &mut Become, key: &str, v: &Node) -> Result<bool
         _ => *slot = Some(v.to_value()),
     }
     Ok(true)
+}
+
+/// `throttle`: a whole number (0: no limit) or a template that renders to one.
+pub(super) fn throttle_of(v: &Node) -> Result<Value, Diag> {
+    match &v.value {
+        NodeValue::Int(i) if *i >= 0 => Ok(v.to_value()),
+        NodeValue::Str(s) if crate::Templar::is_template(s) => Ok(v.to_value()),
+        NodeValue::Str(s) if s.trim().parse::<u64>().is_ok() => Ok(v.to_value()),
+        _ => Err(Diag::new(
+            v.loc.clone(),
+            "throttle must be a whole number of hosts (0: no limit)",
+        )
+        .with_hint("e.g. `throttle: 2`: at most two hosts run the task at once")),
+    }
 }
 
 pub(super) fn scalar(v: &Node) -> Result<String, Diag> {

@@ -283,3 +283,95 @@ fn any_errors_fatal_on_tasks_and_blocks_but_not_on_includes() {
         );
     }
 }
+
+#[test]
+fn needs_takes_a_name_or_a_list_of_names_with_their_locations() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- name: db\n  hosts: all\n  needs: []\n- name: app\n  hosts: all\n  needs: db\n- name: lb\n  hosts: all\n  needs: [db, app]\n- hosts: all\n",
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let needs: Vec<Option<Vec<String>>> = pb
+        .plays
+        .iter()
+        .map(|p| {
+            p.needs
+                .as_ref()
+                .map(|n| n.names.iter().map(|(s, _)| s.clone()).collect())
+        })
+        .collect();
+    assert_eq!(
+        needs,
+        vec![
+            Some(vec![]),
+            Some(vec!["db".to_string()]),
+            Some(vec!["db".to_string(), "app".to_string()]),
+            None
+        ]
+    );
+    let lb = pb.plays[2].needs.as_ref().unwrap();
+    assert_eq!((lb.loc.line, lb.loc.col), (9, 3));
+    assert_eq!((lb.names[1].1.line, lb.names[1].1.col), (9, 15));
+}
+
+#[test]
+fn needs_refuses_what_is_not_a_play_name() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- name: app\n  hosts: all\n  needs: {db: 1}\n",
+    );
+    let err = load(&d.path().join("site.yml")).unwrap_err();
+    let text = err.0[0].render();
+    assert!(text.contains("`needs` takes play names"), "{text}");
+    assert!(text.contains(":3:10"), "{text}");
+}
+
+#[test]
+fn throttle_run_once_and_health_on_plays_blocks_and_tasks() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "site.yml",
+        "- hosts: all\n  throttle: 3\n  run_once: true\n  become: true\n  tasks:\n    - command: /bin/true\n      throttle: 1\n    - block:\n        - debug: msg=x\n      throttle: \"{{ n }}\"\n  health:\n    - name: probe\n      uri: url=http://127.0.0.1/\n",
+    );
+    let pb = load(&d.path().join("site.yml")).unwrap();
+    let play = &pb.plays[0];
+    let wrapper = &play.tasks[0];
+    assert_eq!(wrapper.throttle, Some(Value::from(3)));
+    assert_eq!(wrapper.run_once, Some(Value::Bool(true)));
+    let tasks: Vec<&Task> = body(play).iter().filter(|t| !t.implicit).collect();
+    assert_eq!(tasks[0].throttle, Some(Value::from(1)));
+    assert_eq!(tasks[1].throttle, Some(Value::String("{{ n }}".into())));
+    // The gate is its own implicit block with the play's keywords, and a handler flush.
+    let [gate] = play.health.as_slice() else {
+        panic!("one gate block: {:?}", play.health)
+    };
+    assert!(gate.implicit);
+    assert_eq!(gate.run_once, Some(Value::Bool(true)));
+    assert!(gate.become_.enabled.is_some());
+    assert!(gate.tags.contains(&"always".to_string()));
+    let TaskKind::Block { block, .. } = &gate.kind else {
+        panic!("the gate is a block")
+    };
+    assert_eq!(block[0].name.as_deref(), Some("probe"));
+    assert!(block[1].implicit);
+}
+
+#[test]
+fn bad_throttle_values_are_refused_where_they_are() {
+    for text in ["throttle: -1", "throttle: lots", "throttle: [1]"] {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "site.yml",
+            &format!("- hosts: all\n  tasks:\n    - command: /bin/true\n      {text}\n"),
+        );
+        let e = load(&d.path().join("site.yml")).unwrap_err().to_string();
+        assert!(e.contains("throttle must be a whole number"), "{text}: {e}");
+        assert!(e.contains("site.yml:4:"), "{text}: {e}");
+    }
+}
