@@ -203,6 +203,63 @@ fn delegation_between_ssh_hosts_and_to_the_controller() {
     lab.stop().unwrap();
 }
 
+/// Become on the delegate follows the task's become: h01 (logged in as `deploy`) delegates to
+/// h02 (also `deploy`), once plainly and once with `become: true` (sudo with the password).
+#[test]
+#[allow(clippy::print_stderr)]
+fn become_on_the_delegate_follows_the_task() {
+    if !common::is_root() {
+        eprintln!("skipped: the lab needs root");
+        return;
+    }
+    let mut lab = tend_lab::Lab::builder()
+        .hosts(2)
+        .prefix("delbe")
+        .start()
+        .expect("the lab starts");
+    let dir = tempfile::tempdir().unwrap();
+    let mut inv = String::new();
+    for h in lab.hosts() {
+        inv.push_str(&format!(
+            "{} ansible_host={} ansible_user={} ansible_become_password={} ansible_ssh_private_key_file={} ansible_ssh_common_args='-o UserKnownHostsFile={} -o IdentitiesOnly=yes'\n",
+            h.name,
+            h.ip,
+            tend_lab::DEPLOY_USER,
+            tend_lab::DEPLOY_PASSWORD,
+            lab.key_path().display(),
+            lab.known_hosts_path().display()
+        ));
+    }
+    write(dir.path(), "inv.ini", &inv);
+    write(
+        dir.path(),
+        "site.yml",
+        "- hosts: h01\n  gather_facts: false\n  tasks:\n    - command: whoami\n      delegate_to: h02\n      register: plain\n      changed_when: false\n    - command: whoami\n      delegate_to: h02\n      become: true\n      register: root\n      changed_when: false\n    - copy: content=\"{{ plain.stdout }} {{ root.stdout }}\" dest=/tmp/who\n      delegate_to: h02\n      become: true\n",
+    );
+    let child = common::tend_command(dir.path(), &["apply", "site.yml", "-i", "inv.ini"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait(child, Duration::from_secs(180));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(
+        lab.run("h02", &["cat", "/tmp/who"]).unwrap(),
+        "deploy root",
+        "{t}"
+    );
+    assert!(
+        lab.run("h02", &["stat", "-c", "%U", "/tmp/who"])
+            .unwrap()
+            .trim()
+            == "root",
+        "{t}"
+    );
+    assert!(!t.contains("deploy-pw"), "the password never shows: {t}");
+    lab.stop().unwrap();
+}
+
 fn wait(mut child: std::process::Child, limit: Duration) -> std::process::Output {
     let start = std::time::Instant::now();
     loop {
