@@ -17,6 +17,7 @@ pub const BUILTIN_MODULES: &[&str] = &[
     "fail",
     "include_vars",
     "ping",
+    "wait_for_connection",
     "include_tasks",
     "import_tasks",
     "include_role",
@@ -37,9 +38,11 @@ pub(crate) fn run(
     templar: &Templar,
     search: &[PathBuf],
     verbosity: u8,
+    check: bool,
 ) -> Result<Outcome, String> {
     let a = Args::new(args.clone());
     match name {
+        "wait_for_connection" => wait_for_connection(&a, check),
         "debug" => {
             let wanted = a.int("verbosity").map_err(|e| e.0)?.unwrap_or(0);
             if wanted > i64::from(verbosity) {
@@ -97,6 +100,33 @@ pub(crate) fn run(
         "include_vars" => include_vars(&a, search),
         other => Err(format!("`{other}` cannot be used here")),
     }
+}
+
+/// `wait_for_connection`: the agent answering is the connection working end to end (what
+/// ansible-core's ping test proves), so after `delay` it succeeds with the seconds elapsed.
+/// A host that reboots ends its session: that is where a reconnecting wait belongs (the
+/// controller's, once `reboot` exists), not here.
+fn wait_for_connection(a: &Args, check: bool) -> Result<Outcome, String> {
+    a.check_known(
+        "wait_for_connection",
+        &["connect_timeout", "delay", "sleep", "timeout"],
+    )
+    .map_err(|e| e.0)?;
+    for k in ["connect_timeout", "sleep", "timeout"] {
+        a.int(k).map_err(|e| e.0)?;
+    }
+    let delay = a.int("delay").map_err(|e| e.0)?.unwrap_or(0).max(0) as u64;
+    if check {
+        return Ok(Outcome::Output(ModuleOutput {
+            skipped: true,
+            ..Default::default()
+        }));
+    }
+    let start = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(delay));
+    Ok(Outcome::Output(
+        ModuleOutput::ok().field("elapsed", start.elapsed().as_secs()),
+    ))
 }
 
 fn is_identifier(s: &str) -> bool {

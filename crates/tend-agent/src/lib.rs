@@ -6,6 +6,7 @@
 
 mod builtin;
 pub mod bundle;
+pub mod delegate;
 pub mod hostlock;
 mod loops;
 mod privilege;
@@ -35,10 +36,28 @@ pub fn supported_modules() -> Vec<&'static str> {
 }
 
 /// Runs a program to the end and returns the host's counters and the state later plays see.
+/// With a rendezvous, templates read other hosts' `hostvars` from it, each host once per
+/// program: a helper thread asks it while the host's run waits for the answer.
 pub fn run(
     program: &Program,
     sink: &mut dyn FnMut(Event),
     rendezvous: Option<&dyn Rendezvous>,
 ) -> (HostStats, HostState) {
-    HostRun::new(program, sink, rendezvous).run()
+    let Some(rv) = rendezvous else {
+        return HostRun::new(program, sink, None).run();
+    };
+    std::thread::scope(|s| {
+        let (asker, questions) = sync::Asker::new();
+        let asker = std::sync::Arc::new(asker);
+        s.spawn(move || {
+            for (host, reply) in questions {
+                let _ = reply.send(rv.hostvars(&host));
+            }
+        });
+        let mut run = HostRun::new(program, sink, Some(rv));
+        run.set_other_hosts(asker.clone());
+        let out = run.run();
+        asker.close();
+        out
+    })
 }

@@ -21,7 +21,8 @@ use tend_lang::{Scope, Templar};
 use tend_proto::{Become, Secret, Value};
 
 /// How to escalate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Method {
     Sudo,
     Su,
@@ -44,7 +45,7 @@ impl Method {
 }
 
 /// One way of becoming a user; a worker serves exactly one.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Escalation {
     pub method: Method,
     pub user: String,
@@ -68,6 +69,34 @@ pub(crate) fn resolve(
     keywords: &Become,
     cli: &Become,
     cli_password: Option<&Secret>,
+) -> Result<Option<Resolved>, String> {
+    resolve_for(templar, scope, keywords, cli, cli_password, true)
+}
+
+/// [`resolve`] for a module that runs on another host (`delegate_to`): whether its login user
+/// already is the become user is for that host to tell ([`needs_worker`]).
+pub(crate) fn resolve_delegated(
+    templar: &Templar,
+    scope: &Scope,
+    keywords: &Become,
+    cli: &Become,
+    cli_password: Option<&Secret>,
+) -> Result<Option<Resolved>, String> {
+    resolve_for(templar, scope, keywords, cli, cli_password, false)
+}
+
+/// Whether this process must start a worker to become `esc.user`.
+pub(crate) fn needs_worker(esc: &Escalation) -> bool {
+    tend_resources::fsutil::resolve_user(&esc.user) != Some(own_uid())
+}
+
+fn resolve_for(
+    templar: &Templar,
+    scope: &Scope,
+    keywords: &Become,
+    cli: &Become,
+    cli_password: Option<&Secret>,
+    here: bool,
 ) -> Result<Option<Resolved>, String> {
     let setting = |vars: &[&str], kw: &Option<Value>, cl: &Option<Value>, what: &str| {
         first_var(scope, vars)?
@@ -136,7 +165,7 @@ pub(crate) fn resolve(
     .map(|v| text(&v))
     .filter(|u| !u.is_empty())
     .unwrap_or_else(|| "root".into());
-    if tend_resources::fsutil::resolve_user(&user) == Some(own_uid()) {
+    if here && tend_resources::fsutil::resolve_user(&user) == Some(own_uid()) {
         return Ok(None);
     }
     let flag_vars = names(&var("flags"));

@@ -54,12 +54,25 @@ struct Inherited {
     become_: Become,
     /// Inside a block that has a `rescue:` section.
     rescuable: bool,
-    /// Inside a block with `delegate_to`.
-    delegated: bool,
+    /// `delegate_to` of an enclosing block (unrendered).
+    delegate_to: Option<String>,
+    /// `delegate_facts` of an enclosing block.
+    delegate_facts: Option<Value>,
     /// `run_once` of the play or of a block around the task.
     run_once: Option<Value>,
     /// `throttle` of the play or of a block around the task.
     throttle: Option<Value>,
+}
+
+/// Where the module of the task running now runs (`delegate_to`).
+#[derive(Clone, Debug)]
+struct Delegation {
+    /// The inventory host named by `delegate_to`.
+    host: String,
+    /// It runs here after all: on this host, or on localhost when this agent is the controller.
+    here: bool,
+    /// `delegate_facts`: returned facts belong to the delegate.
+    facts: bool,
 }
 
 pub struct HostRun<'a> {
@@ -93,6 +106,8 @@ pub struct HostRun<'a> {
     steps: usize,
     /// The failure that stopped this host came from a task with `any_errors_fatal`.
     fatal_failure: bool,
+    /// `delegate_to` of the module task (or loop item) running now.
+    delegation: Option<Delegation>,
     /// A run that journals: the module task running now, as its journal entries name it.
     journal_task: Option<tend_resources::journal::JournalCtx>,
 }
@@ -135,6 +150,7 @@ impl<'a> HostRun<'a> {
             rendezvous,
             steps: 0,
             fatal_failure: false,
+            delegation: None,
             run_once_seen: Default::default(),
             sink,
             templar: Templar::new(),
@@ -163,6 +179,14 @@ impl<'a> HostRun<'a> {
             task_changes: Vec::new(),
             journal_task: None,
         }
+    }
+
+    /// Templates read other hosts' `hostvars` from `source` (the controller).
+    pub(crate) fn set_other_hosts(
+        &mut self,
+        source: std::sync::Arc<dyn tend_lang::template::OtherHosts>,
+    ) {
+        self.templar = self.templar.with_other_hosts(source);
     }
 
     /// Whether this run reports changes (`tend plan`, `tend apply PLAN`).
@@ -306,6 +330,7 @@ impl<'a> HostRun<'a> {
             handler: false,
             diffs: Vec::new(),
             changes: Vec::new(),
+            delegated_to: None,
         }));
         Flow::Failed
     }
@@ -365,6 +390,7 @@ impl<'a> HostRun<'a> {
             result,
             diffs: Vec::new(),
             changes: Vec::new(),
+            delegated_to: None,
         }));
         if status == ResultStatus::Failed {
             Flow::Failed
@@ -485,7 +511,12 @@ impl<'a> HostRun<'a> {
         if let Some(e) = &t.environment {
             i.environment.push(e.clone());
         }
-        i.delegated |= t.delegate_to.is_some();
+        if t.delegate_to.is_some() {
+            i.delegate_to = t.delegate_to.clone();
+        }
+        if t.delegate_facts.is_some() {
+            i.delegate_facts = t.delegate_facts.clone();
+        }
         if t.run_once.is_some() {
             i.run_once = t.run_once.clone();
         }
@@ -525,15 +556,38 @@ impl<'a> HostRun<'a> {
         }
     }
 
-    /// A task delegated to localhost would run on this host if it is remote: refused.
-    fn refuse_delegated(&mut self, t: &Task, inh: &Inherited, handler: bool) -> Option<Flow> {
-        if !(t.delegate_to.is_some() || inh.delegated) || !tend_lang::ctlfs::is_remote() {
-            return None;
+    /// Where the module of `t` runs, rendered with the task's variables (a loop item's, in a
+    /// loop: `delegate_to: "{{ item }}"`). `None`: not delegated, or delegated to itself.
+    fn delegation(
+        &self,
+        t: &Task,
+        inh: &Inherited,
+        scope: &Scope,
+    ) -> Result<Option<Delegation>, String> {
+        let Some(raw) = t.delegate_to.as_ref().or(inh.delegate_to.as_ref()) else {
+            return Ok(None);
+        };
+        let host = self
+            .templar
+            .render_str(raw, scope)
+            .map_err(|e| format!("cannot render delegate_to `{raw}`: {e}"))?;
+        let host = host.trim().to_string();
+        if host.is_empty() {
+            return Err(format!(
+                "delegate_to `{raw}` rendered to an empty host name"
+            ));
         }
-        let msg = runs_on_controller(
-            "this task is delegated to localhost (`delegate_to: localhost` or `local_action`)",
-        );
-        Some(self.fail_task(t, inh, &msg, handler))
+        if host == self.host() {
+            return Ok(None);
+        }
+        let local = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1");
+        let facts = t.delegate_facts.clone().or(inh.delegate_facts.clone());
+        let facts = self.eval_flag(&facts, scope)?.unwrap_or(false);
+        Ok(Some(Delegation {
+            here: local && !tend_lang::ctlfs::is_remote(),
+            host,
+            facts,
+        }))
     }
 
     /// Tag selection and `--start-at-task`.
@@ -908,9 +962,7 @@ impl<'a> HostRun<'a> {
         *seen += 1;
         self.current = (loc, *seen, None);
         self.task_changes.clear();
-        if let Some(refused) = self.refuse_delegated(t, inh, handler) {
-            return refused;
-        }
+        self.delegation = None;
         let scope = self.scope(t, inh, None);
         let host = self.host().to_string();
         let name = self.render_name(t, &scope);
@@ -1088,6 +1140,7 @@ impl<'a> HostRun<'a> {
             }
             let scope = self.scope(t, inh, Some(layer(&lv, false)));
             self.current.2 = Some(idx);
+            self.delegation = None;
             let (mut r, diffs) = match self.eval_when(conds, &scope) {
                 Err(e) => (failed_result(&t.loc, &e), Vec::new()),
                 Ok(false) => (skipped_result(conds), Vec::new()),
@@ -1117,6 +1170,7 @@ impl<'a> HostRun<'a> {
                 status,
                 label: if no_log { "None".into() } else { label },
                 result: shown,
+                delegated_to: self.delegation.as_ref().map(|d| d.host.clone()),
             });
             results.push(r);
         }
@@ -1139,6 +1193,12 @@ impl<'a> HostRun<'a> {
         }
         if skipped {
             agg["skipped"] = Value::Bool(true);
+        }
+        if results
+            .iter()
+            .any(|r| r.get("unreachable") == Some(&Value::Bool(true)))
+        {
+            agg["unreachable"] = Value::Bool(true);
         }
         (agg, all_diffs)
     }
@@ -1266,6 +1326,10 @@ impl<'a> HostRun<'a> {
         scope: &Scope,
         inh: &Inherited,
     ) -> (Value, Vec<Value>) {
+        self.delegation = match self.delegation(t, inh, scope) {
+            Ok(d) => d,
+            Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
+        };
         let args = match self.render_args(m, scope) {
             Ok(a) => a,
             Err(e) => return (failed_result(&t.loc, &e), Vec::new()),
@@ -1325,10 +1389,14 @@ impl<'a> HostRun<'a> {
                 &self.templar,
                 &search,
                 self.program.options.verbosity,
+                check,
             ) {
                 Ok(builtin::Outcome::Output(o)) => Ok(o),
                 Ok(builtin::Outcome::SetFacts(vars, o)) => {
-                    self.host_facts.extend(vars);
+                    match (&self.delegation, self.rendezvous) {
+                        (Some(d), Some(rv)) if d.facts => rv.delegated_facts(&d.host, vars, true),
+                        _ => self.host_facts.extend(vars),
+                    }
                     Ok(o)
                 }
                 Ok(builtin::Outcome::IncludeVars(vars, o)) => {
@@ -1464,7 +1532,12 @@ impl<'a> HostRun<'a> {
                 // facts, as ansible-core's strategy merges them.
                 if !is_builtin && !o.failed {
                     if let Some(Value::Object(facts)) = o.fields.get("ansible_facts") {
-                        self.merge_facts(facts.clone());
+                        match (&self.delegation, self.rendezvous) {
+                            (Some(d), Some(rv)) if d.facts => {
+                                rv.delegated_facts(&d.host, facts.clone(), false)
+                            }
+                            _ => self.merge_facts(facts.clone()),
+                        }
                     }
                 }
                 let mut r = o.fields;
@@ -1535,7 +1608,10 @@ impl<'a> HostRun<'a> {
         // A module that changed something without journaling what it replaced (`command`,
         // `uri` …): the rollback will say it cannot undo it. Written by the agent (it holds
         // no old content), after `changed_when` decided whether it changed anything.
-        if let (Some(j), false, false, false) = (&self.journal_task, is_builtin, journaled, check) {
+        let elsewhere = self.delegation.as_ref().is_some_and(|d| !d.here);
+        if let (Some(j), false, false, false, false) =
+            (&self.journal_task, is_builtin, journaled, check, elsewhere)
+        {
             if result.get("changed") == Some(&Value::Bool(true)) {
                 let noted = tend_resources::journal::record(
                     j,
@@ -1574,6 +1650,9 @@ impl<'a> HostRun<'a> {
         diff: bool,
         plan: PlanMode<'_>,
     ) -> Result<ModuleOutput, String> {
+        if let Some(d) = self.delegation.clone().filter(|d| !d.here) {
+            return self.module_on_delegate(&d, t, inh, call, check, diff, WirePlan::of(plan));
+        }
         match self.escalation(t, inh, call.scope) {
             Err(e) => Err(e),
             Ok(Some(r)) => self.module_in_worker(r, call, check, diff, WirePlan::of(plan)),
@@ -1590,6 +1669,77 @@ impl<'a> HostRun<'a> {
                 };
                 Ok((entry.run)(&Args::new(call.args.clone()), &ctx)
                     .unwrap_or_else(ModuleOutput::from))
+            }
+        }
+    }
+
+    /// Runs a module on the delegate through the controller, with the task's become.
+    #[allow(clippy::too_many_arguments)]
+    fn module_on_delegate(
+        &mut self,
+        d: &Delegation,
+        t: &Task,
+        inh: &Inherited,
+        call: &ModuleCall<'_>,
+        check: bool,
+        diff: bool,
+        plan: WirePlan,
+    ) -> Result<ModuleOutput, String> {
+        let Some(rv) = self.rendezvous else {
+            return Err(format!(
+                "this task is delegated to `{}`, which needs the controller to reach it",
+                d.host
+            ));
+        };
+        let resolved = privilege::resolve_delegated(
+            &self.templar,
+            call.scope,
+            &t.become_.over(&inh.become_),
+            &self.program.options.become_,
+            self.program.become_password.as_ref(),
+        )?;
+        let scope = if tend_resources::renders_templates(&call.m.name) {
+            WireLayer::export(call.scope)?
+        } else {
+            Vec::new()
+        };
+        let (escalation, password) = match resolved {
+            Some(r) => (Some(r.escalation), r.password),
+            None => (None, None),
+        };
+        let c = crate::delegate::Call {
+            delegate: d.host.clone(),
+            from: self.host().to_string(),
+            module: ModuleRequest {
+                name: call.m.name.clone(),
+                args: call.args.clone(),
+                check,
+                diff,
+                environment: call.environment.to_vec(),
+                search_dirs: call.search.to_vec(),
+                // The delegate's working directory is its own.
+                cwd: None,
+                scope,
+                plan,
+                // What it replaces is journaled on the delegate, under the delegate's name.
+                journal: self.journal_task.clone().map(|mut j| {
+                    j.host = d.host.clone();
+                    j
+                }),
+            },
+            escalation,
+            password,
+        };
+        match rv.delegate(c).into_output() {
+            Ok(o) => Ok(o),
+            Err((msg, false)) => Err(msg),
+            Err((msg, true)) => {
+                let mut o = ModuleOutput {
+                    msg: Some(msg),
+                    ..Default::default()
+                };
+                o.fields.insert("unreachable".into(), Value::Bool(true));
+                Ok(o)
             }
         }
     }
@@ -1739,6 +1889,7 @@ impl<'a> HostRun<'a> {
             (result, diffs)
         };
         let host = self.host().to_string();
+        let delegated_to = self.delegation.take().map(|d| d.host);
         self.emit(Event::TaskResult(TaskResult {
             host,
             task: name,
@@ -1749,8 +1900,10 @@ impl<'a> HostRun<'a> {
             result: shown,
             diffs,
             changes,
+            delegated_to,
         }));
-        if failed && !ignore {
+        // An unreachable delegate stops the host as an unreachable host does.
+        if failed && !ignore || status == ResultStatus::Unreachable {
             Flow::Failed
         } else {
             Flow::Continue
@@ -1768,9 +1921,6 @@ impl<'a> HostRun<'a> {
         i.tags.extend(t.tags.iter().cloned());
         if !self.selected(t, &i.tags) {
             return Flow::Continue;
-        }
-        if let Some(refused) = self.refuse_delegated(t, inh, false) {
-            return refused;
         }
         let scope = self.scope(t, inh, None);
         let conds: Vec<Value> = inh.when.iter().chain(&t.when).cloned().collect();
@@ -1843,6 +1993,7 @@ impl<'a> HostRun<'a> {
                         status: ResultStatus::Skipped,
                         label: label_of(&item),
                         result: skipped_result(&conds),
+                        delegated_to: None,
                     });
                     continue;
                 }
@@ -1977,6 +2128,7 @@ impl<'a> HostRun<'a> {
                     result: json!({"include": what, "changed": false, "item": label}),
                     diffs: Vec::new(),
                     changes: Vec::new(),
+                    delegated_to: None,
                 }));
                 self.run_list(&tasks, &child)
             }
@@ -2074,7 +2226,7 @@ fn only_changed_since_plan(r: &Value) -> bool {
 }
 
 fn runs_on_controller(what: &str) -> String {
-    format!("{what}: Ansible runs it on the controller, but this host is reached over SSH and tend would run it on the host itself, so it refuses it (delegation arrives with a later issue); run such steps in a play for `localhost`")
+    format!("{what}: Ansible runs it on the controller, but this host is reached over SSH and tend would run it on the host itself, so it refuses it; run such steps in a play for `localhost`, or delegate them (`delegate_to: localhost`)")
 }
 
 fn shorten(s: &str) -> String {

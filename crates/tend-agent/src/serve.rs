@@ -40,6 +40,8 @@ pub fn serve(
     // The host's lock, once the controller asked for it: held until the session ends.
     let mut held: Option<crate::hostlock::HostLock> = None;
     let bundles = crate::bundle::BundleCache::new(cache_dir.join(BUNDLES_DIR));
+    // Module calls other hosts delegate to this one (a session that serves them).
+    let served = crate::delegate::Served::new();
     // Mark this agent as used and drop what no run has used for a while (cheap: two small
     // directory listings).
     let running = std::env::current_exe().ok();
@@ -77,22 +79,8 @@ pub fn serve(
                         program.version
                     ));
                 }
-                if let Some(hash) = bundle {
-                    if installed.as_deref() != Some(hash.as_str()) {
-                        match bundles.get(&hash) {
-                            Ok(Some(b)) => {
-                                if let Ok(p) = bundles.path(&hash) {
-                                    crate::prune::touch(&p);
-                                }
-                                b.install()
-                            }
-                            Ok(None) => {
-                                return wire.fail(&format!("bundle {hash} was not sent"));
-                            }
-                            Err(e) => return wire.fail(&format!("cannot use bundle {hash}: {e}")),
-                        }
-                        installed = Some(hash);
-                    }
+                if let Err(e) = install(&bundles, &mut installed, bundle) {
+                    return wire.fail(&e);
                 }
                 // Vault-encrypted controller files this play may read (no password here).
                 tend_lang::vault::install_known(&program.vault);
@@ -136,6 +124,24 @@ pub fn serve(
                 };
                 wire.send(&reply);
             }
+            ToAgent::Call { call, bundle } => {
+                if let Err(e) = install(&bundles, &mut installed, bundle) {
+                    return wire.fail(&e);
+                }
+                let reply = match crate::delegate::Call::from_value(call) {
+                    Ok(c) => served.call(c),
+                    Err(e) => crate::delegate::Reply::error(e),
+                };
+                wire.send(&FromAgent::CallDone {
+                    reply: reply.to_value(),
+                });
+            }
+            ToAgent::HostvarsAnswer { host, .. } => {
+                return wire.fail(&format!("unexpected hostvars answer for {host}"));
+            }
+            ToAgent::DelegateAnswer { .. } => {
+                return wire.fail("unexpected delegate answer");
+            }
             ToAgent::RunOnceAnswer { key, .. } => {
                 return wire.fail(&format!("unexpected run_once answer for {key}"));
             }
@@ -147,6 +153,30 @@ pub fn serve(
             }
         }
     }
+}
+
+/// Makes the bundle `hash` the controller's files of this session (once per bundle).
+fn install(
+    bundles: &crate::bundle::BundleCache,
+    installed: &mut Option<String>,
+    bundle: Option<String>,
+) -> Result<(), String> {
+    let Some(hash) = bundle else { return Ok(()) };
+    if installed.as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    match bundles.get(&hash) {
+        Ok(Some(b)) => {
+            if let Ok(p) = bundles.path(&hash) {
+                crate::prune::touch(&p);
+            }
+            b.install()
+        }
+        Ok(None) => return Err(format!("bundle {hash} was not sent")),
+        Err(e) => return Err(format!("cannot use bundle {hash}: {e}")),
+    }
+    *installed = Some(hash);
+    Ok(())
 }
 
 type Input = Box<dyn BufRead + Send>;
@@ -217,6 +247,39 @@ impl Rendezvous for Wire {
 
     fn host_done(&self, _host: &str) {
         self.send(&FromAgent::RendezvousDone);
+    }
+
+    fn hostvars(&self, host: &str) -> Option<Value> {
+        self.send(&FromAgent::HostvarsAsk {
+            host: host.to_string(),
+        });
+        match self.recv() {
+            Ok(Some(ToAgent::HostvarsAnswer { host: h, vars })) if h == host => vars,
+            _ => None,
+        }
+    }
+
+    fn delegate(&self, call: crate::delegate::Call) -> crate::delegate::Reply {
+        let to = call.delegate.clone();
+        self.send(&FromAgent::DelegateAsk {
+            call: call.to_value(),
+        });
+        match self.recv() {
+            Ok(Some(ToAgent::DelegateAnswer { reply })) => {
+                crate::delegate::Reply::from_value(reply)
+            }
+            _ => crate::delegate::Reply::error(format!(
+                "the controller did not answer the call delegated to `{to}`"
+            )),
+        }
+    }
+
+    fn delegated_facts(&self, host: &str, facts: tend_proto::Vars, set_fact: bool) {
+        self.send(&FromAgent::DelegatedFacts {
+            host: host.to_string(),
+            facts,
+            set_fact,
+        });
     }
 
     fn step(&self, _host: &str, n: usize, failed: bool, fatal: bool) -> bool {

@@ -9,7 +9,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 
-use tend_proto::Value;
+use tend_proto::{Value, Vars};
+
+use crate::delegate::{Call, Reply};
 
 /// What a host does at a `run_once` task.
 pub enum RunOnce {
@@ -35,11 +37,56 @@ pub trait Rendezvous: Send + Sync {
     }
     /// The host became unreachable (for the lockstep rules; [`Rendezvous::host_done`] follows).
     fn host_unreachable(&self, _host: &str) {}
+    /// `hostvars[host]` of another host, as the controller knows it (see
+    /// [`tend_lang::template::OtherHosts`]); `None`: not an inventory host.
+    fn hostvars(&self, _host: &str) -> Option<Value> {
+        None
+    }
+    /// Runs a delegated module call on another host (`delegate_to`).
+    fn delegate(&self, call: Call) -> Reply {
+        Reply::error(format!(
+            "this task is delegated to `{}`, which needs the controller to reach it",
+            call.delegate
+        ))
+    }
+    /// `delegate_facts`: facts that belong to `host`. `set_fact`: they are `set_fact` values
+    /// rather than gathered facts.
+    fn delegated_facts(&self, _host: &str, _facts: Vars, _set_fact: bool) {}
     /// `throttle: limit` on a task: waits until fewer than `limit` hosts of the play run the
     /// task `key`, then counts this host in until [`Rendezvous::throttle_release`] (or
     /// [`Rendezvous::host_done`]).
     fn throttle_acquire(&self, _key: &str, _host: &str, _limit: usize) {}
     fn throttle_release(&self, _key: &str, _host: &str) {}
+}
+
+/// A question for the controller: another host's `hostvars`, and where to put the answer.
+pub(crate) type HostvarsQuestion = (String, std::sync::mpsc::SyncSender<Option<Value>>);
+
+/// Asks a [`Rendezvous`] for other hosts' `hostvars` from inside a template (which may not
+/// borrow it): the questions go to a thread that holds the rendezvous.
+pub(crate) struct Asker(Mutex<Option<std::sync::mpsc::Sender<HostvarsQuestion>>>);
+
+impl Asker {
+    pub fn new() -> (Asker, std::sync::mpsc::Receiver<HostvarsQuestion>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Asker(Mutex::new(Some(tx))), rx)
+    }
+
+    /// No more questions: the thread answering them ends.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.0.lock() {
+            tx.take();
+        }
+    }
+}
+
+impl tend_lang::template::OtherHosts for Asker {
+    fn hostvars(&self, host: &str) -> Option<Value> {
+        let tx = self.0.lock().ok()?.clone()?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        tx.send((host.to_string(), reply)).ok()?;
+        answer.recv().ok()?
+    }
 }
 
 /// When a lockstep play stops: ansible-core's linear strategy checks after each task.

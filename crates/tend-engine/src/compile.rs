@@ -125,6 +125,32 @@ fn check_templates(templar: &Templar, t: &Task, errors: &mut Vec<Diag>) {
     }
 }
 
+/// `delegate_to` naming a host the inventory does not have (when it is not a template): tend
+/// makes no implicit hosts, so this is refused before anything runs. A templated one that
+/// renders to such a host fails its task with the same words.
+pub(crate) fn check_delegates(
+    play: &Play,
+    inventory: &tend_lang::inventory::Inventory,
+    errors: &mut Vec<Diag>,
+) {
+    let mut visit = |t: &Task| {
+        let Some(to) = &t.delegate_to else { return };
+        let local = matches!(to.as_str(), "localhost" | "127.0.0.1" | "::1");
+        if local || Templar::is_template(to) || inventory.host(to).is_some() {
+            return;
+        }
+        errors.push(
+            Diag::new(t.loc.clone(), crate::peers::not_in_inventory(to)).with_hint(
+                "tend reaches only inventory hosts; `tend inventory -i INVENTORY --list` shows them",
+            ),
+        );
+    };
+    walk(&play.tasks, &mut visit);
+    for h in &play.handlers {
+        walk(std::slice::from_ref(&h.task), &mut visit);
+    }
+}
+
 fn walk(tasks: &[Task], f: &mut dyn FnMut(&Task)) {
     for t in tasks {
         f(t);
@@ -194,12 +220,6 @@ pub(crate) fn compile_for(
 
     let mut magic = inv.host_magic_vars(host);
     magic.insert("groups".into(), Value::Object(inv.groups_dict()));
-    let mut others = prep.all_hostvars().clone();
-    others.remove(host);
-    magic.insert(
-        tend_lang::template::OTHER_HOSTVARS.into(),
-        Value::Object(others),
-    );
     let dir = prep.playbook.dir.to_string_lossy().to_string();
     magic.insert("playbook_dir".into(), Value::String(dir.clone()));
     magic.insert("omit".into(), Value::String(OMIT.into()));

@@ -29,6 +29,8 @@ pub(crate) struct Gate<'a> {
     pub info: PlayBatch,
     pub remote: Option<&'a RemoteCtx>,
     pub local: &'a LocalLock,
+    /// `hostvars` and delegation for the gate's tasks.
+    pub fleet: &'a crate::peers::Fleet<'a>,
 }
 
 /// Runs the play's health gate on the batch, if it has one. Counters go into the play's
@@ -92,6 +94,7 @@ pub(crate) fn check(
                 prep,
                 gate.remote,
                 gate.local,
+                gate.fleet,
                 gate.idx,
                 &who,
                 states,
@@ -253,6 +256,7 @@ mod tests {
             result: json!({ "msg": msg }),
             diffs: Vec::new(),
             changes: Vec::new(),
+            delegated_to: None,
         })
     }
 

@@ -8,6 +8,7 @@ mod extra_vars;
 pub mod graph;
 mod health;
 mod inputs;
+mod peers;
 mod remote;
 pub mod rollback;
 mod scrub;
@@ -100,15 +101,9 @@ pub struct Prepared {
     pub adhoc: bool,
     /// Hosts reached over SSH, and how.
     ssh_targets: HashMap<String, tend_transport::SshTarget>,
-    /// Every inventory host's variables, for `hostvars` (built on first use).
-    hostvars: std::sync::OnceLock<Vars>,
     /// Vault-encrypted files decrypted for remote agents ([`tend_lang::vault::known`]).
     vault_known: std::collections::BTreeMap<String, Secret>,
 }
-
-/// Above this many hosts, `hostvars` of other hosts is not sent with every program (it would
-/// grow with the square of the fleet); the SSH and orchestration issues fetch it on demand.
-pub const HOSTVARS_MAX_HOSTS: usize = 200;
 
 impl Prepared {
     /// Every host the run targets, each once, in the order its plays first name it.
@@ -119,24 +114,6 @@ impl Prepared {
             .flatten()
             .filter(|h| seen.insert(*h))
             .collect()
-    }
-
-    /// Inventory variables of every host, as `hostvars` shows other hosts.
-    pub fn all_hostvars(&self) -> &Vars {
-        self.hostvars.get_or_init(|| {
-            let hosts: Vec<String> = self.inventory.hosts().map(|h| h.name.clone()).collect();
-            if hosts.len() > HOSTVARS_MAX_HOSTS {
-                return Vars::new();
-            }
-            hosts
-                .into_iter()
-                .map(|h| {
-                    let mut v = self.inventory.host_vars(&h, Some(&self.playbook_vars));
-                    v.extend(self.inventory.host_magic_vars(&h));
-                    (h, serde_json::Value::Object(v))
-                })
-                .collect()
-        })
     }
 }
 
@@ -215,6 +192,7 @@ fn prepare_with(
     let mut local_hosts: HashSet<String> = HashSet::new();
     for play in &playbook.plays {
         compile::check_play(play, &supported, &mut errors);
+        compile::check_delegates(play, &inventory, &mut errors);
         let pattern = if tend_lang::Templar::is_template(&play.hosts) {
             render_pattern(&play.hosts, &settings.extra_vars)
                 .map_err(|e| Diag::new(play.loc.clone(), e))?
@@ -283,7 +261,6 @@ fn prepare_with(
         warnings,
         adhoc,
         ssh_targets,
-        hostvars: Default::default(),
         vault_known: Default::default(),
     };
     if tend_lang::vault::has_secrets() {
@@ -359,9 +336,18 @@ impl Summary {
 pub fn run(prep: &Prepared, tx: &Sender<Event>) -> Summary {
     let remote = (!prep.ssh_targets.is_empty()).then(|| remote_context(prep, tx));
     let local = LocalLock::default();
-    let summary = run_plays(prep, remote.as_ref(), &local, tx);
+    let fleet = peers::Fleet::new(prep, remote.as_ref(), tx);
+    let summary = run_plays(prep, remote.as_ref(), &local, &fleet, tx);
+    // A delegate's serving session and the host's own session share one master connection
+    // (whichever came first is it, and it waits for the other): end them together.
+    std::thread::scope(|s| {
+        s.spawn(|| fleet.end());
+        if let Some(Ok(r)) = &remote {
+            r.end_sessions(prep.settings.forks);
+        }
+    });
+    drop(fleet);
     if let Some(Ok(r)) = &remote {
-        r.end_sessions(prep.settings.forks);
         let targets: Vec<_> = r.targets.values().cloned().collect();
         tend_transport::close_masters(&targets, &r.opts, &r.control);
     }
@@ -475,13 +461,15 @@ fn run_plays(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
+    fleet: &peers::Fleet,
     tx: &Sender<Event>,
 ) -> Summary {
-    let one =
-        |idx: usize,
-         excluded: &HashSet<String>,
-         states: HashMap<String, HostState>,
-         tx: &Sender<Event>| { run_play(prep, remote, local, idx, excluded, states, tx) };
+    let one = |idx: usize,
+               excluded: &HashSet<String>,
+               states: HashMap<String, HostState>,
+               tx: &Sender<Event>| {
+        run_play(prep, remote, local, fleet, idx, excluded, states, tx)
+    };
     graph::run(
         &prep.graph,
         &prep.playbook.plays,
@@ -530,10 +518,12 @@ pub(crate) struct PlayRun {
 /// or were unreachable earlier) and hosts that fail in a batch stay in later batches' counts
 /// but run nothing more. A batch whose failures stop the rollout ends the play. `states`: what
 /// the play's hosts bring from earlier plays (only theirs).
+#[allow(clippy::too_many_arguments)]
 fn run_play(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
+    fleet: &peers::Fleet,
     idx: usize,
     excluded: &HashSet<String>,
     mut states: HashMap<String, HostState>,
@@ -592,7 +582,7 @@ fn run_play(
             batch: &hosts,
             gate: false,
         };
-        let (ran, task_fatal) = run_batch(prep, remote, local, idx, &who, &states, rule, tx);
+        let (ran, task_fatal) = run_batch(prep, remote, local, fleet, idx, &who, &states, rule, tx);
         for (host, stats, state) in ran {
             let why = if stats.unreachable > 0 {
                 outcome.unreachable += 1;
@@ -652,6 +642,7 @@ fn run_play(
             },
             remote,
             local,
+            fleet,
         };
         if let Some(stop) = health::check(prep, &gate, &mut failed, &mut states, &mut out, tx) {
             out.stopped = Some(stop);
@@ -671,6 +662,7 @@ fn run_batch(
     prep: &Prepared,
     remote: Option<&RemoteCtx>,
     local: &LocalLock,
+    fleet: &peers::Fleet,
     idx: usize,
     who: &compile::PlayHosts,
     states: &HashMap<String, HostState>,
@@ -695,10 +687,12 @@ fn run_batch(
             tend_agent::LocalRendezvous::new(hosts.to_vec()),
         )
     };
+    // The rendezvous, answering `hostvars` and delegated calls too.
+    let peers = fleet.peers(&rendezvous);
     std::thread::scope(|s| {
         for _ in 0..forks {
             let tx = tx.clone();
-            let (next, results, rv) = (&next, &results, &rendezvous);
+            let (next, results, rv) = (&next, &results, &peers);
             s.spawn(move || loop {
                 let i = {
                     let Ok(mut n) = next.lock() else { return };
@@ -707,8 +701,10 @@ fn run_batch(
                     i
                 };
                 let Some(host) = hosts.get(i) else { return };
-                let state = states.get(host).cloned().unwrap_or_default();
+                let state = fleet.start(host, states.get(host).cloned().unwrap_or_default());
                 let (stats, state) = run_host(prep, remote, local, idx, host, who, state, rv, &tx);
+                // Other hosts' `hostvars` see it from now on, in this play too.
+                fleet.publish(host, state.clone());
                 if let Ok(mut r) = results.lock() {
                     r.push((host.clone(), stats, state));
                 }
@@ -758,6 +754,7 @@ fn run_host(
                 result: serde_json::json!({"failed": true, "msg": d.render()}),
                 diffs: Vec::new(),
                 changes: Vec::new(),
+                delegated_to: None,
             }));
             rv.step(host, 0, true, false);
             rv.host_done(host);

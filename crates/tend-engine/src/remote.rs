@@ -297,6 +297,7 @@ fn report_unreachable(
         }),
         diffs: Vec::new(),
         changes: Vec::new(),
+        delegated_to: None,
     }));
     let mut stats = seen.stats;
     stats.unreachable += 1;
@@ -355,6 +356,33 @@ impl Seen {
     }
 }
 
+/// A new agent session on `target`, holding the host's lock when the run takes locks (a
+/// second session of the same run shares it: the lock file names this run).
+pub(crate) fn open_session(
+    remote: &Remote,
+    target: &SshTarget,
+    tx: &Sender<Event>,
+) -> Result<Session, TransportError> {
+    let bundle_hash = remote.bundle.as_ref().map(|b| b.hash());
+    let mut session = Session::open(
+        target,
+        &remote.opts,
+        &remote.control,
+        &remote.agent,
+        bundle_hash,
+    )?;
+    for w in session.warnings.drain(..) {
+        let _ = tx.send(Event::Warning {
+            host: Some(target.name.clone()),
+            msg: w,
+        });
+    }
+    if let Some(req) = &remote.lock {
+        take_lock(&mut session, &target.name, req)?;
+    }
+    Ok(session)
+}
+
 fn drive(
     remote: &Remote,
     program: &Program,
@@ -371,25 +399,7 @@ fn drive(
     let pooled = remote.sessions.lock().ok().and_then(|mut s| s.remove(host));
     let mut session = match pooled {
         Some(s) => s,
-        None => {
-            let mut session = Session::open(
-                target,
-                &remote.opts,
-                &remote.control,
-                &remote.agent,
-                bundle_hash,
-            )?;
-            for w in session.warnings.drain(..) {
-                let _ = tx.send(Event::Warning {
-                    host: Some(host.clone()),
-                    msg: w,
-                });
-            }
-            if let Some(req) = &remote.lock {
-                take_lock(&mut session, host, req)?;
-            }
-            session
-        }
+        None => open_session(remote, target, tx)?,
     };
     if let Some(b) = &remote.bundle {
         if !session.has_bundle {
@@ -418,6 +428,24 @@ fn drive(
                 })?;
             }
             Ok(FromAgent::RunOncePublish { key, result }) => rv.publish(&key, result),
+            Ok(FromAgent::HostvarsAsk { host: other }) => {
+                let vars = rv.hostvars(&other);
+                session.send(&ToAgent::HostvarsAnswer { host: other, vars })?;
+            }
+            Ok(FromAgent::DelegateAsk { call }) => {
+                let reply = match tend_agent::delegate::Call::from_value(call) {
+                    Ok(c) => rv.delegate(c),
+                    Err(e) => tend_agent::delegate::Reply::error(e),
+                };
+                session.send(&ToAgent::DelegateAnswer {
+                    reply: reply.to_value(),
+                })?;
+            }
+            Ok(FromAgent::DelegatedFacts {
+                host: to,
+                facts,
+                set_fact,
+            }) => rv.delegated_facts(&to, facts, set_fact),
             Ok(FromAgent::Step { n, failed, fatal }) => {
                 let stop = rv.step(host, n, failed, fatal);
                 session.send(&ToAgent::StepAnswer { n, stop })?;
@@ -442,6 +470,7 @@ fn drive(
                 return Ok((stats, *state));
             }
             Ok(FromAgent::Hello { .. })
+            | Ok(FromAgent::CallDone { .. })
             | Ok(FromAgent::Locked { .. })
             | Ok(FromAgent::NotLocked { .. }) => {}
             Ok(FromAgent::Error { msg }) => {

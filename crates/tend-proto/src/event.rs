@@ -54,6 +54,9 @@ pub enum Event {
         status: ResultStatus,
         label: String,
         result: Value,
+        /// The task ran on this inventory host (`delegate_to`): printed `host -> delegate`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delegated_to: Option<String>,
     },
     TaskResult(TaskResult),
     Warning {
@@ -97,6 +100,9 @@ pub struct TaskResult {
     /// resource's change, one per loop item for a looped task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<PlannedChange>,
+    /// The task ran on this inventory host (`delegate_to`): printed `host -> delegate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_to: Option<String>,
 }
 
 /// The per-host counters of a PLAY RECAP, counted as ansible-core counts them.

@@ -250,6 +250,9 @@ pub struct Task {
     pub environment: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_to: Option<String>,
+    /// `delegate_facts`: facts a delegated task returns go to the delegate, not to this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_facts: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_once: Option<Value>,
     /// `throttle`: at most this many hosts run the task at once (0: no limit). Blocks and
@@ -291,6 +294,7 @@ impl Task {
             vars: Vars::new(),
             environment: None,
             delegate_to: None,
+            delegate_facts: None,
             run_once: None,
             throttle: None,
             become_: Become::default(),

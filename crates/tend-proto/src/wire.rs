@@ -18,10 +18,17 @@
 //!                                      ◄──      rendezvous_done          (leads nothing more)
 //!                                      ◄──      step {n, failed, fatal}  (lockstep plays)
 //!   step_answer {n, stop}              ──►
+//!                                      ◄──      hostvars_ask {host}      (`hostvars[host]`)
+//!   hostvars_answer {host, vars}       ──►      what the controller knows of it, or null
+//!                                      ◄──      delegate_ask {call}      (`delegate_to`)
+//!   delegate_answer {reply}            ──►      the module's output on the delegate
+//!                                      ◄──      delegated_facts {host, facts}
 //!                                      ◄──      throttle_acquire {key, limit} (a throttled task)
 //!   throttle_granted {key}             ──►      fewer than `limit` hosts run it now
 //!                                      ◄──      throttle_release {key}
 //!                                      ◄──      play_done {stats, state}
+//!   [call {call, bundle}               ──►      a delegated module call to run on this host
+//!                                      ◄──      call_done {reply}]
 //!   [run {program} …]  or  EOF         ──►      EOF: the agent exits 0
 //! ```
 //!
@@ -57,6 +64,20 @@ pub enum ToAgent {
     /// up to `wait_ms` for another holder. Sent once, before the first `run`, by runs that may
     /// change the host. The agent answers [`FromAgent::Locked`] or [`FromAgent::NotLocked`].
     Lock { owner: LockOwner, wait_ms: u64 },
+    /// The answer to [`FromAgent::HostvarsAsk`]: `hostvars[host]` as the controller knows it
+    /// (inventory variables, facts, `set_fact` and registered values), `None` for a host that
+    /// is not in the inventory.
+    HostvarsAnswer { host: String, vars: Option<Value> },
+    /// The answer to [`FromAgent::DelegateAsk`] (a `tend_agent::delegate::Reply`).
+    DelegateAnswer { reply: Value },
+    /// Run a module call another host delegated to this one (a `tend_agent::delegate::Call`);
+    /// `bundle` names the playbook bundle its controller files come from. Answered with
+    /// [`FromAgent::CallDone`]. Sessions that serve calls run no program.
+    Call {
+        call: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle: Option<String>,
+    },
 }
 
 /// Who holds a host's lock: written into the lock file by its holder, so that a second run can
@@ -135,6 +156,26 @@ pub enum FromAgent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A template read `hostvars[host]` of another host.
+    HostvarsAsk {
+        host: String,
+    },
+    /// A task is delegated to another host (a `tend_agent::delegate::Call`).
+    DelegateAsk {
+        call: Value,
+    },
+    /// `delegate_facts`: facts that belong to `host` (kept by the controller).
+    DelegatedFacts {
+        host: String,
+        facts: crate::Vars,
+        /// `set_fact` values rather than facts a module returned.
+        #[serde(default)]
+        set_fact: bool,
+    },
+    /// The answer to [`ToAgent::Call`] (a `tend_agent::delegate::Reply`).
+    CallDone {
+        reply: Value,
+    },
     /// The agent cannot go on (bad message, bundle failure …); the session ends.
     Error {
         msg: String,
@@ -161,5 +202,26 @@ mod tests {
             serde_json::from_str(r#"{"t":"play_done","stats":{"ok":1,"changed":0,"unreachable":0,"failed":0,"skipped":0,"rescued":0,"ignored":0},"state":{}}"#)
                 .unwrap();
         assert!(matches!(back, FromAgent::PlayDone { stats, .. } if stats.ok == 1));
+    }
+
+    #[test]
+    fn hostvars_and_delegation_messages_are_tagged_json_lines() {
+        let m = ToAgent::HostvarsAnswer {
+            host: "db1".into(),
+            vars: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"t":"hostvars_answer","host":"db1","vars":null}"#
+        );
+        let back: FromAgent = serde_json::from_str(
+            r#"{"t":"delegated_facts","host":"db1","facts":{"role":"primary"}}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(back, FromAgent::DelegatedFacts { host, set_fact: false, .. } if host == "db1")
+        );
+        let call: ToAgent = serde_json::from_str(r#"{"t":"call","call":{}}"#).unwrap();
+        assert!(matches!(call, ToAgent::Call { bundle: None, .. }));
     }
 }

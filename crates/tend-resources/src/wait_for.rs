@@ -115,12 +115,47 @@ impl Action for WaitFor {
                 0,
             ));
         }
-        if state == "drained" {
+        if path.is_some() && state == "drained" {
             return Err(fail(
-                "tend does not support state=drained of wait_for yet".into(),
+                "state=drained should only be used for checking a port in the wait_for module"
+                    .into(),
                 0,
             ));
         }
+        let exclude = args.list("exclude_hosts")?;
+        if exclude.is_some() && state != "drained" {
+            return Err(fail(
+                "exclude_hosts should only be with state=drained".into(),
+                0,
+            ));
+        }
+        let states = match args.list("active_connection_states")? {
+            None => DEFAULT_ACTIVE.iter().map(|s| s.to_string()).collect(),
+            Some(l) => l,
+        };
+        let mut state_ids = Vec::with_capacity(states.len());
+        for st in &states {
+            match state_id(st) {
+                Some(id) => state_ids.push(id),
+                None => {
+                    return Err(fail(
+                        format!("unknown active_connection_state ({st}) defined"),
+                        0,
+                    ))
+                }
+            }
+        }
+        let drained = if state == "drained" {
+            let Some(port) = port else {
+                // ansible-core fails with a Python error here; say what is missing.
+                return Err(fail("state=drained needs a port to watch".into(), 0));
+            };
+            let mut d = Drain::new(&host, port, exclude.as_deref().unwrap_or_default());
+            d.states = state_ids;
+            Some(d)
+        } else {
+            None
+        };
 
         let start = Instant::now();
         std::thread::sleep(delay);
@@ -132,6 +167,30 @@ impl Action for WaitFor {
         let disp = |p: &Path| p.display().to_string();
 
         match (&path, port) {
+            _ if drained.is_some() => {
+                let drain = drained
+                    .as_ref()
+                    .ok_or_else(|| ModuleError::new("no port"))?;
+                // ansible-core's loop: no check at all once the timeout has passed (a delay as
+                // long as the timeout fails).
+                let mut done = false;
+                while Instant::now() < end {
+                    if drain.active() == 0 {
+                        done = true;
+                        break;
+                    }
+                    std::thread::sleep(sleep);
+                }
+                if !done {
+                    return Err(fail(
+                        format!(
+                            "Timeout when waiting for {host}:{} to drain",
+                            port.unwrap_or_default()
+                        ),
+                        elapsed(),
+                    ));
+                }
+            }
             (None, None) => std::thread::sleep(timeout),
             _ if state == "absent" || state == "stopped" => loop {
                 let gone = match (&path, port) {
@@ -251,6 +310,115 @@ impl Action for WaitFor {
     }
 }
 
+/// ansible-core's default `active_connection_states`.
+const DEFAULT_ACTIVE: &[&str] = &[
+    "ESTABLISHED",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "SYN_RECV",
+    "SYN_SENT",
+    "TIME_WAIT",
+];
+
+/// The state's code in `/proc/net/tcp` (the states ansible-core accepts).
+fn state_id(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ESTABLISHED" => "01",
+        "SYN_SENT" => "02",
+        "SYN_RECV" => "03",
+        "FIN_WAIT1" => "04",
+        "FIN_WAIT2" => "05",
+        "TIME_WAIT" => "06",
+        _ => return None,
+    })
+}
+
+/// An address as `/proc/net/tcp{,6}` writes it: each 32-bit word in host (little-endian)
+/// order, upper-case hex.
+fn proc_hex(ip: &std::net::IpAddr) -> (bool, String) {
+    let words = |b: &[u8]| {
+        b.chunks(4)
+            .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .collect::<String>()
+    };
+    match ip {
+        std::net::IpAddr::V4(a) => (false, words(&a.octets())),
+        std::net::IpAddr::V6(a) => (true, words(&a.octets())),
+    }
+}
+
+/// The addresses of `host` as ansible-core matches them: each resolved address, and for an
+/// IPv4 one also its IPv4-mapped IPv6 form. `(ipv6, hex)`.
+fn host_hex(host: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for a in (host, 80).to_socket_addrs().into_iter().flatten() {
+        let ip = a.ip();
+        out.push(proc_hex(&ip));
+        if let std::net::IpAddr::V4(v4) = ip {
+            out.push(proc_hex(&std::net::IpAddr::V6(v4.to_ipv6_mapped())));
+        }
+    }
+    out
+}
+
+/// `state=drained`: the TCP connections to a local address and port, counted from
+/// `/proc/net/tcp` and `/proc/net/tcp6` as ansible-core's Linux implementation does.
+struct Drain {
+    port: String,
+    ips: Vec<(bool, String)>,
+    exclude: Vec<(bool, String)>,
+    states: Vec<&'static str>,
+}
+
+const MATCH_ALL_V4: &str = "00000000";
+const MATCH_ALL_V6: &str = "00000000000000000000000000000000";
+const MAPPED_PREFIX: &str = "0000000000000000FFFF0000";
+const MAPPED_ALL: &str = "0000000000000000FFFF000000000000";
+
+impl Drain {
+    fn new(host: &str, port: u16, exclude: &[String]) -> Drain {
+        Drain {
+            port: format!("{port:04X}"),
+            ips: host_hex(host),
+            exclude: exclude.iter().flat_map(|h| host_hex(h)).collect(),
+            states: Vec::new(),
+        }
+    }
+
+    fn active(&self) -> usize {
+        [("/proc/net/tcp", false), ("/proc/net/tcp6", true)]
+            .iter()
+            .filter_map(|(f, v6)| std::fs::read_to_string(f).ok().map(|t| (t, *v6)))
+            .map(|(text, v6)| self.count(&text, v6))
+            .sum()
+    }
+
+    /// Active connections in one `/proc/net/tcp*` table.
+    fn count(&self, table: &str, v6: bool) -> usize {
+        let has = |list: &[(bool, String)], ip: &str| list.iter().any(|(f, h)| *f == v6 && h == ip);
+        let all = if v6 { MATCH_ALL_V6 } else { MATCH_ALL_V4 };
+        table
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let (local, remote, st) = (f.get(1)?, f.get(2)?, f.get(3)?);
+                if *local == "local_address" || !self.states.contains(st) {
+                    return None;
+                }
+                let (lip, lport) = local.split_once(':')?;
+                let (rip, _) = remote.split_once(':')?;
+                if lport != self.port || has(&self.exclude, rip) {
+                    return None;
+                }
+                (has(&self.ips, lip)
+                    || has(&self.ips, all)
+                    || lip.starts_with(MAPPED_PREFIX) && has(&self.ips, MAPPED_ALL))
+                .then_some(())
+            })
+            .count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testutil::*;
@@ -299,5 +467,63 @@ mod tests {
             "wait_for",
             json!({"port": port, "state": "stopped", "timeout": 2}),
         );
+    }
+
+    #[test]
+    fn drained_counts_connections_on_the_address_and_port_as_proc_net_tcp_lists_them() {
+        use super::Drain;
+        // 127.0.0.1:8080 <- 127.0.0.1:40000 established; 10.0.0.5:8080 <- 10.0.0.9 established;
+        // a listener (0A) and another port never count.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+   0: 0100007F:1F90 0100007F:9C40 01 00000000:00000000\n\
+   1: 0500000A:1F90 0900000A:D431 01 00000000:00000000\n\
+   2: 00000000:1F90 00000000:0000 0A 00000000:00000000\n\
+   3: 0100007F:0050 0100007F:9C41 01 00000000:00000000\n";
+        let mut d = Drain::new("127.0.0.1", 8080, &[]);
+        d.states = vec!["01", "06"];
+        assert_eq!(d.count(table, false), 1);
+        let mut any = Drain::new("0.0.0.0", 8080, &["10.0.0.9".to_string()]);
+        any.states = vec!["01"];
+        // 0.0.0.0 matches every local address; the excluded peer does not count.
+        assert_eq!(any.count(table, false), 1);
+        any.exclude.clear();
+        assert_eq!(any.count(table, false), 2);
+        any.states = vec!["06"];
+        assert_eq!(any.count(table, false), 0);
+    }
+
+    #[test]
+    fn drained_waits_for_a_port_nobody_uses_and_refuses_what_ansible_refuses() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let out = run(
+            "wait_for",
+            json!({"port": port, "state": "drained", "timeout": 2}),
+        );
+        assert_eq!(out.fields["state"], json!("drained"));
+        assert!(!out.changed);
+        // An open connection keeps the port busy until the timeout.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let e = run_err(
+            "wait_for",
+            json!({"port": port, "state": "drained", "timeout": 1}),
+        );
+        assert_eq!(
+            e,
+            format!("Timeout when waiting for 127.0.0.1:{port} to drain")
+        );
+        let e = run_err(
+            "wait_for",
+            json!({"port": port, "state": "started", "exclude_hosts": ["10.0.0.1"]}),
+        );
+        assert_eq!(e, "exclude_hosts should only be with state=drained");
+        let e = run_err(
+            "wait_for",
+            json!({"port": port, "state": "drained", "active_connection_states": ["LISTEN"]}),
+        );
+        assert_eq!(e, "unknown active_connection_state (LISTEN) defined");
     }
 }

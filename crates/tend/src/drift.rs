@@ -1226,6 +1226,7 @@ mod tests {
             result: r,
             diffs,
             changes: Vec::new(),
+            delegated_to: None,
         })
     }
 

@@ -223,8 +223,14 @@ impl Printer {
                 status,
                 label,
                 result,
+                delegated_to,
                 ..
             } => {
+                // ansible-core's `[host -> delegate]`.
+                let host = match delegated_to {
+                    Some(d) => format!("{host} -> {d}"),
+                    None => host.clone(),
+                };
                 let line = match status {
                     ResultStatus::Ok => format!("ok: [{host}] => (item={label})"),
                     ResultStatus::Changed => format!("changed: [{host}] => (item={label})"),
@@ -261,7 +267,10 @@ impl Printer {
                 self.write(&text);
             }
         }
-        let host = &r.host;
+        let host = &match &r.delegated_to {
+            Some(d) => format!("{} -> {d}", r.host),
+            None => r.host.clone(),
+        };
         if let Some(inc) = r.result.get("include").and_then(Value::as_str) {
             let line = match r.result.get("item").and_then(Value::as_str) {
                 Some(item) => format!("included: {inc} for {host} => (item={item})\n"),
@@ -401,7 +410,8 @@ fn is_debug_result(r: &Value) -> bool {
         && o.get("failed") == Some(&Value::Bool(false))
         && o.get("changed") == Some(&Value::Bool(false))
         && !keys.contains(&"ansible_facts")
-        && (keys[0] == "msg" || !matches!(keys[0], "path" | "stat" | "ping" | "include"))
+        && (keys[0] == "msg"
+            || !matches!(keys[0], "path" | "stat" | "ping" | "include" | "elapsed"))
 }
 
 /// Drops what ansible-core's default callback does not show.

@@ -231,7 +231,7 @@ pub fn serve(input: &mut dyn BufRead, output: &mut dyn Write) -> std::io::Result
     }
 }
 
-fn answer(req: Request, templar: &Templar) -> Response {
+pub(crate) fn answer(req: Request, templar: &Templar) -> Response {
     match req {
         Request::Facts { subset } => Response::Facts(tend_resources::facts::gather(&subset)),
         Request::Pending {

@@ -12,7 +12,7 @@ use crate::yaml::{Node, NodeValue};
 const FREE_FORM: &[&str] = &["command", "shell", "raw", "script"];
 
 /// Keywords ansible-core knows that tend refuses rather than ignores, with the reason.
-/// The task keywords tend reads (besides the module call). `delegate_to` only as localhost. Listed in docs/supported.md, checked by a test there.
+/// The task keywords tend reads (besides the module call). Listed in docs/supported.md, checked by a test there.
 pub const TASK_KEYWORDS: &[&str] = &[
     "name",
     "when",
@@ -36,6 +36,7 @@ pub const TASK_KEYWORDS: &[&str] = &[
     "vars",
     "environment",
     "delegate_to",
+    "delegate_facts",
     "run_once",
     "throttle",
     "args",
@@ -81,7 +82,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "remote_user",
         "remote users arrive with SSH hosts; remove it for local runs",
     ),
-    ("delegate_facts", "delegate_facts is not supported yet"),
     ("timeout", "task timeouts are not supported yet"),
     ("debugger", "the task debugger is not supported"),
     ("module_defaults", "module_defaults is not supported yet"),
@@ -185,17 +185,8 @@ impl TaskParser<'_> {
                 "no_log" => task.no_log = Some(v.to_value()),
                 "vars" => task.vars = mapping(v, "vars")?,
                 "environment" => task.environment = Some(v.to_value()),
-                "delegate_to" => {
-                    let to = scalar(v)?;
-                    if !matches!(to.as_str(), "localhost" | "127.0.0.1") {
-                        return Err(Diag::new(
-                            v.loc.clone(),
-                            format!("delegate_to: {to} is not supported yet"),
-                        )
-                        .with_hint("tend delegates only to localhost for now"));
-                    }
-                    task.delegate_to = Some(to);
-                }
+                "delegate_to" => task.delegate_to = Some(scalar(v)?),
+                "delegate_facts" => task.delegate_facts = Some(v.to_value()),
                 "run_once" => task.run_once = Some(v.to_value()),
                 "throttle" => task.throttle = Some(throttle_of(v)?),
                 "args" => args_kw = Some(v),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as JValue};
 use tend_proto::Value;
 
-pub use scope::{Layer, Scope, OTHER_HOSTVARS};
+pub use scope::{Layer, OtherHosts, Scope};
 
 /// The placeholder `omit` evaluates to; arguments equal to it are dropped.
 pub const OMIT: &str = "__omit_place_holder__tend";
@@ -40,6 +40,8 @@ pub struct TemplateError(pub String);
 #[derive(Clone)]
 pub struct Templar {
     env: Arc<Environment<'static>>,
+    /// Where `hostvars[other]` comes from (the controller), cached for this templar's life.
+    others: Option<Arc<scope::OthersCache>>,
 }
 
 impl Default for Templar {
@@ -65,7 +67,19 @@ impl Templar {
         filters::register(&mut env);
         tests::register(&mut env);
         lookup::register(&mut env);
-        Templar { env: Arc::new(env) }
+        Templar {
+            env: Arc::new(env),
+            others: None,
+        }
+    }
+
+    /// The same engine, reading other hosts' `hostvars` from `source` on first use (each host
+    /// once: the answers are kept as long as this templar and its clones live).
+    pub fn with_other_hosts(&self, source: Arc<dyn OtherHosts>) -> Templar {
+        Templar {
+            env: self.env.clone(),
+            others: Some(Arc::new(scope::OthersCache::new(source))),
+        }
     }
 
     pub fn env(&self) -> &Environment<'static> {

@@ -219,11 +219,42 @@ impl Object for Scope {
     }
 }
 
-/// Where the controller puts the other hosts' variables for `hostvars` (a data layer).
-pub const OTHER_HOSTVARS: &str = "__tend_other_hostvars";
+/// Where `hostvars` of hosts other than the running one come from: the controller, asked on
+/// demand (a fleet's every host to every host would grow with the square of the fleet).
+pub trait OtherHosts: Send + Sync {
+    /// `hostvars[host]`: its inventory variables, facts, `set_fact` and registered values as
+    /// the controller knows them; `None` for a host not in the inventory.
+    fn hostvars(&self, host: &str) -> Option<Value>;
+}
+
+/// One answer per host for the life of a templar (one program run).
+pub(super) struct OthersCache {
+    source: Arc<dyn OtherHosts>,
+    seen: Mutex<std::collections::HashMap<String, Option<JValue>>>,
+}
+
+impl OthersCache {
+    pub(super) fn new(source: Arc<dyn OtherHosts>) -> Self {
+        OthersCache {
+            source,
+            seen: Mutex::new(Default::default()),
+        }
+    }
+
+    fn get(&self, host: &str) -> Option<JValue> {
+        if let Some(v) = self.seen.lock().ok()?.get(host) {
+            return v.clone();
+        }
+        let v = self.source.hostvars(host).map(|v| super::to_jinja_ser(&v));
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(host.to_string(), v.clone());
+        }
+        v
+    }
+}
 
 /// The `hostvars` magic variable: this host's own variables as they are now (facts, registered
-/// values …), and the other hosts' inventory variables as the controller sent them.
+/// values …), and the other hosts' as the controller knows them ([`OtherHosts`]).
 #[derive(Debug)]
 struct HostVars(Scope);
 
@@ -238,18 +269,23 @@ impl Object for HostVars {
         if me.as_ref().and_then(|m| m.as_str()) == Some(host) {
             return Some(JValue::from_object(VarsView(self.0.clone())));
         }
-        let others = self.0.lookup(OTHER_HOSTVARS)?;
-        others.get_attr(host).ok().filter(|v| !v.is_undefined())
+        self.0 .0.templar.others.as_ref()?.get(host)
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
+        // Every inventory host, as `groups.all` names them.
         let mut names: Vec<JValue> = Vec::new();
-        if let Some(me) = self.0.lookup("inventory_hostname") {
-            names.push(me);
+        let all = self
+            .0
+            .lookup("groups")
+            .and_then(|g| g.get_attr("all").ok())
+            .filter(|a| !a.is_undefined());
+        if let Some(iter) = all.as_ref().and_then(|a| a.try_iter().ok()) {
+            names.extend(iter);
         }
-        if let Some(others) = self.0.lookup(OTHER_HOSTVARS) {
-            if let Ok(iter) = others.try_iter() {
-                names.extend(iter);
+        if names.is_empty() {
+            if let Some(me) = self.0.lookup("inventory_hostname") {
+                names.push(me);
             }
         }
         Enumerator::Values(names)
