@@ -1378,6 +1378,7 @@ impl<'a> HostRun<'a> {
                 digest: None,
                 censored: false,
                 changed_since_plan: false,
+                args: Some(args.clone()),
             };
 
         let is_builtin = builtin::BUILTIN_MODULES.contains(&m.name.as_str());
@@ -1882,6 +1883,7 @@ impl<'a> HostRun<'a> {
             for c in &mut changes {
                 c.censored = true;
                 c.diffs.clear();
+                c.args = None;
                 c.subject = name.clone();
             }
             (censor(&result), Vec::new())

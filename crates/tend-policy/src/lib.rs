@@ -136,12 +136,10 @@ impl Policies {
                 let ext = file.extension().and_then(|e| e.to_str());
                 if ext == Some("json") {
                     let text = read(&file)?;
-                    engine
-                        .add_data_json(&text)
-                        .map_err(|e| PolicyError::Data {
-                            file: file.clone(),
-                            message: e.to_string(),
-                        })?;
+                    engine.add_data_json(&text).map_err(|e| PolicyError::Data {
+                        file: file.clone(),
+                        message: e.to_string(),
+                    })?;
                     continue;
                 }
                 let text = read(&file)?;
@@ -185,23 +183,22 @@ impl Policies {
         for (package, file) in packages {
             for (rule, out) in [("deny", &mut verdict.deny), ("warn", &mut verdict.warn)] {
                 let path = format!("{package}.{rule}");
-                let results = self
-                    .engine
-                    .eval_query(path.clone(), false)
-                    .map_err(|e| PolicyError::Eval {
-                        rule: path.clone(),
-                        file: file.to_path_buf(),
-                        message: e.to_string(),
-                    })?;
+                let results =
+                    self.engine
+                        .eval_query(path.clone(), false)
+                        .map_err(|e| PolicyError::Eval {
+                            rule: path.clone(),
+                            file: file.to_path_buf(),
+                            message: e.to_string(),
+                        })?;
                 for r in &results.result {
                     for expr in &r.expressions {
-                        let v = serde_json::to_value(&expr.value).map_err(|e| {
-                            PolicyError::Eval {
+                        let v =
+                            serde_json::to_value(&expr.value).map_err(|e| PolicyError::Eval {
                                 rule: path.clone(),
                                 file: file.to_path_buf(),
                                 message: e.to_string(),
-                            }
-                        })?;
+                            })?;
                         collect(package, v, out);
                     }
                 }
@@ -392,8 +389,10 @@ test_no_login_passes if {
         assert!(v.denied());
 
         let ok = p
-            .evaluate(&json!({"changes": [{"host": "a", "path": "/etc/ssh/sshd_config",
-                "action": "update", "content": {"after": "PermitRootLogin no\n"}}]}))
+            .evaluate(
+                &json!({"changes": [{"host": "a", "path": "/etc/ssh/sshd_config",
+                "action": "update", "content": {"after": "PermitRootLogin no\n"}}]}),
+            )
             .unwrap();
         assert!(!ok.denied());
     }
@@ -407,7 +406,10 @@ test_no_login_passes if {
 
     #[test]
     fn a_policy_that_does_not_parse_names_its_file_and_line() {
-        let d = dir(&[("bad.rego", "package bad\nimport rego.v1\n\ndeny contains msg if {\n  msg := \n}\n")]);
+        let d = dir(&[(
+            "bad.rego",
+            "package bad\nimport rego.v1\n\ndeny contains msg if {\n  msg := \n}\n",
+        )]);
         let e = Policies::load(&[d.path().to_path_buf()]).unwrap_err();
         let PolicyError::Parse { file, message } = &e else {
             panic!("{e}")
