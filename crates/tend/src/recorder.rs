@@ -501,6 +501,16 @@ impl Recorder {
                 ..RunEnd::new(BTreeMap::new(), 250)
             },
         };
+        // A run the policies blocked (a denied plan) exits 1 whatever its hosts did.
+        let blocked = policy.as_ref().is_some_and(|p| {
+            p.get("error").is_some()
+                || p.get("deny")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| !d.is_empty())
+        });
+        if blocked && end.exit_code == 0 {
+            end.exit_code = 1;
+        }
         end.policy = policy;
         self.end(end)
     }

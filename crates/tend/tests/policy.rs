@@ -107,6 +107,18 @@ fn app_user() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `tend history show` of the last run recorded in `dir`'s history.
+fn last_run(dir: &Path) -> String {
+    let list = stdout(&tend(dir, &["history"]));
+    let id = list
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run in the history:\n{list}"))
+        .to_string();
+    stdout(&tend(dir, &["history", "show", &id]))
+}
+
 fn playbook(name: &str) -> String {
     examples().join(name).display().to_string()
 }
@@ -189,6 +201,14 @@ fn a_plan_with_a_deny_exits_1_and_is_not_saved_and_warnings_block_nothing() {
     assert!(!p.path().join("plan.json").exists());
     // The plan itself is still printed: the reviewer sees what was denied.
     assert!(stdout(&o).contains("sshd_config"), "{}", text(&o));
+    // The deny is in the plan's record in the history.
+    let shown = last_run(p.path());
+    assert!(
+        shown.contains("exit 1")
+            && shown.contains("policy:    deny: ")
+            && shown.contains("PermitRootLogin"),
+        "{shown}"
+    );
 
     let warn = p.path().join("warn");
     std::fs::create_dir_all(&warn).unwrap();
@@ -229,6 +249,12 @@ fn a_plan_with_a_deny_exits_1_and_is_not_saved_and_warnings_block_nothing() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(stderr(&o).contains("PermitRootLogin"), "{}", text(&o));
     assert_eq!(p.tree(), before);
+    // Recorded as a blocked apply that changed nothing (and the plan is not spent).
+    let shown = last_run(p.path());
+    assert!(
+        shown.contains("the policies blocked plan") && shown.contains("policy:    deny: "),
+        "{shown}"
+    );
     // With only the warning, it applies.
     let o = tend(p.path(), &["apply", "plan.json", "--policy", &w]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
