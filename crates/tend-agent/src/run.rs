@@ -368,9 +368,16 @@ impl<'a> HostRun<'a> {
         };
         let (status, result) = match gathered {
             Ok(facts) => {
+                // A plan carries the facts to the controller, for policies (docs/policy.md);
+                // a run keeps them on the host.
+                let result = if self.program.options.plan {
+                    json!({"changed": false, "ansible_facts": facts.clone()})
+                } else {
+                    json!({"changed": false})
+                };
                 self.set_facts(facts);
                 self.stats.ok += 1;
-                (ResultStatus::Ok, json!({"changed": false}))
+                (ResultStatus::Ok, result)
             }
             Err(msg) => {
                 self.stats.failed += 1;

@@ -349,7 +349,7 @@ fn secrets_never_reach_the_policies_input() {
         p.path().join("site.yml"),
         format!(
             r#"- hosts: all
-  gather_facts: false
+  gather_facts: true
   tasks:
     - name: app config
       copy:
@@ -395,6 +395,11 @@ fn secrets_never_reach_the_policies_input() {
     assert_eq!(input["format_version"], 1);
     assert_eq!(input["kind"], "plan");
     assert_eq!(input["hosts"]["local"]["vars"]["db_password"], "********");
+    // The facts the plan gathered.
+    assert!(
+        input["hosts"]["local"]["facts"]["architecture"].is_string(),
+        "{input:#}"
+    );
     let changes = input["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{input:#}");
     assert_eq!(changes[0]["task"], "app config");
