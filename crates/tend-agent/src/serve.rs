@@ -224,6 +224,8 @@ impl Wire {
 }
 
 impl Rendezvous for Wire {
+    /// The agent is the host: the controller sees it become unreachable, not the agent.
+    fn host_unreachable(&self, _host: &str) {}
     fn run_once(&self, key: &str, _host: &str) -> RunOnce {
         self.send(&FromAgent::RunOnceAsk {
             key: key.to_string(),

@@ -22,6 +22,9 @@ pub enum RunOnce {
 }
 
 /// A meeting point for the hosts of one play.
+///
+/// Every method is required: a wrapper (the engine's `Peers`) that forgot to pass one on would
+/// otherwise answer for it silently with a default.
 pub trait Rendezvous: Send + Sync {
     fn run_once(&self, key: &str, host: &str) -> RunOnce;
     fn publish(&self, key: &str, result: Value);
@@ -32,31 +35,22 @@ pub trait Rendezvous: Send + Sync {
     /// there. Waits until every running host of the batch has finished that step; true when
     /// the play stops there for every host.
     /// `fatal`: the failed task had `any_errors_fatal`.
-    fn step(&self, _host: &str, _n: usize, _failed: bool, _fatal: bool) -> bool {
-        false
-    }
+    fn step(&self, host: &str, n: usize, failed: bool, fatal: bool) -> bool;
     /// The host became unreachable (for the lockstep rules; [`Rendezvous::host_done`] follows).
-    fn host_unreachable(&self, _host: &str) {}
+    fn host_unreachable(&self, host: &str);
     /// `hostvars[host]` of another host, as the controller knows it (see
     /// [`tend_lang::template::OtherHosts`]); `None`: not an inventory host.
-    fn hostvars(&self, _host: &str) -> Option<Value> {
-        None
-    }
+    fn hostvars(&self, host: &str) -> Option<Value>;
     /// Runs a delegated module call on another host (`delegate_to`).
-    fn delegate(&self, call: Call) -> Reply {
-        Reply::error(format!(
-            "this task is delegated to `{}`, which needs the controller to reach it",
-            call.delegate
-        ))
-    }
+    fn delegate(&self, call: Call) -> Reply;
     /// `delegate_facts`: facts that belong to `host`. `set_fact`: they are `set_fact` values
     /// rather than gathered facts.
-    fn delegated_facts(&self, _host: &str, _facts: Vars, _set_fact: bool) {}
+    fn delegated_facts(&self, host: &str, facts: Vars, set_fact: bool);
     /// `throttle: limit` on a task: waits until fewer than `limit` hosts of the play run the
     /// task `key`, then counts this host in until [`Rendezvous::throttle_release`] (or
     /// [`Rendezvous::host_done`]).
-    fn throttle_acquire(&self, _key: &str, _host: &str, _limit: usize) {}
-    fn throttle_release(&self, _key: &str, _host: &str) {}
+    fn throttle_acquire(&self, key: &str, host: &str, limit: usize);
+    fn throttle_release(&self, key: &str, host: &str);
 }
 
 /// A question for the controller: another host's `hostvars`, and where to put the answer.
@@ -164,6 +158,17 @@ impl LocalRendezvous {
 }
 
 impl Rendezvous for LocalRendezvous {
+    /// The batch alone knows no other host: the engine's rendezvous (`Peers`) answers.
+    fn hostvars(&self, _host: &str) -> Option<Value> {
+        None
+    }
+    fn delegate(&self, call: Call) -> Reply {
+        Reply::error(format!(
+            "this task is delegated to `{}`, which needs the controller to reach it",
+            call.delegate
+        ))
+    }
+    fn delegated_facts(&self, _host: &str, _facts: Vars, _set_fact: bool) {}
     fn run_once(&self, key: &str, host: &str) -> RunOnce {
         let Ok(mut st) = self.state.lock() else {
             return RunOnce::Lead;
