@@ -420,3 +420,56 @@ fn secrets_never_reach_the_policies_input() {
         "a secret reached the policies:\n{all}"
     );
 }
+
+/// The packages policy on a lab host over SSH (packages can only be installed there: the lab's
+/// offline repository): a package off the allow-list (`hello`) is refused before anything
+/// changes — dpkg still knows nothing of it —, one on the list (`nginx`) installs.
+#[test]
+#[allow(clippy::print_stderr)]
+fn packages_off_the_allow_list_are_refused_on_a_lab_host() {
+    if !common::is_root() {
+        eprintln!("note: skipped: lab hosts need root (run as root, as CI does)");
+        return;
+    }
+    let lab = tend_lab::Lab::builder()
+        .hosts(1)
+        .prefix("polpkg")
+        .start()
+        .expect("the lab starts (tests need root and tests/setup.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let policies = examples().join("policies").display().to_string();
+    let inv = lab.inventory_path().display().to_string();
+    let installed = |p: &str| {
+        lab.exec("h01", &["dpkg-query", "-W", "-f", "${Status}", p])
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+            .unwrap_or(false)
+    };
+    for (name, pkg) in [("fail", "hello"), ("pass", "nginx")] {
+        std::fs::write(
+            d.join(format!("{name}.yml")),
+            format!(
+                "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Tools\n      apt:\n        name: {pkg}\n        update_cache: true\n"
+            ),
+        )
+        .unwrap();
+    }
+    // apt's lists, so that the plan (check mode) knows the candidates.
+    lab.run("h01", &["apt-get", "update", "-q"]).unwrap();
+
+    let o = tend(d, &["apply", "fail.yml", "-i", &inv, "--policy", &policies]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        err.contains("Policy: deny: package hello is not on the allow-list"),
+        "{}",
+        text(&o)
+    );
+    assert!(err.contains("(h01, Tools)"), "{err}");
+    assert!(!installed("hello"), "a denied package was installed");
+
+    let o = tend(d, &["apply", "pass.yml", "-i", &inv, "--policy", &policies]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!stderr(&o).contains("Policy: deny"), "{}", text(&o));
+    assert!(installed("nginx"), "{}", text(&o));
+}

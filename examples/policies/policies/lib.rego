@@ -19,5 +19,6 @@ attr(change, name) := change.args[name] if not change.after[name]
 
 # Whether a change's path is strictly under `dir` (`/etc`, `/srv`) on its host.
 under(change, dir) if {
+	is_string(change.path)
 	startswith(change.path, concat("", [root(change.host), dir, "/"]))
 }
