@@ -368,9 +368,16 @@ impl<'a> HostRun<'a> {
         };
         let (status, result) = match gathered {
             Ok(facts) => {
+                // A plan carries the facts to the controller, for policies (docs/policy.md);
+                // a run keeps them on the host.
+                let result = if self.program.options.plan {
+                    json!({"changed": false, "ansible_facts": facts.clone()})
+                } else {
+                    json!({"changed": false})
+                };
                 self.set_facts(facts);
                 self.stats.ok += 1;
-                (ResultStatus::Ok, json!({"changed": false}))
+                (ResultStatus::Ok, result)
             }
             Err(msg) => {
                 self.stats.failed += 1;
@@ -1378,6 +1385,7 @@ impl<'a> HostRun<'a> {
                 digest: None,
                 censored: false,
                 changed_since_plan: false,
+                args: Some(args.clone()),
             };
 
         let is_builtin = builtin::BUILTIN_MODULES.contains(&m.name.as_str());
@@ -1882,6 +1890,7 @@ impl<'a> HostRun<'a> {
             for c in &mut changes {
                 c.censored = true;
                 c.diffs.clear();
+                c.args = None;
                 c.subject = name.clone();
             }
             (censor(&result), Vec::new())

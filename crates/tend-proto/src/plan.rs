@@ -43,6 +43,10 @@ pub struct PlannedChange {
     /// here), so the resource was not touched.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changed_since_plan: bool,
+    /// The task's module arguments, rendered (what policies judge besides the diff: a new
+    /// file's `mode` and `owner` show only here). Not part of the digest; none when censored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<crate::Vars>,
 }
 
 /// The key of a planned resource on a host: the play's number, the task's location, how often

@@ -173,6 +173,10 @@ pub struct RunEnd {
     /// What went wrong when status is `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the Rego policies said about the run's plan (`{"deny": [...], "warn": [...]}`,
+    /// each finding `{package, msg, host?, task?}`), when policies were evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Value>,
 }
 
 impl RunEnd {
@@ -188,6 +192,7 @@ impl RunEnd {
             hosts,
             exit_code,
             error: None,
+            policy: None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Encrypt, decrypt and view Ansible Vault files and strings (like ansible-vault).
     Vault(VaultCmdArgs),
+    /// Rego policies: `tend policy test` runs their unit tests (like `opa test`).
+    Policy(PolicyCmdArgs),
     /// Close the SSH connections that earlier runs kept open with --ssh-persist.
     #[command(name = "ssh-close")]
     SshClose(SshCloseArgs),
@@ -125,6 +127,25 @@ pub struct VaultArgs {
     /// script or `prompt` (repeatable).
     #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
     pub vault_id: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyCmdArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Run every `test_` rule of the policies (like `opa test`): pass or fail per test, exit 1
+    /// when one fails or errors.
+    Test(PolicyTestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyTestArgs {
+    /// Policy directories [default: `policies/` in the current directory].
+    pub dirs: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -287,6 +308,10 @@ pub struct ApplyArgs {
     pub recap_file: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Rego policies to evaluate on the plan before anything changes (a directory of
+    /// `*.rego` files; repeatable) [default: `policies/` beside the playbook, when it exists].
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policy: Vec<PathBuf>,
     /// Do not record this run in the history (and take no run lease).
     #[arg(long = "no-history")]
     pub no_history: bool,

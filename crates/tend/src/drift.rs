@@ -930,6 +930,7 @@ fn apply_args(a: &DriftArgs, check: bool) -> ApplyArgs {
         recap_file: None,
         store: a.store.clone(),
         no_history: a.no_history,
+        policy: Vec::new(),
         lock_timeout: a.lock_timeout,
     }
 }

@@ -189,7 +189,31 @@ fn summary_json(r: &RunSummary) -> Value {
         "totals": r.end.as_ref().map(|e| e.totals),
         "exit_code": r.end.as_ref().map(|e| e.exit_code),
         "rolls_back": r.start.rolls_back,
+        "policy": r.end.as_ref().and_then(|e| e.policy.clone()),
     })
+}
+
+/// The policy findings of a run's record, one line each: `deny: MSG (host, task)`.
+fn policy_lines(p: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = p.get("error").and_then(Value::as_str) {
+        out.push(format!("error: {e}"));
+    }
+    for kind in ["deny", "warn"] {
+        for f in p.get(kind).and_then(Value::as_array).into_iter().flatten() {
+            let msg = f.get("msg").and_then(Value::as_str).unwrap_or_default();
+            let whence: Vec<&str> = ["host", "task"]
+                .iter()
+                .filter_map(|k| f.get(*k).and_then(Value::as_str))
+                .collect();
+            if whence.is_empty() {
+                out.push(format!("{kind}: {msg}"));
+            } else {
+                out.push(format!("{kind}: {msg} ({})", whence.join(", ")));
+            }
+        }
+    }
+    out
 }
 
 fn stats_line(h: &str, s: &HostStats) -> String {
@@ -257,6 +281,11 @@ fn render_run(d: &RunDetail, rollbacks: &[RunSummary], verbose: bool) -> String 
         );
         if let Some(err) = &e.error {
             field("error:", err.clone());
+        }
+        if let Some(p) = &e.policy {
+            for line in policy_lines(p) {
+                field("policy:", line);
+            }
         }
     }
     field("by:", format!("{} on {}", r.start.user, r.start.controller));

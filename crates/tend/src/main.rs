@@ -6,6 +6,7 @@ mod embedded;
 mod history;
 mod orchestration;
 mod plan;
+mod policy;
 mod printer;
 mod prompt;
 mod recorder;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => history::metrics_cmd(args),
         Command::Unlock(args) => history::unlock(args),
         Command::Vault(args) => vault::vault(args),
+        Command::Policy(args) => policy::policy_cmd(args),
         Command::SshClose(args) => ssh_close(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),
@@ -108,6 +110,21 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // With policies, the run is planned and judged first; nothing changes when they deny.
+    let policy = match policy::load(&args, &args.playbook) {
+        Ok(Some(mut p)) if !args.check => match plan::plan_before_apply(&mut prep, &mut p, &args) {
+            Ok(record) => Some(record),
+            Err(code) => return code,
+        },
+        Ok(_) => None,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {e}\nnothing was changed\nhint: fix the policy (`tend policy test DIR` runs its tests)"
+            );
+            return ExitCode::from(1);
+        }
+    };
     // Every run has an id, recorded or not: it names the run in the hosts' locks.
     let run_id = tend_store::new_run_id();
     if !args.check {
@@ -134,7 +151,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
             r.event(e);
         }
     });
-    let recorded = recorder.map(|r| r.finish(summary.as_ref()));
+    let recorded = recorder.map(|r| r.finish_with_policy(summary.as_ref(), policy));
     let Some(summary) = summary else {
         return ExitCode::from(250);
     };

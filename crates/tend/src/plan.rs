@@ -82,6 +82,12 @@ pub struct HostPlan {
     pub host: String,
     #[serde(default)]
     pub changes: Vec<PlannedChange>,
+    /// The name of the task behind each change, by change key (for policies and people).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, String>,
+    /// The facts the plan gathered on the host (secrets masked), for policies.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub facts: serde_json::Map<String, Value>,
 }
 
 /// What a plan adds up to.
@@ -251,6 +257,13 @@ fn scrub_change(s: &Scrubber, c: &mut PlannedChange) {
     for d in &mut c.diffs {
         s.scrub(d);
     }
+    if let Some(args) = c.args.take() {
+        let mut v = Value::Object(args);
+        s.scrub(&mut v);
+        if let Value::Object(m) = v {
+            c.args = Some(m);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,16 +304,28 @@ struct Collector {
     changes: BTreeMap<String, Vec<PlannedChange>>,
     /// Failed (not ignored) tasks and unreachable hosts: `host: task (loc): msg`.
     errors: Vec<String>,
+    /// Per host, the task name behind each change key.
+    tasks: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per host, the facts its tasks reported (`ansible_facts` of results).
+    facts: BTreeMap<String, serde_json::Map<String, Value>>,
 }
 
 impl Collector {
     fn event(&mut self, e: &Event) {
         if let Event::TaskResult(r) = e {
             if !r.changes.is_empty() {
+                let tasks = self.tasks.entry(r.host.clone()).or_default();
+                for c in &r.changes {
+                    tasks.insert(c.key.clone(), r.task.clone());
+                }
                 self.changes
                     .entry(r.host.clone())
                     .or_default()
                     .extend(r.changes.iter().cloned());
+            }
+            if let Some(Value::Object(f)) = r.result.get("ansible_facts") {
+                let facts = self.facts.entry(r.host.clone()).or_default();
+                facts.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             let failed = r.status == ResultStatus::Failed && !r.ignored;
             if failed || r.status == ResultStatus::Unreachable {
@@ -345,6 +370,9 @@ fn error(msg: &str, hint: Option<&str>) -> ExitCode {
     }
     ExitCode::from(1)
 }
+
+/// What to do about a policy that blocks by failing.
+const POLICY_HINT: &str = "fix the policy (`tend policy test DIR` runs its tests); `--policy DIR` names the policy directories";
 
 /// `tend plan`.
 pub fn plan(args: PlanArgs) -> ExitCode {
@@ -401,6 +429,11 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         crate::out(&crate::settings::listing(&prep, &run));
         return ExitCode::SUCCESS;
     }
+    // Loaded before planning: a policy that does not parse stops here.
+    let mut policies = match crate::policy::load(&run, &run.playbook) {
+        Ok(p) => p,
+        Err(e) => return error(&e, Some(POLICY_HINT)),
+    };
     let plan_path = args
         .out
         .as_deref()
@@ -439,8 +472,10 @@ pub fn plan(args: PlanArgs) -> ExitCode {
             r.event(e);
         }
     });
-    let recorded = recorder.map(|r| r.finish(summary.as_ref()));
     if summary.is_none() {
+        if let Some(r) = recorder {
+            let _ = r.finish(None);
+        }
         return error("the plan stopped unexpectedly (internal error)", None);
     }
 
@@ -463,25 +498,37 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         } else {
             &playbook_dir
         }),
-        hosts: hosts
-            .iter()
-            .map(|h| HostPlan {
-                host: h.clone(),
-                changes: collector
-                    .changes
-                    .remove(h)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|mut c| {
-                        scrub_change(&scrub, &mut c);
-                        c
-                    })
-                    .collect(),
-            })
-            .collect(),
+        hosts: host_plans(&hosts, &mut collector, &scrub),
     };
+    let gate = policies.as_mut().map(|p| {
+        let input = crate::policy::input(&plan, &crate::policy::host_vars(&prep));
+        crate::policy::gate(p, &input)
+    });
+    let recorded = recorder.map(|r| {
+        let policy = gate.as_ref().map(|g| match g {
+            Ok(v) => crate::policy::record(v),
+            Err(e) => crate::policy::record_error(e),
+        });
+        r.finish_with_policy(summary.as_ref(), policy)
+    });
 
     let mut failed = false;
+    let mut blocked = false;
+    match &gate {
+        Some(Err(e)) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}\nhint: {POLICY_HINT}");
+            blocked = true;
+        }
+        Some(Ok(v)) if v.denied() => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: the policies deny this plan ({} deny)",
+                v.deny.len()
+            );
+            blocked = true;
+        }
+        _ => {}
+    }
     if !collector.errors.is_empty() {
         let mut err = std::io::stderr().lock();
         for e in &collector.errors {
@@ -509,6 +556,16 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         }
         return ExitCode::from(1);
     }
+    if blocked {
+        if let Some(path) = &args.out {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: the policies block this plan, so it was not saved to {}\nhint: change the playbook (or the policy) and run `tend plan` again",
+                path.display()
+            );
+        }
+        return ExitCode::from(1);
+    }
     if let Some(path) = &args.out {
         if let Err(e) = save(path, &plan) {
             return error(&e, None);
@@ -524,6 +581,36 @@ pub fn plan(args: PlanArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Each host's plan from what a plan pass collected, secrets masked.
+fn host_plans(hosts: &[String], collector: &mut Collector, scrub: &Scrubber) -> Vec<HostPlan> {
+    let mut vault = tend_engine::EventScrubber::new();
+    hosts
+        .iter()
+        .map(|h| {
+            let mut facts = Value::Object(collector.facts.remove(h).unwrap_or_default());
+            crate::policy::mask(&mut facts, scrub, &mut vault);
+            HostPlan {
+                host: h.clone(),
+                changes: collector
+                    .changes
+                    .remove(h)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut c| {
+                        scrub_change(scrub, &mut c);
+                        c
+                    })
+                    .collect(),
+                tasks: collector.tasks.remove(h).unwrap_or_default(),
+                facts: match facts {
+                    Value::Object(m) => m,
+                    _ => Default::default(),
+                },
+            }
+        })
+        .collect()
 }
 
 /// Writes the plan atomically; a new file is 0600 (it holds file contents), an existing one
@@ -631,6 +718,11 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     let plan_path = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     // Relative paths of the plan mean what they meant where it was made.
     let mut args = args;
+    for d in &mut args.policy {
+        if let Ok(abs) = std::path::absolute(&*d) {
+            *d = abs;
+        }
+    }
     if let Some(s) = &args.store.store {
         let spec = tend_store::StoreSpec::parse(s);
         if let tend_store::StoreSpec::Sqlite(p) = spec {
@@ -736,6 +828,18 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         );
     }
 
+    // The policies judge the plan as it was reviewed, before anything changes.
+    let policy = match crate::policy::load(&args, &args.playbook) {
+        Ok(None) => None,
+        Ok(Some(mut p)) => match policy_gate(&mut p, &plan, &prep) {
+            Ok(v) => Some(v),
+            Err(blocked) => {
+                record_blocked(&prep, &args, blocked, &format!("plan {}", plan.id));
+                return ExitCode::from(1);
+            }
+        },
+        Err(e) => return error(&e, Some(POLICY_HINT)),
+    };
     refresh(&mut prep);
     let run_id = tend_store::new_run_id();
     crate::lock_hosts(&mut prep, &run_id, args.lock_timeout);
@@ -771,7 +875,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
             r.event(e);
         }
     });
-    let recorded = recorder.map(|r| r.finish(summary.as_ref()));
+    let recorded = recorder.map(|r| r.finish_with_policy(summary.as_ref(), policy));
     let Some(summary) = summary else {
         return ExitCode::from(250);
     };
@@ -808,6 +912,129 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         }
     }
     ExitCode::from(code)
+}
+
+/// Evaluates policies on a plan and prints what they say. `Ok`: the record of the findings
+/// (warnings at most); `Err`: the record of why the plan is blocked (after saying so).
+fn policy_gate(
+    policies: &mut tend_policy::Policies,
+    plan: &PlanFile,
+    prep: &tend_engine::Prepared,
+) -> Result<Value, Value> {
+    let input = crate::policy::input(plan, &crate::policy::host_vars(prep));
+    match crate::policy::gate(policies, &input) {
+        Ok(v) if v.denied() => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: the policies deny this plan ({} deny), so nothing was changed on any host\nhint: change the playbook (or the policy) and run again",
+                v.deny.len()
+            );
+            Err(crate::policy::record(&v))
+        }
+        Ok(v) => Ok(crate::policy::record(&v)),
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {e}\nnothing was changed on any host\nhint: {POLICY_HINT}"
+            );
+            Err(crate::policy::record_error(&e))
+        }
+    }
+}
+
+/// Records in the history an apply the policies blocked before anything ran (unless the run
+/// keeps no history). `what`: what was blocked (`plan ID`, `playbook site.yml`).
+fn record_blocked(prep: &tend_engine::Prepared, args: &ApplyArgs, policy: Value, what: &str) {
+    if args.no_history {
+        return;
+    }
+    let run_id = tend_store::new_run_id();
+    match crate::recorder::Recorder::start_as(prep, args, &run_id, RunKind::Apply, None) {
+        Ok(Some(r)) => {
+            if let Err((run, e)) = r.finish_blocked(policy, &format!("the policies blocked {what}"))
+            {
+                crate::recorder::report_incomplete(&run, &e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            crate::history::report(&e);
+        }
+    }
+}
+
+/// `tend apply PLAYBOOK` with policies: plans every host first (check mode with diffs, as
+/// `tend plan` does), evaluates the policies on that plan, and either refuses the whole apply
+/// (`Err`: the exit status; nothing changed anywhere, the block recorded) or arms each host's
+/// guard with exactly the planned changes, approved, so that the apply makes those and only
+/// those: a change the plan did not hold is refused as changed since plan. A host the plan
+/// pass could not reach gets the changes planned so far, which may be none. `Ok`: the
+/// findings' record, for the apply's record.
+pub fn plan_before_apply(
+    prep: &mut tend_engine::Prepared,
+    policies: &mut tend_policy::Policies,
+    args: &ApplyArgs,
+) -> Result<Value, ExitCode> {
+    let options = prep.settings.options.clone();
+    prep.settings.options.check = true;
+    prep.settings.options.plan = true;
+    prep.settings.options.collect_diffs = true;
+    let mut collector = Collector::default();
+    let summary = crate::run_streaming(prep, |e| collector.event(e));
+    prep.settings.options = options;
+    if summary.is_none() {
+        let _ = error(
+            "the plan before the apply stopped unexpectedly (internal error); nothing was changed",
+            None,
+        );
+        return Err(ExitCode::from(250));
+    }
+    let hosts: Vec<String> = prep.hosts().into_iter().cloned().collect();
+    let scrub = crate::recorder::secret_scrubber(prep);
+    let raw: BTreeMap<String, Vec<PlannedChange>> = collector.changes.clone();
+    let plan = PlanFile {
+        format: FORMAT.into(),
+        version: VERSION,
+        id: tend_store::new_run_id(),
+        tend_version: crate::embedded::VERSION.into(),
+        created: tend_store::time::now(),
+        dir: String::new(),
+        options: options_of(args),
+        inputs: BTreeMap::new(),
+        git: None,
+        hosts: host_plans(&hosts, &mut collector, &scrub),
+    };
+    let record = match policy_gate(policies, &plan, prep) {
+        Ok(r) => r,
+        Err(blocked) => {
+            record_blocked(
+                prep,
+                args,
+                blocked,
+                &format!("playbook {}", args.playbook.display()),
+            );
+            return Err(ExitCode::from(1));
+        }
+    };
+    prep.settings.guards = Some(
+        hosts
+            .iter()
+            .map(|h| {
+                let changes = raw.get(h).map(Vec::as_slice).unwrap_or_default();
+                (
+                    h.clone(),
+                    PlanGuard {
+                        expected: changes
+                            .iter()
+                            .map(|c| (c.key.clone(), c.digest.clone()))
+                            .collect(),
+                        approved: changes.iter().map(|c| c.key.clone()).collect(),
+                    },
+                )
+            })
+            .collect(),
+    );
+    Ok(record)
 }
 
 /// Plans every host again, just before the apply and before anything changes, and approves in
@@ -899,6 +1126,7 @@ mod tests {
             digest: Some("ab".into()),
             censored: false,
             changed_since_plan: false,
+            args: None,
         }
     }
 
@@ -941,6 +1169,7 @@ mod tests {
                         ..change("0:site.yml:9:7#1", PlanAction::Run, "reload", vec![])
                     },
                 ],
+                ..Default::default()
             },
             HostPlan {
                 host: "web02".into(),
@@ -954,10 +1183,12 @@ mod tests {
                         vec![],
                     )
                 }],
+                ..Default::default()
             },
             HostPlan {
                 host: "db01".into(),
                 changes: vec![],
+                ..Default::default()
             },
         ]);
         assert_eq!(
@@ -980,7 +1211,7 @@ mod tests {
         assert_eq!(
             render(&plan(vec![HostPlan {
                 host: "a".into(),
-                changes: vec![]
+                changes: vec![], ..Default::default()
             }])),
             "No changes: every host matches the playbook.\nPlan: 0 to add, 0 to change, 0 to destroy on 1 host.\n"
         );
@@ -992,6 +1223,7 @@ mod tests {
         let p = plan(vec![HostPlan {
             host: "web01".into(),
             changes: vec![change("k", PlanAction::Delete, "/x", vec![])],
+            ..Default::default()
         }]);
         let path = t.path().join("plan.json");
         save(&path, &p).unwrap();

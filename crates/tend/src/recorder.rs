@@ -476,21 +476,19 @@ impl Recorder {
     /// when the run itself crashed) and releases the leases. `Err` when any record of this run
     /// could not be written.
     pub fn finish(
-        mut self,
+        self,
         summary: Option<&tend_engine::Summary>,
     ) -> Result<(), (String, StoreError)> {
-        drop(self.queue.take());
-        let joined = self.writer.take().map(JoinHandle::join);
-        let Some(Ok(mut w)) = joined else {
-            return Err((
-                self.run_id,
-                StoreError::Backend {
-                    location: String::from("(history writer)"),
-                    reason: "the history writer thread stopped unexpectedly".into(),
-                },
-            ));
-        };
-        let end = match summary {
+        self.finish_with_policy(summary, None)
+    }
+
+    /// [`Recorder::finish`], with what the policies said about the run's plan.
+    pub fn finish_with_policy(
+        self,
+        summary: Option<&tend_engine::Summary>,
+        policy: Option<Value>,
+    ) -> Result<(), (String, StoreError)> {
+        let mut end = match summary {
             Some(s) => {
                 let hosts: BTreeMap<String, HostStats> =
                     s.stats.iter().map(|(h, st)| (h.clone(), *st)).collect();
@@ -502,6 +500,44 @@ impl Recorder {
                 exit_code: 250,
                 ..RunEnd::new(BTreeMap::new(), 250)
             },
+        };
+        // A run the policies blocked (a denied plan) exits 1 whatever its hosts did.
+        let blocked = policy.as_ref().is_some_and(|p| {
+            p.get("error").is_some()
+                || p.get("deny")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| !d.is_empty())
+        });
+        if blocked && end.exit_code == 0 {
+            end.exit_code = 1;
+        }
+        end.policy = policy;
+        self.end(end)
+    }
+
+    /// Ends a run the policies blocked before anything ran: an `error` run that changed
+    /// nothing, with the findings.
+    pub fn finish_blocked(self, policy: Value, why: &str) -> Result<(), (String, StoreError)> {
+        let end = RunEnd {
+            status: RunStatus::Error,
+            error: Some(why.to_string()),
+            policy: Some(policy),
+            ..RunEnd::new(BTreeMap::new(), 1)
+        };
+        self.end(end)
+    }
+
+    fn end(mut self, end: RunEnd) -> Result<(), (String, StoreError)> {
+        drop(self.queue.take());
+        let joined = self.writer.take().map(JoinHandle::join);
+        let Some(Ok(mut w)) = joined else {
+            return Err((
+                self.run_id,
+                StoreError::Backend {
+                    location: String::from("(history writer)"),
+                    reason: "the history writer thread stopped unexpectedly".into(),
+                },
+            ));
         };
         if let Err(e) = w.store.end_run(&self.run_id, &end) {
             w.write_failed(e);

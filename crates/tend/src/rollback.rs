@@ -132,6 +132,7 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
             store: Some(store_arg.clone()),
         },
         no_history: false,
+        policy: Vec::new(),
         lock_timeout: args.lock_timeout,
         dry_run_orchestration: false,
     };
