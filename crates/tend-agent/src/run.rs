@@ -500,36 +500,18 @@ impl<'a> HostRun<'a> {
         if !t.vars.is_empty() {
             i.block_vars.push(t.vars.clone());
         }
-        if t.ignore_errors.is_some() {
-            i.ignore_errors = t.ignore_errors.clone();
-        }
-        if t.any_errors_fatal.is_some() {
-            i.any_errors_fatal = t.any_errors_fatal.clone();
-        }
-        if t.check_mode.is_some() {
-            i.check_mode = t.check_mode.clone();
-        }
-        if t.diff.is_some() {
-            i.diff = t.diff.clone();
-        }
-        if t.no_log.is_some() {
-            i.no_log = t.no_log.clone();
-        }
+        keep(&mut i.ignore_errors, &t.ignore_errors);
+        keep(&mut i.any_errors_fatal, &t.any_errors_fatal);
+        keep(&mut i.check_mode, &t.check_mode);
+        keep(&mut i.diff, &t.diff);
+        keep(&mut i.no_log, &t.no_log);
         if let Some(e) = &t.environment {
             i.environment.push(e.clone());
         }
-        if t.delegate_to.is_some() {
-            i.delegate_to = t.delegate_to.clone();
-        }
-        if t.delegate_facts.is_some() {
-            i.delegate_facts = t.delegate_facts.clone();
-        }
-        if t.run_once.is_some() {
-            i.run_once = t.run_once.clone();
-        }
-        if t.throttle.is_some() {
-            i.throttle = t.throttle.clone();
-        }
+        keep(&mut i.delegate_to, &t.delegate_to);
+        keep(&mut i.delegate_facts, &t.delegate_facts);
+        keep(&mut i.run_once, &t.run_once);
+        keep(&mut i.throttle, &t.throttle);
         i.become_ = t.become_.over(&i.become_);
         i
     }
@@ -2299,5 +2281,12 @@ fn label_of(item: &Value) -> String {
             let j = to_jinja_ser(other);
             tend_lang::template::pyrepr_of(&j)
         }
+    }
+}
+
+/// A keyword a task or block sets wins over the one it inherits; unset, the inherited stays.
+fn keep<T: Clone>(inherited: &mut Option<T>, own: &Option<T>) {
+    if own.is_some() {
+        inherited.clone_from(own);
     }
 }
