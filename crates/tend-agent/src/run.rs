@@ -368,9 +368,9 @@ impl<'a> HostRun<'a> {
         };
         let (status, result) = match gathered {
             Ok(facts) => {
-                // A plan carries the facts to the controller, for policies (docs/policy.md);
-                // a run keeps them on the host.
-                let result = if self.program.options.plan {
+                // A plan and a compliance check carry the facts to the controller, for
+                // policies (docs/policy.md); a run keeps them on the host.
+                let result = if self.program.options.plan || self.program.options.report_facts {
                     json!({"changed": false, "ansible_facts": facts.clone()})
                 } else {
                     json!({"changed": false})

@@ -128,13 +128,11 @@ pub fn prepare(settings: Settings) -> Result<Prepared, EngineError> {
 /// One module on the hosts that match `pattern`, like `ansible PATTERN -m MODULE -a ARGS`:
 /// a one-task play without fact gathering, checked and run like any playbook.
 pub fn prepare_adhoc(
-    mut settings: Settings,
+    settings: Settings,
     pattern: &str,
     module: &str,
     args: Vars,
 ) -> Result<Prepared, EngineError> {
-    let inventory = Inventory::load(&settings.inventories)?;
-    let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let loc = tend_proto::Loc::new("<command line>", 0, 0);
     let mut task = tend_proto::Task::new(
         tend_proto::TaskKind::Module(tend_proto::Module {
@@ -143,19 +141,35 @@ pub fn prepare_adhoc(
             args_template: None,
             loc: loc.clone(),
         }),
-        loc.clone(),
+        loc,
     );
     task.name = Some(module.to_string());
+    prepare_tasks(settings, pattern, "Ansible Ad-Hoc", false, vec![task])
+}
+
+/// A one-play run tend builds itself (`tend ping`, `tend rollback`, `tend compliance`): `tasks`
+/// on the hosts that match `pattern`, gathering facts first when asked; checked and run like
+/// any playbook.
+pub fn prepare_tasks(
+    mut settings: Settings,
+    pattern: &str,
+    name: &str,
+    gather_facts: bool,
+    tasks: Vec<tend_proto::Task>,
+) -> Result<Prepared, EngineError> {
+    let inventory = Inventory::load(&settings.inventories)?;
+    let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let loc = tend_proto::Loc::new("<command line>", 0, 0);
     let play = playbook::Play {
-        name: "Ansible Ad-Hoc".into(),
+        name: name.into(),
         loc,
         hosts: pattern.to_string(),
-        gather_facts: false,
+        gather_facts,
         vars: Vars::new(),
         vars_files: Vec::new(),
         dir: dir.clone(),
         roles: Vec::new(),
-        tasks: vec![task],
+        tasks,
         handlers: Vec::new(),
         force_handlers: false,
         tags: Vec::new(),

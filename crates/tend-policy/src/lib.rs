@@ -10,10 +10,11 @@
 //!
 //! Fails closed: a file that does not parse, a data file that is not JSON, or a rule whose
 //! evaluation errors (a complete rule or function with conflicting values, …) is an error, and
-//! the caller blocks. Builtins keep OPA's default meaning (a builtin given the wrong type is
-//! undefined, not an error: `startswith(null, "/etc")` is simply not true), so that policies
-//! written for OPA mean the same here — as far as regorus lets it: some of its builtins raise
-//! an error whatever it is told, and such an error blocks (guard with `is_string` …).
+//! the caller blocks. Builtins keep OPA's default meaning (a builtin given the wrong type or a
+//! bad value is undefined, not an error: `startswith(null, "/etc")` is simply not true), so
+//! that policies written for OPA mean the same here. A builtin family regorus is built without
+//! (`http.send`, `uuid`, `yaml`, `json.match_schema`, `urlquery`) does not exist: a rule that
+//! calls one cannot be evaluated, and blocks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -209,6 +210,57 @@ impl Policies {
             }
         }
         Ok(verdict)
+    }
+
+    /// The members of the set rule `rule` (such as `collect_files`) over every package,
+    /// evaluated without input, sorted and once each: what a policy asks to be collected
+    /// before it judges. A package without the rule adds nothing; a member that is not a
+    /// string is an error.
+    pub fn gather(&mut self, rule: &str) -> Result<Vec<String>, PolicyError> {
+        self.engine
+            .set_input_json("{}")
+            .map_err(|e| PolicyError::Input(e.to_string()))?;
+        let mut packages: BTreeMap<&str, &Path> = BTreeMap::new();
+        for m in &self.modules {
+            packages.entry(m.package.as_str()).or_insert(&m.file);
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for (package, file) in packages {
+            let path = format!("{package}.{rule}");
+            let eval_err = |message: String| PolicyError::Eval {
+                rule: path.clone(),
+                file: file.to_path_buf(),
+                message,
+            };
+            let results = self
+                .engine
+                .eval_query(path.clone(), false)
+                .map_err(|e| eval_err(e.to_string()))?;
+            for r in &results.result {
+                for expr in &r.expressions {
+                    let v =
+                        serde_json::to_value(&expr.value).map_err(|e| eval_err(e.to_string()))?;
+                    let members = match v {
+                        Value::Array(a) => a,
+                        Value::Null => Vec::new(),
+                        other => vec![other],
+                    };
+                    for m in members {
+                        match m {
+                            Value::String(s) => {
+                                out.insert(s);
+                            }
+                            other => {
+                                return Err(eval_err(format!(
+                                    "members of `{rule}` must be strings (paths or globs), found {other}"
+                                )))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     /// Runs every `test_` rule, with an empty input unless the test sets one (`with input as`).
@@ -415,6 +467,100 @@ test_no_login_passes if {
             .unwrap();
         assert_eq!(v.deny.len(), 1, "{v:?}");
         assert_eq!(v.deny[0].msg, "/etc/x");
+    }
+
+    #[test]
+    fn collect_rules_gather_strings_across_packages() {
+        let d = dir(&[
+            (
+                "a.rego",
+                "package a\nimport rego.v1\ncollect_files contains \"/etc/ssh/sshd_config\"\ncollect_files contains \"/etc/*.conf\"\n",
+            ),
+            (
+                "b.rego",
+                "package b\nimport rego.v1\ncollect_files contains \"/etc/ssh/sshd_config\"\n",
+            ),
+            ("c.rego", "package c\nimport rego.v1\ndeny contains \"x\" if { false }\n"),
+        ]);
+        let mut p = Policies::load(&[d.path().to_path_buf()]).unwrap();
+        assert_eq!(
+            p.gather("collect_files").unwrap(),
+            vec![
+                "/etc/*.conf".to_string(),
+                "/etc/ssh/sshd_config".to_string()
+            ]
+        );
+        assert!(p.gather("collect_metadata").unwrap().is_empty());
+
+        let d = dir(&[(
+            "n.rego",
+            "package n\nimport rego.v1\ncollect_files contains 42\n",
+        )]);
+        let mut p = Policies::load(&[d.path().to_path_buf()]).unwrap();
+        let e = p.gather("collect_files").unwrap_err().to_string();
+        assert!(e.contains("must be strings") && e.contains("n.rego"), "{e}");
+    }
+
+    /// Builtins OPA leaves undefined on bad arguments (a rule that uses them simply does not
+    /// hold) must not turn into evaluation errors that block every run.
+    #[test]
+    fn builtins_given_bad_arguments_are_undefined_not_errors() {
+        let cases = [
+            "to_number(input.s)",
+            "count(input.n)",
+            "regex.match(\"[\", input.s)",
+            "split(input.n, \",\")",
+            "lower(input.n)",
+            "startswith(input.n, \"/\")",
+            "contains(input.missing, \"x\")",
+            "object.keys(input.s)",
+            "sort(input.n)",
+            "json.unmarshal(input.s)",
+            "base64.decode(input.n)",
+            "time.parse_rfc3339_ns(input.s)",
+            "semver.compare(input.s, \"1.0.0\")",
+        ];
+        let mut failures = Vec::new();
+        for expr in cases {
+            let policy = format!(
+                "package b\nimport rego.v1\ndeny contains \"held\" if {{\n  x := {expr}\n  x == x\n}}\nwarn contains \"not held\" if {{\n  not {expr}\n}}\n"
+            );
+            let d = dir(&[("b.rego", &policy)]);
+            let mut p = Policies::load(&[d.path().to_path_buf()]).unwrap();
+            match p.evaluate(&json!({"s": "not a number [", "n": 42})) {
+                Ok(v) => assert!(v.deny.is_empty(), "{expr}: {v:?}"),
+                Err(e) => failures.push(format!("{expr}: {e}")),
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// The builtins policies reach for beyond strings and regexes are there (docs/policy.md
+    /// lists the families that are not).
+    #[test]
+    fn common_opa_builtin_families_are_available() {
+        let d = dir(&[(
+            "b.rego",
+            r#"package b
+import rego.v1
+deny contains "base64" if base64.decode("aGk=") == "hi"
+deny contains "hex" if hex.encode("hi") == "6869"
+deny contains "semver" if semver.compare("1.10.0", "1.9.0") == 1
+deny contains "time" if time.now_ns() > time.parse_rfc3339_ns("2020-01-01T00:00:00Z")
+deny contains "net" if net.cidr_contains("10.0.0.0/8", "10.1.2.3")
+deny contains "graph" if graph.reachable({"a": ["b"], "b": []}, ["a"]) == {"a", "b"}
+"#,
+        )]);
+        let mut p = Policies::load(&[d.path().to_path_buf()]).unwrap();
+        let mut got: Vec<String> = p
+            .evaluate(&json!({}))
+            .unwrap()
+            .deny
+            .into_iter()
+            .map(|f| f.msg)
+            .collect();
+        got.sort();
+        assert_eq!(got, ["base64", "graph", "hex", "net", "semver", "time"]);
     }
 
     #[test]

@@ -198,6 +198,10 @@ pub struct RunOptions {
     /// result has a `diff` key, and the printer shows diffs, only under `--diff`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub collect_diffs: bool,
+    /// Send the gathered facts to the controller in the `Gathering Facts` result (`tend
+    /// compliance` judges them; a plan always does). A run otherwise keeps them on the host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_facts: bool,
     /// The run's id, for runs that may change hosts: the agent journals what each change
     /// replaces under it (never in check mode), for `tend rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

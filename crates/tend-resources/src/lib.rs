@@ -49,6 +49,7 @@ pub mod hostname;
 pub mod http;
 pub mod journal;
 pub mod lineinfile;
+pub mod observe_files;
 pub mod package_facts;
 pub mod process;
 mod registry;

@@ -60,6 +60,7 @@ modules! {
     action "stat" => crate::stat::Stat,
     action "find" => crate::find::Find,
     action "slurp" => crate::slurp::Slurp,
+    action "observe_files" => crate::observe_files::ObserveFiles,
     action "tempfile" => crate::tempfile::TempFile,
     action "wait_for" => crate::wait_for::WaitFor,
     action "apt" => crate::apt::Apt,

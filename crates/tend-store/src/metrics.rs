@@ -12,6 +12,10 @@
 //!   that found a change to make.
 //! - **compliance rate**: of the hosts whose *last* drift check in the bucket is counted, the
 //!   share found in state.
+//! - **policy checks**, **policy compliance rate**: host results of `compliance` runs (the
+//!   observed state judged by compliance policies; a host that could not be judged is not
+//!   counted), and of the hosts whose *last* such check in the bucket is counted, the share no
+//!   `deny` rule held for.
 //! - **provisioning time**: for each host, from the start of the first run that named it to the
 //!   end of its first clean, changing, non-check `apply`/`fix` run — counted in the bucket of
 //!   that converge.
@@ -42,12 +46,19 @@ pub struct Bucket {
     pub hosts_checked: u64,
     pub hosts_compliant: u64,
     pub compliance_rate: Option<f64>,
+    pub policy_checks: u64,
+    pub policy_violations: u64,
+    pub hosts_policy_checked: u64,
+    pub hosts_policy_compliant: u64,
+    pub policy_compliance_rate: Option<f64>,
     pub hosts_provisioned: u64,
     pub provisioning_seconds_avg: Option<f64>,
     pub drift_corrected: u64,
     pub mttr_seconds_avg: Option<f64>,
     #[serde(skip)]
     last_check: BTreeMap<String, bool>,
+    #[serde(skip)]
+    last_policy_check: BTreeMap<String, bool>,
     #[serde(skip)]
     provisioning_sum: f64,
     #[serde(skip)]
@@ -63,6 +74,11 @@ impl Bucket {
         self.hosts_compliant = self.last_check.values().filter(|&&ok| ok).count() as u64;
         self.compliance_rate = (self.hosts_checked > 0)
             .then(|| self.hosts_compliant as f64 / self.hosts_checked as f64);
+        self.hosts_policy_checked = self.last_policy_check.len() as u64;
+        self.hosts_policy_compliant =
+            self.last_policy_check.values().filter(|&&ok| ok).count() as u64;
+        self.policy_compliance_rate = (self.hosts_policy_checked > 0)
+            .then(|| self.hosts_policy_compliant as f64 / self.hosts_policy_checked as f64);
         self.provisioning_seconds_avg = (self.hosts_provisioned > 0)
             .then(|| self.provisioning_sum / self.hosts_provisioned as f64);
         self.mttr_seconds_avg =
@@ -177,9 +193,27 @@ impl Store {
                 }
             }
 
-            // Per host: drift, provisioning, repairs.
+            // Per host: policy compliance, drift, provisioning, repairs.
+            let verdicts = end
+                .policy
+                .as_ref()
+                .and_then(|p| p.get("hosts"))
+                .and_then(serde_json::Value::as_object);
             for (h, s) in &end.hosts {
                 let groups = groups_of(h).clone();
+                let verdict = verdicts
+                    .and_then(|v| v.get(h))
+                    .and_then(serde_json::Value::as_str);
+                if let (RunKind::Compliance, Some(v @ ("compliant" | "non_compliant"))) =
+                    (start.kind, verdict)
+                {
+                    let ok = v == "compliant";
+                    for b in m.buckets(&day, &groups) {
+                        b.policy_checks += 1;
+                        b.policy_violations += u64::from(!ok);
+                        b.last_policy_check.insert(h.clone(), ok);
+                    }
+                }
                 if start.kind == RunKind::Drift && clean(s) {
                     let drifted = s.changed > 0;
                     for b in m.buckets(&day, &groups) {
@@ -264,6 +298,21 @@ pub fn to_prometheus(m: &Metrics) -> String {
             "tend_compliance_ratio",
             "Hosts in state at their last drift check.",
             |b| b.compliance_rate,
+        ),
+        (
+            "tend_policy_checks",
+            "Hosts judged by compliance policies.",
+            |b| Some(b.policy_checks as f64),
+        ),
+        (
+            "tend_policy_violations",
+            "Policy checks where a deny rule held.",
+            |b| Some(b.policy_violations as f64),
+        ),
+        (
+            "tend_policy_compliance_ratio",
+            "Hosts no deny rule held for at their last policy check.",
+            |b| b.policy_compliance_rate,
         ),
         (
             "tend_hosts_provisioned",

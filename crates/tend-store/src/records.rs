@@ -25,6 +25,8 @@ pub enum RunKind {
     Drift,
     Rollback,
     Fix,
+    /// `tend compliance`: the hosts' observed state judged by compliance policies.
+    Compliance,
 }
 
 impl RunKind {
@@ -35,6 +37,7 @@ impl RunKind {
             RunKind::Drift => "drift",
             RunKind::Rollback => "rollback",
             RunKind::Fix => "fix",
+            RunKind::Compliance => "compliance",
         }
     }
 
@@ -45,6 +48,7 @@ impl RunKind {
             RunKind::Drift,
             RunKind::Rollback,
             RunKind::Fix,
+            RunKind::Compliance,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -174,7 +178,8 @@ pub struct RunEnd {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the Rego policies said about the run's plan (`{"deny": [...], "warn": [...]}`,
-    /// each finding `{package, msg, host?, task?}`), when policies were evaluated.
+    /// each finding `{package, msg, host?, task?}`), when policies were evaluated. A
+    /// `compliance` run adds `"hosts": {host: "compliant" | "non_compliant" | "error"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Value>,
 }

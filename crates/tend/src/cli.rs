@@ -46,6 +46,9 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Encrypt, decrypt and view Ansible Vault files and strings (like ansible-vault).
     Vault(VaultCmdArgs),
+    /// Judge the fleet's observed state (facts, packages, services, files) by compliance
+    /// policies, without a playbook: a report per host, recorded in the history.
+    Compliance(Box<ComplianceArgs>),
     /// Rego policies: `tend policy test` runs their unit tests (like `opa test`).
     Policy(PolicyCmdArgs),
     /// Close the SSH connections that earlier runs kept open with --ssh-persist.
@@ -234,37 +237,23 @@ pub struct SshCloseArgs {
     pub conn: ConnectionArgs,
 }
 
-#[derive(Args, Debug)]
-pub struct ApplyArgs {
-    /// The playbook to run.
-    pub playbook: PathBuf,
+/// Which hosts a command reaches, and how: the inventory, the selection, the connection, the
+/// privilege escalation, the vault passwords, the fan-out. One definition for every command
+/// that runs on hosts (apply, plan, drift, rollback, compliance).
+#[derive(Args, Debug, Clone, Default)]
+pub struct HostArgs {
     /// Inventory file, directory or comma-separated host list (repeatable).
     #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
     pub inventory: Vec<String>,
-    /// Extra variables: key=value, a JSON/YAML mapping, or @file (repeatable).
-    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
-    pub extra_vars: Vec<String>,
     /// Limit the run to hosts matching this pattern.
     #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
     pub limit: Option<String>,
-    /// Only run tasks tagged with these tags (comma-separated, repeatable).
-    #[arg(short = 't', long = "tags", value_name = "TAGS")]
-    pub tags: Vec<String>,
-    /// Skip tasks tagged with these tags (comma-separated, repeatable).
-    #[arg(long = "skip-tags", value_name = "TAGS")]
-    pub skip_tags: Vec<String>,
-    /// Report what would change, change nothing.
-    #[arg(short = 'C', long = "check")]
-    pub check: bool,
-    /// Show differences of changed files.
-    #[arg(short = 'D', long = "diff")]
-    pub diff: bool,
     /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
     #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
     pub connection: Option<String>,
     #[command(flatten)]
     pub conn: ConnectionArgs,
-    /// Run tasks as another user (privilege escalation, like ansible-playbook -b).
+    /// Run as another user (privilege escalation, like ansible-playbook -b).
     #[arg(short = 'b', long = "become")]
     pub become_: bool,
     /// The user to become (default root); playbook keywords and variables override it.
@@ -281,6 +270,29 @@ pub struct ApplyArgs {
     /// How many hosts run at once.
     #[arg(short = 'f', long = "forks", default_value_t = 50)]
     pub forks: usize,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ApplyArgs {
+    /// The playbook to run.
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    /// Extra variables: key=value, a JSON/YAML mapping, or @file (repeatable).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Only run tasks tagged with these tags (comma-separated, repeatable).
+    #[arg(short = 't', long = "tags", value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Skip tasks tagged with these tags (comma-separated, repeatable).
+    #[arg(long = "skip-tags", value_name = "TAGS")]
+    pub skip_tags: Vec<String>,
+    /// Report what would change, change nothing.
+    #[arg(short = 'C', long = "check")]
+    pub check: bool,
+    /// Show differences of changed files.
+    #[arg(short = 'D', long = "diff")]
+    pub diff: bool,
     /// More output (-v … -vvvv).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -331,46 +343,25 @@ With --fix: 0 when the drift was corrected without error (or there was none), 1 
 pub struct DriftArgs {
     /// The playbook that declares the desired state.
     pub playbook: PathBuf,
-    /// Inventory file, directory or comma-separated host list (repeatable).
-    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
-    pub inventory: Vec<String>,
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// Extra variables: key=value, a JSON/YAML mapping, or @file (repeatable).
     #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
-    /// Only check hosts matching this pattern.
-    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
-    pub limit: Option<String>,
     /// Only check tasks tagged with these tags (comma-separated, repeatable).
     #[arg(short = 't', long = "tags", value_name = "TAGS")]
     pub tags: Vec<String>,
     /// Skip tasks tagged with these tags (comma-separated, repeatable).
     #[arg(long = "skip-tags", value_name = "TAGS")]
     pub skip_tags: Vec<String>,
-    /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
-    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
-    pub connection: Option<String>,
-    #[command(flatten)]
-    pub conn: ConnectionArgs,
-    /// Run tasks as another user (privilege escalation, like ansible-playbook -b).
-    #[arg(short = 'b', long = "become")]
-    pub become_: bool,
-    /// The user to become (default root); playbook keywords and variables override it.
-    #[arg(long = "become-user", value_name = "USER")]
-    pub become_user: Option<String>,
-    /// How to become that user: sudo (default) or su.
-    #[arg(long = "become-method", value_name = "METHOD")]
-    pub become_method: Option<String>,
-    /// Ask for the privilege escalation password once, on the terminal.
-    #[arg(short = 'K', long = "ask-become-pass")]
-    pub ask_become_pass: bool,
-    #[command(flatten)]
-    pub vault: VaultArgs,
-    /// How many hosts run at once.
-    #[arg(short = 'f', long = "forks", default_value_t = 50)]
-    pub forks: usize,
     /// Correct the drift: apply the playbook to the hosts that drifted (recorded as a fix run).
+    /// With policies the fix is planned and judged first, as `tend apply` is.
     #[arg(long = "fix")]
     pub fix: bool,
+    /// With --fix: Rego policies to judge the fix by before anything changes (a directory of
+    /// `*.rego` files; repeatable) [default: `policies/` beside the playbook, when it exists].
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policy: Vec<PathBuf>,
     /// Output format on stdout: the report for people, or one JSON document
     /// (docs/architecture.md, "Drift", describes its fields).
     #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
@@ -395,35 +386,8 @@ input (an inventory tend cannot read).")]
 pub struct RollbackArgs {
     /// The run to undo: its id, or a unique prefix of it (`tend history` lists them).
     pub run: String,
-    /// Inventory file, directory or comma-separated host list (repeatable).
-    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
-    pub inventory: Vec<String>,
-    /// Only roll back hosts matching this pattern.
-    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
-    pub limit: Option<String>,
-    /// Connection for hosts that set no `ansible_connection`: `ssh` (default) or `local`.
-    #[arg(short = 'c', long = "connection", value_name = "CONNECTION")]
-    pub connection: Option<String>,
     #[command(flatten)]
-    pub conn: ConnectionArgs,
-    /// Restore as another user, as the run changed things (privilege escalation, like -b of
-    /// the run): changes made with become are in that user's journal.
-    #[arg(short = 'b', long = "become")]
-    pub become_: bool,
-    /// The user to become (default root).
-    #[arg(long = "become-user", value_name = "USER")]
-    pub become_user: Option<String>,
-    /// How to become that user: sudo (default) or su.
-    #[arg(long = "become-method", value_name = "METHOD")]
-    pub become_method: Option<String>,
-    /// Ask for the privilege escalation password once, on the terminal.
-    #[arg(short = 'K', long = "ask-become-pass")]
-    pub ask_become_pass: bool,
-    #[command(flatten)]
-    pub vault: VaultArgs,
-    /// How many hosts are rolled back at once.
-    #[arg(short = 'f', long = "forks", default_value_t = 50)]
-    pub forks: usize,
+    pub hosts: HostArgs,
     /// Show the differences each restore makes.
     #[arg(short = 'D', long = "diff")]
     pub diff: bool,
@@ -438,6 +402,32 @@ pub struct RollbackArgs {
     /// Wait up to this long for hosts another run holds, instead of failing at once.
     #[arg(long = "lock-timeout", value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
+}
+
+/// `tend compliance`: the options that reach hosts and choose them, and the policies.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Exit status: 0 every host is compliant, 2 a host is non-compliant (a deny rule holds), 1 an \
+error (a policy that does not load or cannot be evaluated, an unreachable host, a collection \
+that failed, a history that cannot be written). An error wins over non-compliance.")]
+pub struct ComplianceArgs {
+    /// Host pattern: `all`, a group, `web*:!web3` …
+    #[arg(default_value = "all")]
+    pub pattern: String,
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    /// Compliance policies: a directory of `*.rego` files (repeatable) [default:
+    /// `compliance/` in the current directory].
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policy: Vec<PathBuf>,
+    /// Output format on stdout: the report for people, or one JSON document.
+    #[arg(long = "output", value_enum, default_value_t = ReportFormat::Human)]
+    pub output: ReportFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Do not record the check in the history.
+    #[arg(long = "no-history")]
+    pub no_history: bool,
 }
 
 #[derive(Args, Debug)]
@@ -488,7 +478,7 @@ pub struct HistoryArgs {
     /// Only runs that ended so: succeeded, failed, unreachable, error, unfinished.
     #[arg(long = "status", value_name = "STATUS")]
     pub status: Option<String>,
-    /// Only runs of this kind: apply, plan, drift, rollback, fix.
+    /// Only runs of this kind: apply, plan, drift, rollback, fix, compliance.
     #[arg(long = "kind", value_name = "KIND")]
     pub kind: Option<String>,
     /// Only runs started at or after: 2025-01-02, 2025-01-02T10:00 (UTC), or an age: 12h, 7d.
@@ -584,9 +574,10 @@ pub struct UnlockArgs {
     pub store: StoreArgs,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Task-by-task text, like ansible-playbook.
+    #[default]
     Human,
     /// One JSON event per line.
     Json,

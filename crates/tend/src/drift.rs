@@ -41,6 +41,7 @@ const READ_ONLY: &[&str] = &[
     "stat",
     "find",
     "slurp",
+    "observe_files",
     "package_facts",
     "service_facts",
     "wait_for",
@@ -905,33 +906,18 @@ impl FixReport {
 fn apply_args(a: &DriftArgs, check: bool) -> ApplyArgs {
     ApplyArgs {
         playbook: a.playbook.clone(),
-        inventory: a.inventory.clone(),
+        hosts: a.hosts.clone(),
         extra_vars: a.extra_vars.clone(),
-        limit: a.limit.clone(),
         tags: a.tags.clone(),
         skip_tags: a.skip_tags.clone(),
         check,
         diff: true,
-        connection: a.connection.clone(),
-        conn: a.conn.clone(),
-        become_: a.become_,
-        become_user: a.become_user.clone(),
-        become_method: a.become_method.clone(),
-        ask_become_pass: a.ask_become_pass,
-        vault: a.vault.clone(),
-        forks: a.forks,
-        verbose: 0,
-        list_hosts: false,
-        list_tasks: false,
-        syntax_check: false,
-        dry_run_orchestration: false,
-        start_at_task: None,
         output: OutputFormat::Human,
-        recap_file: None,
         store: a.store.clone(),
         no_history: a.no_history,
-        policy: Vec::new(),
+        policy: a.policy.clone(),
         lock_timeout: a.lock_timeout,
+        ..Default::default()
     }
 }
 
@@ -945,6 +931,7 @@ fn run_recorded(
     prep: &mut tend_engine::Prepared,
     args: &ApplyArgs,
     kind: RunKind,
+    policy: Option<Value>,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Option<String>, u8> {
     let run_id = tend_store::new_run_id();
@@ -974,7 +961,7 @@ fn run_recorded(
             r.event(e);
         }
     });
-    if let Some(Err((run, e))) = recorder.map(|r| r.finish(summary.as_ref())) {
+    if let Some(Err((run, e))) = recorder.map(|r| r.finish_with_policy(summary.as_ref(), policy)) {
         crate::recorder::report_incomplete(&run, &e);
         return Err(EXIT_ERROR);
     }
@@ -1008,7 +995,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
     let scrub = crate::recorder::secret_scrubber(&prep);
     let tasks = TaskIndex::new(&prep.playbook);
     let mut report = Report::new(prep.hosts());
-    let check_run = match run_recorded(&mut prep, &check_args, RunKind::Drift, |e| {
+    let check_run = match run_recorded(&mut prep, &check_args, RunKind::Drift, None, |e| {
         report.event(e, &tasks, &scrub)
     }) {
         Ok(id) => id,
@@ -1040,7 +1027,27 @@ pub fn drift(args: DriftArgs) -> ExitCode {
             }
         };
         let fix_args = apply_args(&args, false);
-        match run_recorded(&mut fix_prep, &fix_args, RunKind::Fix, |e| {
+        // With policies the fix is planned and judged first; a deny corrects nothing.
+        let policy = match crate::policy::load(&fix_args, &args.playbook) {
+            Ok(Some(mut p)) => {
+                match crate::plan::plan_before_apply(&mut fix_prep, &mut p, &fix_args, RunKind::Fix)
+                {
+                    Ok(record) => Some(record),
+                    Err(code) => {
+                        stderr_line("the drift was not corrected: the policies deny the fix");
+                        return code;
+                    }
+                }
+            }
+            Ok(None) => None,
+            Err(e) => {
+                stderr_line(&format!(
+                    "error: {e}\nthe drift was not corrected\nhint: fix the policy (`tend policy test DIR` runs its tests)"
+                ));
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
+        match run_recorded(&mut fix_prep, &fix_args, RunKind::Fix, policy, |e| {
             fix.event(e, &tasks, &scrub)
         }) {
             Ok(id) => fix.run_id = id,

@@ -85,7 +85,8 @@ fn when(ts: &str) -> String {
 }
 
 fn kind_label(r: &RunSummary) -> String {
-    if r.start.check {
+    // A compliance run always only reads: "(check)" would say nothing.
+    if r.start.check && r.start.kind != RunKind::Compliance {
         format!("{} (check)", r.start.kind.as_str())
     } else {
         r.start.kind.as_str().to_string()
@@ -122,7 +123,7 @@ pub fn history(args: HistoryArgs) -> ExitCode {
                 .map(|k| {
                     RunKind::parse(k).ok_or_else(|| {
                         StoreError::BadFilter(format!(
-                            "unknown kind `{k}`: use apply, plan, drift, rollback or fix"
+                            "unknown kind `{k}`: use apply, plan, drift, rollback, fix or compliance"
                         ))
                     })
                 })
@@ -283,6 +284,19 @@ fn render_run(d: &RunDetail, rollbacks: &[RunSummary], verbose: bool) -> String 
             field("error:", err.clone());
         }
         if let Some(p) = &e.policy {
+            if let Some(hosts) = p.get("hosts").and_then(Value::as_object) {
+                let count = |w: &str| hosts.values().filter(|v| v.as_str() == Some(w)).count();
+                field(
+                    "verdicts:",
+                    format!(
+                        "{} of {} hosts compliant, {} non-compliant, {} not judged (error)",
+                        count("compliant"),
+                        hosts.len(),
+                        count("non_compliant"),
+                        count("error")
+                    ),
+                );
+            }
             for line in policy_lines(p) {
                 field("policy:", line);
             }
@@ -442,18 +456,27 @@ pub fn metrics_cmd(args: MetricsArgs) -> ExitCode {
         MetricsFormat::Prometheus => crate::out(&metrics::to_prometheus(&m)),
         MetricsFormat::Human => {
             let mut text = format!(
-                "{:<20} {:>5} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8}\n",
-                "", "RUNS", "SUCCESS", "DEPLOYS", "DRIFTED", "COMPLIANT", "PROVISN", "MTTR"
+                "{:<20} {:>5} {:>8} {:>7} {:>7} {:>10} {:>7} {:>8} {:>8}\n",
+                "",
+                "RUNS",
+                "SUCCESS",
+                "DEPLOYS",
+                "DRIFTED",
+                "COMPLIANT",
+                "POLICY",
+                "PROVISN",
+                "MTTR"
             );
             let mut row = |name: String, b: &tend_store::Bucket| {
                 text.push_str(&format!(
-                    "{:<20} {:>5} {:>8} {:>7} {:>7} {:>10} {:>8} {:>8}\n",
+                    "{:<20} {:>5} {:>8} {:>7} {:>7} {:>10} {:>7} {:>8} {:>8}\n",
                     name,
                     b.runs,
                     pct(b.run_success_rate),
                     b.deployments,
                     format!("{}/{}", b.drift_detected, b.drift_checks),
                     pct(b.compliance_rate),
+                    pct(b.policy_compliance_rate),
                     avg(b.provisioning_seconds_avg),
                     avg(b.mttr_seconds_avg),
                 ));

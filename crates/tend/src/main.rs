@@ -1,6 +1,7 @@
 //! tend: configuration management and orchestration.
 
 mod cli;
+mod compliance;
 mod drift;
 mod embedded;
 mod history;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => history::unlock(args),
         Command::Vault(args) => vault::vault(args),
         Command::Policy(args) => policy::policy_cmd(args),
+        Command::Compliance(args) => compliance::compliance(*args),
         Command::SshClose(args) => ssh_close(args),
         Command::Agent(args) => agent(args),
         Command::AgentWorker => agent_worker(),
@@ -112,10 +114,12 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
 
     // With policies, the run is planned and judged first; nothing changes when they deny.
     let policy = match policy::load(&args, &args.playbook) {
-        Ok(Some(mut p)) if !args.check => match plan::plan_before_apply(&mut prep, &mut p, &args) {
-            Ok(record) => Some(record),
-            Err(code) => return code,
-        },
+        Ok(Some(mut p)) if !args.check => {
+            match plan::plan_before_apply(&mut prep, &mut p, &args, tend_store::RunKind::Apply) {
+                Ok(record) => Some(record),
+                Err(code) => return code,
+            }
+        }
         Ok(_) => None,
         Err(e) => {
             let _ = writeln!(

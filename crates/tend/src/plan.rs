@@ -349,16 +349,16 @@ impl Collector {
 fn options_of(a: &ApplyArgs) -> PlanOptions {
     PlanOptions {
         playbook: a.playbook.clone(),
-        inventory: a.inventory.clone(),
+        inventory: a.hosts.inventory.clone(),
         extra_vars: a.extra_vars.clone(),
-        limit: a.limit.clone(),
+        limit: a.hosts.limit.clone(),
         tags: a.tags.clone(),
         skip_tags: a.skip_tags.clone(),
         start_at_task: a.start_at_task.clone(),
-        become_: a.become_,
-        become_user: a.become_user.clone(),
-        become_method: a.become_method.clone(),
-        connection: a.connection.clone(),
+        become_: a.hosts.become_,
+        become_user: a.hosts.become_user.clone(),
+        become_method: a.hosts.become_method.clone(),
+        connection: a.hosts.connection.clone(),
     }
 }
 
@@ -651,16 +651,16 @@ fn refused_options(a: &ApplyArgs) -> Vec<&'static str> {
             r.push(name);
         }
     };
-    check(!a.inventory.is_empty(), "-i/--inventory");
+    check(!a.hosts.inventory.is_empty(), "-i/--inventory");
     check(!a.extra_vars.is_empty(), "-e/--extra-vars");
-    check(a.limit.is_some(), "-l/--limit");
+    check(a.hosts.limit.is_some(), "-l/--limit");
     check(!a.tags.is_empty(), "-t/--tags");
     check(!a.skip_tags.is_empty(), "--skip-tags");
     check(a.check, "-C/--check");
-    check(a.connection.is_some(), "-c/--connection");
-    check(a.become_, "-b/--become");
-    check(a.become_user.is_some(), "--become-user");
-    check(a.become_method.is_some(), "--become-method");
+    check(a.hosts.connection.is_some(), "-c/--connection");
+    check(a.hosts.become_, "-b/--become");
+    check(a.hosts.become_user.is_some(), "--become-user");
+    check(a.hosts.become_method.is_some(), "--become-method");
     check(a.start_at_task.is_some(), "--start-at-task");
     check(
         a.list_hosts || a.list_tasks || a.syntax_check,
@@ -743,16 +743,16 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     }
     let o = &plan.options;
     args.playbook = o.playbook.clone();
-    args.inventory = o.inventory.clone();
+    args.hosts.inventory = o.inventory.clone();
     args.extra_vars = o.extra_vars.clone();
-    args.limit = o.limit.clone();
+    args.hosts.limit = o.limit.clone();
     args.tags = o.tags.clone();
     args.skip_tags = o.skip_tags.clone();
     args.start_at_task = o.start_at_task.clone();
-    args.become_ = o.become_;
-    args.become_user = o.become_user.clone();
-    args.become_method = o.become_method.clone();
-    args.connection = o.connection.clone();
+    args.hosts.become_ = o.become_;
+    args.hosts.become_user = o.become_user.clone();
+    args.hosts.become_method = o.become_method.clone();
+    args.hosts.connection = o.connection.clone();
 
     let mut settings = match crate::settings::apply_settings(&args) {
         Ok(s) => s,
@@ -834,7 +834,13 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
         Ok(Some(mut p)) => match policy_gate(&mut p, &plan, &prep) {
             Ok(v) => Some(v),
             Err(blocked) => {
-                record_blocked(&prep, &args, blocked, &format!("plan {}", plan.id));
+                record_blocked(
+                    &prep,
+                    &args,
+                    RunKind::Apply,
+                    blocked,
+                    &format!("plan {}", plan.id),
+                );
                 return ExitCode::from(1);
             }
         },
@@ -944,12 +950,18 @@ fn policy_gate(
 
 /// Records in the history an apply the policies blocked before anything ran (unless the run
 /// keeps no history). `what`: what was blocked (`plan ID`, `playbook site.yml`).
-fn record_blocked(prep: &tend_engine::Prepared, args: &ApplyArgs, policy: Value, what: &str) {
+fn record_blocked(
+    prep: &tend_engine::Prepared,
+    args: &ApplyArgs,
+    kind: RunKind,
+    policy: Value,
+    what: &str,
+) {
     if args.no_history {
         return;
     }
     let run_id = tend_store::new_run_id();
-    match crate::recorder::Recorder::start_as(prep, args, &run_id, RunKind::Apply, None) {
+    match crate::recorder::Recorder::start_as(prep, args, &run_id, kind, None) {
         Ok(Some(r)) => {
             if let Err((run, e)) = r.finish_blocked(policy, &format!("the policies blocked {what}"))
             {
@@ -969,11 +981,13 @@ fn record_blocked(prep: &tend_engine::Prepared, args: &ApplyArgs, policy: Value,
 /// guard with exactly the planned changes, approved, so that the apply makes those and only
 /// those: a change the plan did not hold is refused as changed since plan. A host the plan
 /// pass could not reach gets the changes planned so far, which may be none. `Ok`: the
-/// findings' record, for the apply's record.
+/// findings' record, for the apply's record. `kind`: what the blocked run is recorded as
+/// (`apply`, or `fix` for `tend drift --fix`).
 pub fn plan_before_apply(
     prep: &mut tend_engine::Prepared,
     policies: &mut tend_policy::Policies,
     args: &ApplyArgs,
+    kind: RunKind,
 ) -> Result<Value, ExitCode> {
     let options = prep.settings.options.clone();
     prep.settings.options.check = true;
@@ -1010,6 +1024,7 @@ pub fn plan_before_apply(
             record_blocked(
                 prep,
                 args,
+                kind,
                 blocked,
                 &format!("playbook {}", args.playbook.display()),
             );

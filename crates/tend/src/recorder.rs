@@ -284,6 +284,16 @@ impl Recorder {
         Self::start_with(prep, args, run_id, RunKind::Rollback, None, Some(of))
     }
 
+    /// [`Recorder::start_as`] for `tend compliance`: a `compliance` run, which only reads (no
+    /// leases: `args.check` is set).
+    pub fn start_compliance(
+        prep: &tend_engine::Prepared,
+        args: &ApplyArgs,
+        run_id: &str,
+    ) -> Result<Option<Recorder>, StoreError> {
+        Self::start_with(prep, args, run_id, RunKind::Compliance, None, None)
+    }
+
     fn start_with(
         prep: &tend_engine::Prepared,
         args: &ApplyArgs,
@@ -512,6 +522,28 @@ impl Recorder {
             end.exit_code = 1;
         }
         end.policy = policy;
+        self.end(end)
+    }
+
+    /// Ends a `compliance` run: its verdicts (`policy`, with `hosts`) and its exit status.
+    pub fn finish_compliance(
+        self,
+        summary: Option<&tend_engine::Summary>,
+        policy: Value,
+        exit_code: i32,
+    ) -> Result<(), (String, StoreError)> {
+        let mut end = match summary {
+            Some(s) => RunEnd::new(
+                s.stats.iter().map(|(h, st)| (h.clone(), *st)).collect(),
+                exit_code,
+            ),
+            None => RunEnd {
+                status: RunStatus::Error,
+                error: Some("the run stopped unexpectedly (internal error)".into()),
+                ..RunEnd::new(BTreeMap::new(), exit_code)
+            },
+        };
+        end.policy = Some(policy);
         self.end(end)
     }
 

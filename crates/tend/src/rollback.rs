@@ -37,7 +37,7 @@ fn refusal(id: &str, kind: RunKind, check: bool) -> Option<String> {
         _ if check => Some(format!(
             "run {id} was a check (--check): it changed nothing, so there is nothing to roll back"
         )),
-        RunKind::Plan | RunKind::Drift => Some(format!(
+        RunKind::Plan | RunKind::Drift | RunKind::Compliance => Some(format!(
             "run {id} was a {}: it changed nothing, so there is nothing to roll back",
             kind.as_str()
         )),
@@ -106,35 +106,15 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
             .clone()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("<rollback>")),
-        inventory: args.inventory.clone(),
-        extra_vars: Vec::new(),
-        limit: args.limit.clone(),
-        tags: Vec::new(),
-        skip_tags: Vec::new(),
-        check: false,
+        hosts: args.hosts.clone(),
         diff: args.diff,
-        connection: args.connection.clone(),
-        conn: args.conn.clone(),
-        become_: args.become_,
-        become_user: args.become_user.clone(),
-        become_method: args.become_method.clone(),
-        ask_become_pass: args.ask_become_pass,
-        vault: args.vault.clone(),
-        forks: args.forks,
         verbose: args.verbose,
-        list_hosts: false,
-        list_tasks: false,
-        syntax_check: false,
-        start_at_task: None,
         output: args.output,
-        recap_file: None,
         store: StoreArgs {
             store: Some(store_arg.clone()),
         },
-        no_history: false,
-        policy: Vec::new(),
         lock_timeout: args.lock_timeout,
-        dry_run_orchestration: false,
+        ..Default::default()
     };
     let mut settings = match crate::settings::apply_settings(&apply_args) {
         Ok(s) => s,
@@ -270,6 +250,7 @@ mod tests {
             (RunKind::Apply, true),
             (RunKind::Plan, false),
             (RunKind::Drift, false),
+            (RunKind::Compliance, true),
             (RunKind::Rollback, false),
         ] {
             let why = refusal("r1", k, check).unwrap();

@@ -16,12 +16,12 @@ fn split_tags(raw: &[String]) -> Vec<String> {
 
 pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
     // Before `-e @file`: an extra-vars file may be vault-encrypted.
-    install_vault(&a.vault)?;
+    install_vault(&a.hosts.vault)?;
     let mut extra = Vars::new();
     for e in &a.extra_vars {
         parse_extra_vars(e, &mut extra)?;
     }
-    if let Some(m) = &a.become_method {
+    if let Some(m) = &a.hosts.become_method {
         if !tend_lang::playbook::BECOME_METHODS.contains(&m.as_str()) {
             return Err(tend_lang::Diag::new(
                 tend_proto::Loc::new("<--become-method>", 0, 0),
@@ -31,7 +31,7 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
             .into());
         }
     }
-    let become_password = if a.ask_become_pass {
+    let become_password = if a.hosts.ask_become_pass {
         Some(crate::prompt::become_password().map_err(|e| {
             tend_lang::Diag::new(
                 tend_proto::Loc::new("<--ask-become-pass>", 0, 0),
@@ -42,17 +42,17 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
     } else {
         None
     };
-    let inventories = if a.inventory.is_empty() {
+    let inventories = if a.hosts.inventory.is_empty() {
         // Like ansible-playbook without -i and without a config: only the implicit localhost.
         Vec::new()
     } else {
-        a.inventory.clone()
+        a.hosts.inventory.clone()
     };
     Ok(Settings {
         playbook: a.playbook.clone(),
         inventories,
         extra_vars: extra,
-        limit: a.limit.clone(),
+        limit: a.hosts.limit.clone(),
         options: RunOptions {
             check: a.check,
             diff: a.diff,
@@ -61,20 +61,21 @@ pub fn apply_settings(a: &ApplyArgs) -> Result<Settings, EngineError> {
             start_at_task: a.start_at_task.clone(),
             verbosity: a.verbose,
             become_: Become {
-                enabled: a.become_.then_some(Value::Bool(true)),
-                user: a.become_user.clone().map(Value::String),
-                method: a.become_method.clone().map(Value::String),
+                enabled: a.hosts.become_.then_some(Value::Bool(true)),
+                user: a.hosts.become_user.clone().map(Value::String),
+                method: a.hosts.become_method.clone().map(Value::String),
                 ..Default::default()
             },
             plan: false,
             collect_diffs: false,
+            report_facts: false,
             run_id: None,
         },
         become_password,
         guards: None,
-        forks: a.forks.max(1),
-        connection: a.connection.clone(),
-        remote: remote_settings(&a.conn),
+        forks: a.hosts.forks.max(1),
+        connection: a.hosts.connection.clone(),
+        remote: remote_settings(&a.hosts.conn),
         lock: None,
         undo: None,
     })
