@@ -455,6 +455,69 @@ pub(crate) mod testutil {
         }
     }
 
+    /// The CA that signed the test HTTPS server's certificate (tests/fixtures/tls, made with
+    /// openssl for these tests; the certificate names `localhost` only).
+    pub fn test_ca() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem")
+    }
+
+    /// An HTTPS server on 127.0.0.1 answering every request with `200` and `body`, with the
+    /// test CA's certificate for `localhost`: its port.
+    pub fn https_server(body: &'static str) -> u16 {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.pem"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(mut tcp) = tcp else { continue };
+                let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                {
+                    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match tls.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => break,
+                        }
+                    }
+                    if head.is_empty() {
+                        continue;
+                    }
+                    let _ = write!(
+                        tls,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.flush();
+                }
+                conn.send_close_notify();
+                let _ = conn.write_tls(&mut tcp);
+            }
+        });
+        port
+    }
+
     pub fn run_err(name: &str, args: Value) -> String {
         match run_with(name, args.clone(), &opts(false)) {
             Ok(o) => panic!("{name} {args} should fail, got {o:?}"),
