@@ -127,6 +127,7 @@ struct Params {
     auth: Option<(String, String)>,
     force_basic_auth: bool,
     tls: crate::http::Tls,
+    proxies: crate::http::Proxies,
     attrs: Attrs,
 }
 
@@ -194,6 +195,7 @@ fn params(args: &Args) -> Result<Params, ModuleError> {
         auth,
         force_basic_auth: args.bool_or("force_basic_auth", false)?,
         tls: crate::http::Tls::from_args(args)?,
+        proxies: Default::default(),
         attrs: Attrs::from_args(args)?,
     })
 }
@@ -212,6 +214,7 @@ impl GetUrl {
         r.auth = p.auth.clone();
         r.force_basic_auth = p.force_basic_auth;
         r.tls = p.tls.clone();
+        r.proxies = p.proxies.clone();
         r
     }
 }
@@ -222,7 +225,10 @@ impl Action for GetUrl {
     }
 
     fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
-        let p = params(args)?;
+        let mut p = params(args)?;
+        p.proxies =
+            crate::http::Proxies::from_env(ctx.environment, args.bool_or("use_proxy", true)?)
+                .map_err(ModuleError::new)?;
         let mut fields = Vars::new();
         fields.insert("checksum_dest".into(), Value::Null);
         fields.insert("checksum_src".into(), Value::Null);

@@ -60,6 +60,88 @@ impl Tls {
     }
 }
 
+/// The proxies a request goes through, as urllib reads them from the environment:
+/// `http_proxy` / `https_proxy` (lowercase first, then uppercase) and `no_proxy`. A task's
+/// `environment:` wins over the agent's own; `use_proxy: false` ignores them all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Proxies {
+    pub http: Option<Url>,
+    pub https: Option<Url>,
+    /// `no_proxy` entries: host names or domain suffixes (a leading dot is optional),
+    /// optionally with `:port`, or `*` for every host.
+    pub no_proxy: Vec<String>,
+}
+
+impl Proxies {
+    /// From a task's `environment:` (first) and the process environment, unless `use_proxy`
+    /// is false.
+    pub fn from_env(environment: &[(String, String)], use_proxy: bool) -> Result<Proxies, String> {
+        if !use_proxy {
+            return Ok(Proxies::default());
+        }
+        let var = |name: &str| -> Option<String> {
+            let upper = name.to_ascii_uppercase();
+            [name, upper.as_str()].iter().find_map(|n| {
+                environment
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| std::env::var(n).ok())
+                    .filter(|v| !v.trim().is_empty())
+            })
+        };
+        let proxy = |name: &str| -> Result<Option<Url>, String> {
+            let Some(v) = var(name) else { return Ok(None) };
+            let v = v.trim();
+            let with_scheme = if v.contains("://") {
+                v.to_string()
+            } else {
+                format!("http://{v}")
+            };
+            let u = Url::parse(&with_scheme).map_err(|e| format!("{name}={v}: {e}"))?;
+            if u.scheme != "http" {
+                return Err(format!(
+                    "{name}={v}: tend reaches proxies over http:// only (an https:// proxy is \
+                     not supported)"
+                ));
+            }
+            Ok(Some(u))
+        };
+        Ok(Proxies {
+            http: proxy("http_proxy")?,
+            https: proxy("https_proxy")?,
+            no_proxy: var("no_proxy")
+                .map(|v| {
+                    v.split(',')
+                        .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+                        .filter(|e| !e.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The proxy for `url`, if any.
+    fn for_url(&self, url: &Url) -> Option<&Url> {
+        let proxy = if url.scheme == "https" {
+            self.https.as_ref()
+        } else {
+            self.http.as_ref()
+        }?;
+        let host = url.host.to_ascii_lowercase();
+        let with_port = format!("{host}:{}", url.port);
+        let bypass = self.no_proxy.iter().any(|e| {
+            e == "*"
+                || *e == host
+                || *e == with_port
+                || host.ends_with(&format!(".{e}"))
+                || with_port.ends_with(&format!(".{e}"))
+        });
+        (!bypass).then_some(proxy)
+    }
+}
+
 /// A parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
@@ -257,6 +339,7 @@ pub struct Request {
     pub force_basic_auth: bool,
     pub follow_redirects: Follow,
     pub tls: Tls,
+    pub proxies: Proxies,
 }
 
 impl Request {
@@ -272,6 +355,7 @@ impl Request {
             force_basic_auth: false,
             follow_redirects: Follow::Safe,
             tls: Tls::default(),
+            proxies: Proxies::default(),
         }
     }
 }
@@ -328,8 +412,19 @@ pub fn send(req: &Request, sink: &mut dyn Write) -> Result<Response, HttpError> 
     let mut redirects = 0;
     let mut set_cookies: Vec<(String, String)> = Vec::new();
     loop {
-        let mut stream = connect(&url, req.timeout, &req.tls)?;
-        let mut head = format!("{method} {} HTTP/1.1\r\n", url.target);
+        let proxy = req.proxies.for_url(&url);
+        let mut stream = connect(&url, req.timeout, &req.tls, proxy)?;
+        // Through an http proxy, an http request names the whole URL (an https one goes
+        // through a CONNECT tunnel and looks direct).
+        let mut head = match proxy {
+            Some(_) if url.scheme == "http" => format!("{method} {} HTTP/1.1\r\n", url.as_string()),
+            _ => format!("{method} {} HTTP/1.1\r\n", url.target),
+        };
+        if let (Some(p), "http") = (proxy, url.scheme.as_str()) {
+            if let Some(auth) = proxy_authorization(p) {
+                head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+            }
+        }
         let push = |head: &mut String, k: &str, v: &str| {
             head.push_str(&format!("{k}: {v}\r\n"));
         };
@@ -520,8 +615,75 @@ impl Write for Conn {
     }
 }
 
-fn connect(url: &Url, timeout: Duration, tls: &Tls) -> Result<Conn, HttpError> {
-    let tcp = connect_tcp(url, timeout)?;
+/// `Basic …` for a proxy URL's `user:password@`.
+fn proxy_authorization(proxy: &Url) -> Option<String> {
+    proxy.userinfo.as_ref().map(|(u, p)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    })
+}
+
+/// Opens a tunnel to `url`'s host through `proxy` (`CONNECT host:port`).
+fn tunnel(proxy: &Url, url: &Url, timeout: Duration) -> Result<TcpStream, HttpError> {
+    let mut tcp = connect_tcp(proxy, timeout)?;
+    let target = if url.host.contains(':') {
+        format!("[{}]:{}", url.host, url.port)
+    } else {
+        format!("{}:{}", url.host, url.port)
+    };
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = proxy_authorization(proxy) {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    let io_err = |e: io::Error| {
+        HttpError::Connection(format!(
+            "Request failed: <urlopen error {}>",
+            connection_msg(&e)
+        ))
+    };
+    tcp.write_all(head.as_bytes()).map_err(io_err)?;
+    // The proxy's answer, byte by byte: nothing past its blank line may be consumed (the TLS
+    // handshake follows on the same socket).
+    let mut answer = Vec::new();
+    let mut b = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut b) {
+            Ok(1) => answer.push(b[0]),
+            Ok(_) => break,
+            Err(e) => return Err(io_err(e)),
+        }
+        if answer.len() > 64 * 1024 {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next().unwrap_or("").trim();
+    let mut parts = status_line.splitn(3, ' ');
+    let _version = parts.next();
+    let code: u16 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let reason = parts.next().unwrap_or("");
+    if !(200..300).contains(&code) {
+        return Err(HttpError::Connection(format!(
+            "Request failed: <urlopen error Tunnel connection failed: {code} {reason}>"
+        )));
+    }
+    Ok(tcp)
+}
+
+fn connect(
+    url: &Url,
+    timeout: Duration,
+    tls: &Tls,
+    proxy: Option<&Url>,
+) -> Result<Conn, HttpError> {
+    let tcp = match proxy {
+        Some(p) if url.scheme == "https" => tunnel(p, url, timeout)?,
+        Some(p) => connect_tcp(p, timeout)?,
+        None => connect_tcp(url, timeout)?,
+    };
     if url.scheme != "https" {
         return Ok(Conn::Plain(tcp));
     }
@@ -933,6 +1095,87 @@ pub(crate) mod testserver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxies_come_from_the_environment_and_no_proxy_bypasses_them() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let p = Proxies::from_env(
+            &env(&[
+                ("http_proxy", "proxy.example:3128"),
+                ("HTTPS_PROXY", "http://u:p@sproxy.example:8080"),
+                ("no_proxy", "localhost, .internal.example,10.0.0.1:8443"),
+            ]),
+            true,
+        )
+        .unwrap();
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert_eq!(
+            p.for_url(&url("http://a.example/")).unwrap().host,
+            "proxy.example"
+        );
+        let s = p.for_url(&url("https://a.example/")).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("sproxy.example", 8080));
+        assert_eq!(proxy_authorization(s).unwrap(), "Basic dTpw");
+        assert!(p.for_url(&url("http://localhost:8080/")).is_none());
+        assert!(p.for_url(&url("http://db.internal.example/")).is_none());
+        assert!(p.for_url(&url("https://10.0.0.1:8443/")).is_none());
+        assert!(p.for_url(&url("https://10.0.0.1/")).is_some());
+        assert_eq!(
+            Proxies::from_env(&env(&[("http_proxy", "proxy:1")]), false).unwrap(),
+            Proxies::default()
+        );
+        let e = Proxies::from_env(&env(&[("https_proxy", "https://p:1")]), true).unwrap_err();
+        assert!(e.contains("http:// only"), "{e}");
+    }
+
+    #[test]
+    fn requests_go_through_the_proxy_plain_and_tunnelled() {
+        use crate::testutil::{http_proxy, https_server, test_ca};
+        let (proxy_port, seen) = http_proxy();
+        let proxies = Proxies {
+            http: Some(Url::parse(&format!("http://127.0.0.1:{proxy_port}")).unwrap()),
+            https: Some(Url::parse(&format!("http://127.0.0.1:{proxy_port}")).unwrap()),
+            no_proxy: Vec::new(),
+        };
+        // http: the proxy gets the whole URL (and answers itself here).
+        let mut req = Request::get("http://origin.invalid/x?y=1", Duration::from_secs(5));
+        req.proxies = proxies.clone();
+        let mut out = Vec::new();
+        let r = send(&req, &mut out).unwrap();
+        assert_eq!((r.status, out.as_slice()), (200, &b"via proxy"[..]));
+        // https: a CONNECT tunnel, then TLS to the origin, checked as without a proxy.
+        let port = https_server("hello");
+        let mut req = Request::get(
+            &format!("https://localhost:{port}/"),
+            Duration::from_secs(5),
+        );
+        req.proxies = proxies.clone();
+        req.tls.ca_path = Some(test_ca());
+        let mut out = Vec::new();
+        let r = send(&req, &mut out).unwrap();
+        assert_eq!((r.status, out.as_slice()), (200, &b"hello"[..]));
+        let log = seen.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            vec![
+                "GET http://origin.invalid/x?y=1 HTTP/1.1".to_string(),
+                format!("CONNECT localhost:{port} HTTP/1.1"),
+            ]
+        );
+        // A tunnel the proxy refuses.
+        let mut req = Request::get("https://refuse.invalid/", Duration::from_secs(5));
+        req.proxies = proxies;
+        let e = send(&req, &mut Vec::new()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Request failed: <urlopen error Tunnel connection failed: 403 Forbidden>"
+        );
+    }
 
     #[test]
     fn https_checks_the_certificate_against_ca_path_or_the_system() {

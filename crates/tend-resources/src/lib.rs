@@ -518,6 +518,62 @@ pub(crate) mod testutil {
         port
     }
 
+    /// An http proxy on 127.0.0.1: answers absolute-URI requests itself (`200`, "via proxy"),
+    /// tunnels `CONNECT host:port` to 127.0.0.1:port (refusing `refuse.invalid` with 403).
+    /// Its port, and the request lines it saw.
+    pub fn http_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let mut r = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let line = line.trim_end().to_string();
+                log.lock().unwrap().push(line.clone());
+                if let Some(target) = line.strip_prefix("CONNECT ") {
+                    let target = target.split(' ').next().unwrap_or("");
+                    if target.starts_with("refuse.invalid") {
+                        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n");
+                        continue;
+                    }
+                    let port: u16 = target.rsplit(':').next().unwrap().parse().unwrap();
+                    let upstream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut a, mut b) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let (mut c, mut d) = (upstream, client);
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Write);
+                    });
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c, &mut d);
+                        let _ = d.shutdown(std::net::Shutdown::Write);
+                    });
+                } else {
+                    let _ = client.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy",
+                    );
+                }
+            }
+        });
+        (port, seen)
+    }
+
     pub fn run_err(name: &str, args: Value) -> String {
         match run_with(name, args.clone(), &opts(false)) {
             Ok(o) => panic!("{name} {args} should fail, got {o:?}"),

@@ -92,6 +92,7 @@ struct Params {
     http_agent: String,
     force_basic_auth: bool,
     tls: http::Tls,
+    proxies: http::Proxies,
     attrs: Attrs,
 }
 
@@ -244,6 +245,8 @@ fn params(args: &Args, ctx: &ModuleCtx) -> Result<Params, ModuleError> {
             .unwrap_or_else(|| "ansible-httpget".into()),
         force_basic_auth: args.bool_or("force_basic_auth", false)?,
         tls: crate::http::Tls::from_args(args)?,
+        proxies: http::Proxies::from_env(ctx.environment, args.bool_or("use_proxy", true)?)
+            .map_err(ModuleError::new)?,
         attrs: Attrs::from_args(args)?,
     })
 }
@@ -621,6 +624,7 @@ impl Action for Uri {
             force_basic_auth,
             follow_redirects: p.follow,
             tls: p.tls.clone(),
+            proxies: p.proxies.clone(),
         };
 
         let start = Instant::now();
