@@ -638,13 +638,6 @@ impl Action for Uri {
         fields.insert("elapsed".into(), elapsed.into());
         fields.insert("changed".into(), false.into());
         let resp = match sent {
-            Err(http::HttpError::Url(m)) if m.contains("TLS") => {
-                let mut e = ModuleError::new(m);
-                e.fields = fields;
-                e.fields.remove("changed");
-                e.fields.insert("status".into(), (-1).into());
-                return Err(e);
-            }
             Err(e) => {
                 let msg = match e {
                     http::HttpError::Url(m) => format!("Request failed: <urlopen error {m}>"),
