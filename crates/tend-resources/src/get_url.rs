@@ -35,6 +35,7 @@ pub const PARAMS: &[&str] = with_file_args![
     "force_basic_auth",
     "use_proxy",
     "validate_certs",
+    "ca_path",
     "http_agent",
     "client_cert",
     "client_key",
@@ -125,6 +126,8 @@ struct Params {
     tmp_dest: Option<PathBuf>,
     auth: Option<(String, String)>,
     force_basic_auth: bool,
+    tls: crate::http::Tls,
+    proxies: crate::http::Proxies,
     attrs: Attrs,
 }
 
@@ -132,7 +135,7 @@ fn params(args: &Args) -> Result<Params, ModuleError> {
     for k in ["client_cert", "client_key"] {
         if args.has(k) {
             return Err(ModuleError::new(format!(
-                "tend's get_url does not support '{k}' (client certificates need TLS)"
+                "tend's get_url does not support '{k}' (client certificates): download with a task that can present one"
             )));
         }
     }
@@ -191,6 +194,8 @@ fn params(args: &Args) -> Result<Params, ModuleError> {
         tmp_dest: args.str("tmp_dest")?.map(|t| fsutil::path_arg(&t)),
         auth,
         force_basic_auth: args.bool_or("force_basic_auth", false)?,
+        tls: crate::http::Tls::from_args(args)?,
+        proxies: Default::default(),
         attrs: Attrs::from_args(args)?,
     })
 }
@@ -208,6 +213,8 @@ impl GetUrl {
         r.headers = p.headers.clone();
         r.auth = p.auth.clone();
         r.force_basic_auth = p.force_basic_auth;
+        r.tls = p.tls.clone();
+        r.proxies = p.proxies.clone();
         r
     }
 }
@@ -218,7 +225,10 @@ impl Action for GetUrl {
     }
 
     fn run(&self, args: &Args, ctx: &ModuleCtx) -> ModuleResult {
-        let p = params(args)?;
+        let mut p = params(args)?;
+        p.proxies =
+            crate::http::Proxies::from_env(ctx.environment, args.bool_or("use_proxy", true)?)
+                .map_err(ModuleError::new)?;
         let mut fields = Vars::new();
         fields.insert("checksum_dest".into(), Value::Null);
         fields.insert("checksum_src".into(), Value::Null);
@@ -671,16 +681,25 @@ mod tests {
                 t.path().join("no/dir").display()
             )
         );
-        let e = run_err(
+        // https: the server's certificate is checked, against ca_path when given.
+        let port = crate::testutil::https_server("over tls\n");
+        let url = format!("https://localhost:{port}/f.txt");
+        let e = run_err("get_url", json!({"url": url, "dest": t.path().join("m")}));
+        assert!(e.contains("CERTIFICATE_VERIFY_FAILED"), "{e}");
+        let out = run(
             "get_url",
-            json!({"url": "https://example.com/x", "dest": t.path().join("m")}),
+            json!({"url": url, "dest": t.path().join("m"), "ca_path": crate::testutil::test_ca()}),
         );
-        assert!(e.contains("TLS"), "{e}");
+        assert!(out.changed);
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("m")).unwrap(),
+            "over tls\n"
+        );
         let names: Vec<_> = std::fs::read_dir(t.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names.len(), 3, "{names:?}");
     }
 
     #[test]

@@ -455,6 +455,125 @@ pub(crate) mod testutil {
         }
     }
 
+    /// The CA that signed the test HTTPS server's certificate (tests/fixtures/tls, made with
+    /// openssl for these tests; the certificate names `localhost` only).
+    pub fn test_ca() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem")
+    }
+
+    /// An HTTPS server on 127.0.0.1 answering every request with `200` and `body`, with the
+    /// test CA's certificate for `localhost`: its port.
+    pub fn https_server(body: &'static str) -> u16 {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.pem"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(mut tcp) = tcp else { continue };
+                let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                {
+                    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match tls.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => break,
+                        }
+                    }
+                    if head.is_empty() {
+                        continue;
+                    }
+                    let _ = write!(
+                        tls,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.flush();
+                }
+                conn.send_close_notify();
+                let _ = conn.write_tls(&mut tcp);
+            }
+        });
+        port
+    }
+
+    /// An http proxy on 127.0.0.1: answers absolute-URI requests itself (`200`, "via proxy"),
+    /// tunnels `CONNECT host:port` to 127.0.0.1:port (refusing `refuse.invalid` with 403).
+    /// Its port, and the request lines it saw.
+    pub fn http_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::{Arc, Mutex};
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let mut r = BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let line = line.trim_end().to_string();
+                log.lock().unwrap().push(line.clone());
+                if let Some(target) = line.strip_prefix("CONNECT ") {
+                    let target = target.split(' ').next().unwrap_or("");
+                    if target.starts_with("refuse.invalid") {
+                        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n");
+                        continue;
+                    }
+                    let port: u16 = target.rsplit(':').next().unwrap().parse().unwrap();
+                    let upstream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut a, mut b) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let (mut c, mut d) = (upstream, client);
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Write);
+                    });
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c, &mut d);
+                        let _ = d.shutdown(std::net::Shutdown::Write);
+                    });
+                } else {
+                    let _ = client.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy",
+                    );
+                }
+            }
+        });
+        (port, seen)
+    }
+
     pub fn run_err(name: &str, args: Value) -> String {
         match run_with(name, args.clone(), &opts(false)) {
             Ok(o) => panic!("{name} {args} should fail, got {o:?}"),

@@ -164,7 +164,13 @@ impl Action for Unarchive {
             if path.exists() {
                 (path, src.clone())
             } else if src.contains("://") {
-                let f = fetch(&src, args.int("timeout")?.unwrap_or(10))?;
+                let f = fetch(
+                    &src,
+                    args.int("timeout")?.unwrap_or(10),
+                    crate::http::Tls::from_args(args)?,
+                    crate::http::Proxies::from_env(ctx.environment, true)
+                        .map_err(ModuleError::new)?,
+                )?;
                 download = Some(fsutil::TempGuard(Some(f.clone())));
                 (f, src.clone())
             } else {
@@ -400,11 +406,18 @@ fn set_attrs(p: &Params, names: &[String], changed: &mut bool) -> Result<(), Mod
 }
 
 /// Downloads a `remote_src` URL into a temporary file.
-fn fetch(url: &str, timeout: i64) -> Result<PathBuf, ModuleError> {
+fn fetch(
+    url: &str,
+    timeout: i64,
+    tls: crate::http::Tls,
+    proxies: crate::http::Proxies,
+) -> Result<PathBuf, ModuleError> {
     let dir = std::env::temp_dir();
     let (path, mut f) = fsutil::create_temp_in(&dir, "unarchive")?;
     let guard = fsutil::TempGuard(Some(path.clone()));
-    let req = crate::http::Request::get(url, Duration::from_secs(timeout.max(1) as u64));
+    let mut req = crate::http::Request::get(url, Duration::from_secs(timeout.max(1) as u64));
+    req.tls = tls;
+    req.proxies = proxies;
     let resp = crate::http::send(&req, &mut f)
         .map_err(|e| ModuleError::new(format!("Failure downloading {url}, {e}")))?;
     if resp.status != 200 {

@@ -91,6 +91,8 @@ struct Params {
     force: bool,
     http_agent: String,
     force_basic_auth: bool,
+    tls: http::Tls,
+    proxies: http::Proxies,
     attrs: Attrs,
 }
 
@@ -106,7 +108,7 @@ fn params(args: &Args, ctx: &ModuleCtx) -> Result<Params, ModuleError> {
     }
     for k in ["client_cert", "client_key"] {
         if args.has(k) {
-            return Err(refuse(&format!("'{k}'"), "client certificates need TLS"));
+            return Err(refuse(&format!("'{k}'"), "no client certificates"));
         }
     }
     if args.has("unix_socket") {
@@ -242,6 +244,9 @@ fn params(args: &Args, ctx: &ModuleCtx) -> Result<Params, ModuleError> {
             .str("http_agent")?
             .unwrap_or_else(|| "ansible-httpget".into()),
         force_basic_auth: args.bool_or("force_basic_auth", false)?,
+        tls: crate::http::Tls::from_args(args)?,
+        proxies: http::Proxies::from_env(ctx.environment, args.bool_or("use_proxy", true)?)
+            .map_err(ModuleError::new)?,
         attrs: Attrs::from_args(args)?,
     })
 }
@@ -618,6 +623,8 @@ impl Action for Uri {
             auth,
             force_basic_auth,
             follow_redirects: p.follow,
+            tls: p.tls.clone(),
+            proxies: p.proxies.clone(),
         };
 
         let start = Instant::now();
@@ -631,13 +638,6 @@ impl Action for Uri {
         fields.insert("elapsed".into(), elapsed.into());
         fields.insert("changed".into(), false.into());
         let resp = match sent {
-            Err(http::HttpError::Url(m)) if m.contains("TLS") => {
-                let mut e = ModuleError::new(m);
-                e.fields = fields;
-                e.fields.remove("changed");
-                e.fields.insert("status".into(), (-1).into());
-                return Err(e);
-            }
             Err(e) => {
                 let msg = match e {
                     http::HttpError::Url(m) => format!("Request failed: <urlopen error {m}>"),
@@ -910,11 +910,17 @@ mod tests {
             e,
             "Status code was -1 and not [200]: Request failed: <urlopen error [Errno 111] Connection refused>"
         );
-        assert!(
-            run_with("uri", json!({"url": "https://example.com/"}), &opts())
-                .unwrap_err()
-                .contains("TLS")
-        );
+        let port = crate::testutil::https_server("{\"tls\": true}");
+        let out = run_with(
+            "uri",
+            json!({"url": format!("https://localhost:{port}/"), "validate_certs": false,
+                   "return_content": true}),
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(out.fields["content"], json!("{\"tls\": true}"));
+        let e = failure(json!({"url": format!("https://localhost:{port}/")}));
+        assert!(e.starts_with("Status code was -1 and not [200]: Request failed: <urlopen error [SSL: CERTIFICATE_VERIFY_FAILED]"), "{e}");
         assert_eq!(
             run_with(
                 "uri",
