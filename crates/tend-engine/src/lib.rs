@@ -134,16 +134,7 @@ pub fn prepare_adhoc(
     args: Vars,
 ) -> Result<Prepared, EngineError> {
     let loc = tend_proto::Loc::new("<command line>", 0, 0);
-    let mut task = tend_proto::Task::new(
-        tend_proto::TaskKind::Module(tend_proto::Module {
-            name: module.to_string(),
-            args,
-            args_template: None,
-            loc: loc.clone(),
-        }),
-        loc,
-    );
-    task.name = Some(module.to_string());
+    let task = tend_proto::Task::module(module, module, args, loc);
     prepare_tasks(settings, pattern, "Ansible Ad-Hoc", false, vec![task])
 }
 

@@ -16,7 +16,6 @@
 //! (`http.send`, `uuid`, `yaml`, `json.match_schema`, `urlquery`) does not exist: a rule that
 //! calls one cannot be evaluated, and blocks.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -108,6 +107,9 @@ struct Module {
 pub struct Policies {
     engine: regorus::Engine,
     modules: Vec<Module>,
+    /// Each package once, with the first file that declares it (for error messages): rules
+    /// are evaluated per package, whichever files it spans.
+    packages: Vec<(String, PathBuf)>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -165,7 +167,18 @@ impl Policies {
                 return Err(PolicyError::Empty { dir: dir.clone() });
             }
         }
-        Ok(Policies { engine, modules })
+        let mut packages: Vec<(String, PathBuf)> = Vec::new();
+        for m in &modules {
+            if !packages.iter().any(|(p, _)| *p == m.package) {
+                packages.push((m.package.clone(), m.file.clone()));
+            }
+        }
+        packages.sort();
+        Ok(Policies {
+            engine,
+            modules,
+            packages,
+        })
     }
 
     /// The policy files, in load order.
@@ -176,37 +189,12 @@ impl Policies {
     /// Evaluates every package's `deny` and `warn` against `input`.
     pub fn evaluate(&mut self, input: &Value) -> Result<Verdict, PolicyError> {
         let json = serde_json::to_string(input).map_err(|e| PolicyError::Input(e.to_string()))?;
-        self.engine
-            .set_input_json(&json)
-            .map_err(|e| PolicyError::Input(e.to_string()))?;
-        // One evaluation per package, whichever files it spans.
-        let mut packages: BTreeMap<&str, &Path> = BTreeMap::new();
-        for m in &self.modules {
-            packages.entry(m.package.as_str()).or_insert(&m.file);
-        }
+        self.set_input(&json)?;
         let mut verdict = Verdict::default();
-        for (package, file) in packages {
+        for (package, file) in &self.packages {
             for (rule, out) in [("deny", &mut verdict.deny), ("warn", &mut verdict.warn)] {
-                let path = format!("{package}.{rule}");
-                let results =
-                    self.engine
-                        .eval_query(path.clone(), false)
-                        .map_err(|e| PolicyError::Eval {
-                            rule: path.clone(),
-                            file: file.to_path_buf(),
-                            message: e.to_string(),
-                        })?;
-                for r in &results.result {
-                    for expr in &r.expressions {
-                        let v =
-                            serde_json::to_value(&expr.value).map_err(|e| PolicyError::Eval {
-                                rule: path.clone(),
-                                file: file.to_path_buf(),
-                                message: e.to_string(),
-                            })?;
-                        collect(package, v, out);
-                    }
-                }
+                let members = members(&mut self.engine, package, file, rule)?;
+                collect(package, members, out);
             }
         }
         Ok(verdict)
@@ -215,52 +203,37 @@ impl Policies {
     /// The members of the set rule `rule` (such as `collect_files`) over every package,
     /// evaluated without input, sorted and once each: what a policy asks to be collected
     /// before it judges. A package without the rule adds nothing; a member that is not a
-    /// string is an error.
-    pub fn gather(&mut self, rule: &str) -> Result<Vec<String>, PolicyError> {
-        self.engine
-            .set_input_json("{}")
-            .map_err(|e| PolicyError::Input(e.to_string()))?;
-        let mut packages: BTreeMap<&str, &Path> = BTreeMap::new();
-        for m in &self.modules {
-            packages.entry(m.package.as_str()).or_insert(&m.file);
-        }
+    /// string, or that `check` refuses, is an error naming the package's file.
+    pub fn gather(
+        &mut self,
+        rule: &str,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Result<Vec<String>, PolicyError> {
+        self.set_input("{}")?;
         let mut out = std::collections::BTreeSet::new();
-        for (package, file) in packages {
-            let path = format!("{package}.{rule}");
-            let eval_err = |message: String| PolicyError::Eval {
-                rule: path.clone(),
-                file: file.to_path_buf(),
+        for (package, file) in &self.packages {
+            let refused = |message: String| PolicyError::Eval {
+                rule: format!("{package}.{rule}"),
+                file: file.clone(),
                 message,
             };
-            let results = self
-                .engine
-                .eval_query(path.clone(), false)
-                .map_err(|e| eval_err(e.to_string()))?;
-            for r in &results.result {
-                for expr in &r.expressions {
-                    let v =
-                        serde_json::to_value(&expr.value).map_err(|e| eval_err(e.to_string()))?;
-                    let members = match v {
-                        Value::Array(a) => a,
-                        Value::Null => Vec::new(),
-                        other => vec![other],
-                    };
-                    for m in members {
-                        match m {
-                            Value::String(s) => {
-                                out.insert(s);
-                            }
-                            other => {
-                                return Err(eval_err(format!(
-                                    "members of `{rule}` must be strings (paths or globs), found {other}"
-                                )))
-                            }
-                        }
-                    }
-                }
+            for m in members(&mut self.engine, package, file, rule)? {
+                let Value::String(s) = m else {
+                    return Err(refused(format!(
+                        "members of `{rule}` must be strings (paths or globs), found {m}"
+                    )));
+                };
+                check(&s).map_err(refused)?;
+                out.insert(s);
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    fn set_input(&mut self, json: &str) -> Result<(), PolicyError> {
+        self.engine
+            .set_input_json(json)
+            .map_err(|e| PolicyError::Input(e.to_string()))
     }
 
     /// Runs every `test_` rule, with an empty input unless the test sets one (`with input as`).
@@ -343,13 +316,38 @@ fn test_rules(text: &str) -> Vec<String> {
     names
 }
 
-/// Adds the members of a `deny`/`warn` set (a JSON array once serialized) to `out`.
-fn collect(package: &str, v: Value, out: &mut Vec<Finding>) {
-    let members = match v {
-        Value::Array(a) => a,
-        Value::Null => return,
-        other => vec![other],
+/// The members of the set rule `package.rule`, as JSON; none when the package has no such
+/// rule (or it is undefined for this input).
+fn members(
+    engine: &mut regorus::Engine,
+    package: &str,
+    file: &Path,
+    rule: &str,
+) -> Result<Vec<Value>, PolicyError> {
+    let path = format!("{package}.{rule}");
+    let failed = |message: String| PolicyError::Eval {
+        rule: path.clone(),
+        file: file.to_path_buf(),
+        message,
     };
+    let results = engine
+        .eval_query(path.clone(), false)
+        .map_err(|e| failed(e.to_string()))?;
+    let mut out = Vec::new();
+    for r in &results.result {
+        for expr in &r.expressions {
+            match serde_json::to_value(&expr.value).map_err(|e| failed(e.to_string()))? {
+                Value::Array(a) => out.extend(a),
+                Value::Null => {}
+                other => out.push(other),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the members of a `deny`/`warn` set to `out` as findings.
+fn collect(package: &str, members: Vec<Value>, out: &mut Vec<Finding>) {
     for m in members {
         let finding = match m {
             Value::String(s) => Finding {
@@ -484,20 +482,23 @@ test_no_login_passes if {
         ]);
         let mut p = Policies::load(&[d.path().to_path_buf()]).unwrap();
         assert_eq!(
-            p.gather("collect_files").unwrap(),
+            p.gather("collect_files", |_| Ok(())).unwrap(),
             vec![
                 "/etc/*.conf".to_string(),
                 "/etc/ssh/sshd_config".to_string()
             ]
         );
-        assert!(p.gather("collect_metadata").unwrap().is_empty());
+        assert!(p.gather("collect_metadata", |_| Ok(())).unwrap().is_empty());
 
         let d = dir(&[(
             "n.rego",
             "package n\nimport rego.v1\ncollect_files contains 42\n",
         )]);
         let mut p = Policies::load(&[d.path().to_path_buf()]).unwrap();
-        let e = p.gather("collect_files").unwrap_err().to_string();
+        let e = p
+            .gather("collect_files", |_| Ok(()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be strings") && e.contains("n.rego"), "{e}");
     }
 

@@ -117,6 +117,17 @@ pub struct HostStats {
     pub ignored: u32,
 }
 
+impl TaskResult {
+    /// The result's `msg` when it is text, else "failed" (what a failure is called when its
+    /// module gave no message).
+    pub fn failure_msg(&self) -> &str {
+        self.result
+            .get("msg")
+            .and_then(Value::as_str)
+            .unwrap_or("failed")
+    }
+}
+
 impl HostStats {
     pub fn add(&mut self, other: &HostStats) {
         self.ok += other.ok;

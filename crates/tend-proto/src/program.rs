@@ -274,6 +274,22 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task named `name` that calls `module` with literal `args`, located at `loc` (the
+    /// one-play runs tend builds itself: `tend ping`, `tend compliance` …).
+    pub fn module(name: &str, module: &str, args: Vars, loc: Loc) -> Self {
+        let mut t = Task::new(
+            TaskKind::Module(Module {
+                name: module.to_string(),
+                args,
+                args_template: None,
+                loc: loc.clone(),
+            }),
+            loc,
+        );
+        t.name = Some(name.to_string());
+        t
+    }
+
     pub fn new(kind: TaskKind, loc: Loc) -> Self {
         Task {
             name: None,

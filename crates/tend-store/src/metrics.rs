@@ -67,22 +67,26 @@ pub struct Bucket {
 
 impl Bucket {
     fn finish(&mut self) {
+        /// `part / whole`, when there is a whole.
+        fn ratio(part: f64, whole: u64) -> Option<f64> {
+            (whole > 0).then(|| part / whole as f64)
+        }
+        /// Hosts at their last check, and those found right.
+        fn last(checks: &BTreeMap<String, bool>) -> (u64, u64) {
+            let ok = checks.values().filter(|&&ok| ok).count();
+            (checks.len() as u64, ok as u64)
+        }
         let finished = self.runs - self.runs_unfinished;
-        self.run_success_rate =
-            (finished > 0).then(|| self.runs_succeeded as f64 / finished as f64);
-        self.hosts_checked = self.last_check.len() as u64;
-        self.hosts_compliant = self.last_check.values().filter(|&&ok| ok).count() as u64;
-        self.compliance_rate = (self.hosts_checked > 0)
-            .then(|| self.hosts_compliant as f64 / self.hosts_checked as f64);
-        self.hosts_policy_checked = self.last_policy_check.len() as u64;
-        self.hosts_policy_compliant =
-            self.last_policy_check.values().filter(|&&ok| ok).count() as u64;
-        self.policy_compliance_rate = (self.hosts_policy_checked > 0)
-            .then(|| self.hosts_policy_compliant as f64 / self.hosts_policy_checked as f64);
-        self.provisioning_seconds_avg = (self.hosts_provisioned > 0)
-            .then(|| self.provisioning_sum / self.hosts_provisioned as f64);
-        self.mttr_seconds_avg =
-            (self.drift_corrected > 0).then(|| self.repair_sum / self.drift_corrected as f64);
+        self.run_success_rate = ratio(self.runs_succeeded as f64, finished);
+        (self.hosts_checked, self.hosts_compliant) = last(&self.last_check);
+        self.compliance_rate = ratio(self.hosts_compliant as f64, self.hosts_checked);
+        (self.hosts_policy_checked, self.hosts_policy_compliant) = last(&self.last_policy_check);
+        self.policy_compliance_rate = ratio(
+            self.hosts_policy_compliant as f64,
+            self.hosts_policy_checked,
+        );
+        self.provisioning_seconds_avg = ratio(self.provisioning_sum, self.hosts_provisioned);
+        self.mttr_seconds_avg = ratio(self.repair_sum, self.drift_corrected);
     }
 }
 

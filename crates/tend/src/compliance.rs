@@ -24,9 +24,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tend_policy::{Finding, Policies};
-use tend_proto::{Event, ResultStatus, TaskKind, TaskResult};
+use tend_proto::{Event, ResultStatus, TaskResult};
 
-use crate::cli::{ApplyArgs, ComplianceArgs, ReportFormat, StoreArgs};
+use crate::cli::{ApplyArgs, ComplianceArgs, ReportFormat};
 
 /// `input.format_version` of the compliance document: raised only when a field changes
 /// meaning or goes away.
@@ -86,11 +86,7 @@ struct Observed {
 impl Observed {
     fn result(&mut self, r: &TaskResult) {
         if matches!(r.status, ResultStatus::Failed | ResultStatus::Unreachable) {
-            let msg = r
-                .result
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("failed");
+            let msg = r.failure_msg();
             let what = if r.status == ResultStatus::Unreachable {
                 "unreachable".to_string()
             } else {
@@ -156,13 +152,14 @@ struct Judge {
 }
 
 impl Judge {
-    fn judge(&mut self, host: &str, o: Observed) -> HostVerdict {
+    fn judge(&mut self, host: &str, mut o: Observed) -> HostVerdict {
         let mut v = HostVerdict {
             host: host.to_string(),
             status: Status::Error,
             deny: Vec::new(),
             warn: Vec::new(),
-            errors: o.errors.clone(),
+            errors: std::mem::take(&mut o.errors),
+            // The policies see it too (`input.host.incomplete`).
             incomplete: o.incomplete.clone(),
         };
         if !v.errors.is_empty() {
@@ -221,18 +218,12 @@ fn policy_dirs(args: &ComplianceArgs) -> Result<Vec<PathBuf>, String> {
 
 /// One collection task of the play tend builds.
 fn task(name: &str, module: &str, args: Map<String, Value>) -> tend_proto::Task {
-    let loc = tend_proto::Loc::new("<tend compliance>", 0, 0);
-    let mut t = tend_proto::Task::new(
-        TaskKind::Module(tend_proto::Module {
-            name: module.to_string(),
-            args,
-            args_template: None,
-            loc: loc.clone(),
-        }),
-        loc,
-    );
-    t.name = Some(name.to_string());
-    t
+    tend_proto::Task::module(name, module, args, loc())
+}
+
+/// Where the collection play's tasks (and the verdict's record) say they come from.
+fn loc() -> tend_proto::Loc {
+    tend_proto::Loc::new("<tend compliance>", 0, 0)
 }
 
 /// `tend compliance`.
@@ -246,8 +237,8 @@ pub fn compliance(args: ComplianceArgs) -> ExitCode {
         }
     };
     let loaded = Policies::load(&dirs).and_then(|mut p| {
-        let content = p.gather(COLLECT_FILES)?;
-        let metadata = p.gather(COLLECT_METADATA)?;
+        let content = p.gather(COLLECT_FILES, |_| Ok(()))?;
+        let metadata = p.gather(COLLECT_METADATA, |_| Ok(()))?;
         Ok((p, content, metadata))
     });
     let (policies, content, metadata) = match loaded {
@@ -258,20 +249,12 @@ pub fn compliance(args: ComplianceArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let store_arg = args
-        .store
-        .store
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| ".tend/history.db".into());
     let apply_args = ApplyArgs {
         playbook: dirs[0].clone(),
         hosts: args.hosts.clone(),
         // It only reads: no host lock, no run lease, no journal.
         check: true,
-        store: StoreArgs {
-            store: Some(store_arg),
-        },
+        store: crate::history::store_here(&args.store),
         no_history: args.no_history,
         policy: dirs.clone(),
         ..Default::default()
@@ -306,9 +289,7 @@ pub fn compliance(args: ComplianceArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    for w in &prep.warnings {
-        stderr_line(&format!("[WARNING]: {w}"));
-    }
+    crate::print_warnings(&prep);
     let hosts: Vec<String> = prep.hosts().into_iter().cloned().collect();
     if hosts.is_empty() {
         stderr_line(&format!(
@@ -323,16 +304,17 @@ pub fn compliance(args: ComplianceArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     let run_id = tend_store::new_run_id();
+    let scrub = crate::recorder::secret_scrubber(&prep);
     let mut judge = Judge {
         policies,
         ctx: Context {
             run_id: run_id.clone(),
-            vars: crate::policy::host_vars(&prep),
+            vars: crate::policy::host_vars(&prep, &scrub),
             groups: hosts
                 .iter()
                 .map(|h| (h.clone(), prep.inventory.group_names(h)))
                 .collect(),
-            scrub: crate::recorder::secret_scrubber(&prep),
+            scrub,
             vault: tend_engine::EventScrubber::new(),
         },
     };
@@ -418,7 +400,7 @@ fn verdict_record(v: &HostVerdict) -> TaskResult {
     TaskResult {
         host: v.host.clone(),
         task: "Compliance policies".into(),
-        loc: tend_proto::Loc::new("<tend compliance>", 0, 0),
+        loc: loc(),
         status: if v.status == Status::Error {
             ResultStatus::Failed
         } else {

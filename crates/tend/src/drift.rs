@@ -989,9 +989,7 @@ pub fn drift(args: DriftArgs) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    for w in &prep.warnings {
-        stderr_line(&format!("[WARNING]: {w}"));
-    }
+    crate::print_warnings(&prep);
     let scrub = crate::recorder::secret_scrubber(&prep);
     let tasks = TaskIndex::new(&prep.playbook);
     let mut report = Report::new(prep.hosts());

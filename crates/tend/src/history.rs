@@ -19,12 +19,20 @@ use crate::cli::{
 use crate::printer::{banner, render_diff};
 use crate::recorder::store_spec;
 
-/// The history commands read `.tend/history.db` in the current directory unless told.
+/// The store of the commands that run without a playbook (the history commands, `tend
+/// rollback`, `tend compliance`): `--store`/`TEND_STORE`, else `.tend/history.db` in the
+/// current directory — always named, so a recorder opening it treats it as asked for.
+pub fn store_here(args: &StoreArgs) -> StoreArgs {
+    let given = args.store.clone().filter(|s| !s.trim().is_empty());
+    StoreArgs {
+        store: Some(given.unwrap_or_else(|| STORE_HERE.into())),
+    }
+}
+
+const STORE_HERE: &str = ".tend/history.db";
+
 fn open(args: &StoreArgs) -> Result<Store, StoreError> {
-    let spec = store_spec(
-        &args.store,
-        StoreSpec::Sqlite(PathBuf::from(".tend").join("history.db")),
-    );
+    let spec = store_spec(&args.store, StoreSpec::Sqlite(PathBuf::from(STORE_HERE)));
     Store::open_existing(&spec)
 }
 

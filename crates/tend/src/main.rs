@@ -100,12 +100,7 @@ fn apply(args: cli::ApplyArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    {
-        let mut err = std::io::stderr().lock();
-        for w in &prep.warnings {
-            let _ = writeln!(err, "[WARNING]: {w}");
-        }
-    }
+    print_warnings(&prep);
     if args.syntax_check || args.list_hosts || args.list_tasks {
         let mut out = std::io::stdout().lock();
         let _ = write!(out, "{}", settings::listing(&prep, &args));
@@ -205,6 +200,15 @@ fn lock_hosts(prep: &mut tend_engine::Prepared, run_id: &str, timeout: u64) {
         },
         wait: std::time::Duration::from_secs(timeout),
     });
+}
+
+/// The warnings of preparing a run (inventory, host patterns …), on stderr as Ansible words
+/// them.
+fn print_warnings(prep: &tend_engine::Prepared) {
+    let mut err = std::io::stderr().lock();
+    for w in &prep.warnings {
+        let _ = writeln!(err, "[WARNING]: {w}");
+    }
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error.

@@ -17,13 +17,7 @@ pub fn dry_run(args: &ApplyArgs) -> ExitCode {
             return ExitCode::from(crate::EXIT_BAD_INPUT);
         }
     };
-    {
-        use std::io::Write;
-        let mut err = std::io::stderr().lock();
-        for w in &prep.warnings {
-            let _ = writeln!(err, "[WARNING]: {w}");
-        }
-    }
+    crate::print_warnings(&prep);
     let order = tend_engine::graph::orchestration(&prep);
     let playbook = args.playbook.display().to_string();
     match args.output {

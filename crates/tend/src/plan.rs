@@ -329,11 +329,7 @@ impl Collector {
             }
             let failed = r.status == ResultStatus::Failed && !r.ignored;
             if failed || r.status == ResultStatus::Unreachable {
-                let msg = r
-                    .result
-                    .get("msg")
-                    .and_then(Value::as_str)
-                    .unwrap_or("failed");
+                let msg = r.failure_msg();
                 let what = if r.status == ResultStatus::Unreachable {
                     "UNREACHABLE"
                 } else {
@@ -422,9 +418,7 @@ pub fn plan(args: PlanArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in &prep.warnings {
-        let _ = writeln!(std::io::stderr(), "[WARNING]: {w}");
-    }
+    crate::print_warnings(&prep);
     if run.syntax_check || run.list_hosts || run.list_tasks {
         crate::out(&crate::settings::listing(&prep, &run));
         return ExitCode::SUCCESS;
@@ -501,7 +495,7 @@ pub fn plan(args: PlanArgs) -> ExitCode {
         hosts: host_plans(&hosts, &mut collector, &scrub),
     };
     let gate = policies.as_mut().map(|p| {
-        let input = crate::policy::input(&plan, &crate::policy::host_vars(&prep));
+        let input = crate::policy::input(&plan, &crate::policy::host_vars(&prep, &scrub));
         crate::policy::gate(p, &input)
     });
     let recorded = recorder.map(|r| {
@@ -788,9 +782,7 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for w in &prep.warnings {
-        let _ = writeln!(std::io::stderr(), "[WARNING]: {w}");
-    }
+    crate::print_warnings(&prep);
     let now = match inputs(&prep, o, Some(&plan_path)) {
         Ok(i) => i,
         Err(e) => return error(&e, None),
@@ -831,7 +823,12 @@ pub fn apply_plan(args: ApplyArgs, file: &Path) -> ExitCode {
     // The policies judge the plan as it was reviewed, before anything changes.
     let policy = match crate::policy::load(&args, &args.playbook) {
         Ok(None) => None,
-        Ok(Some(mut p)) => match policy_gate(&mut p, &plan, &prep) {
+        Ok(Some(mut p)) => match policy_gate(
+            &mut p,
+            &plan,
+            &prep,
+            &crate::recorder::secret_scrubber(&prep),
+        ) {
             Ok(v) => Some(v),
             Err(blocked) => {
                 record_blocked(
@@ -926,8 +923,9 @@ fn policy_gate(
     policies: &mut tend_policy::Policies,
     plan: &PlanFile,
     prep: &tend_engine::Prepared,
+    scrub: &Scrubber,
 ) -> Result<Value, Value> {
-    let input = crate::policy::input(plan, &crate::policy::host_vars(prep));
+    let input = crate::policy::input(plan, &crate::policy::host_vars(prep, scrub));
     match crate::policy::gate(policies, &input) {
         Ok(v) if v.denied() => {
             let _ = writeln!(
@@ -1005,7 +1003,28 @@ pub fn plan_before_apply(
     }
     let hosts: Vec<String> = prep.hosts().into_iter().cloned().collect();
     let scrub = crate::recorder::secret_scrubber(prep);
-    let raw: BTreeMap<String, Vec<PlannedChange>> = collector.changes.clone();
+    // Each host's guard: exactly the planned changes (keys and digests of the raw, unmasked
+    // changes), all approved; taken before the plan masks them.
+    let guards: BTreeMap<String, PlanGuard> = hosts
+        .iter()
+        .map(|h| {
+            let changes = collector
+                .changes
+                .get(h)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            (
+                h.clone(),
+                PlanGuard {
+                    expected: changes
+                        .iter()
+                        .map(|c| (c.key.clone(), c.digest.clone()))
+                        .collect(),
+                    approved: changes.iter().map(|c| c.key.clone()).collect(),
+                },
+            )
+        })
+        .collect();
     let plan = PlanFile {
         format: FORMAT.into(),
         version: VERSION,
@@ -1018,7 +1037,7 @@ pub fn plan_before_apply(
         git: None,
         hosts: host_plans(&hosts, &mut collector, &scrub),
     };
-    let record = match policy_gate(policies, &plan, prep) {
+    let record = match policy_gate(policies, &plan, prep, &scrub) {
         Ok(r) => r,
         Err(blocked) => {
             record_blocked(
@@ -1031,24 +1050,7 @@ pub fn plan_before_apply(
             return Err(ExitCode::from(1));
         }
     };
-    prep.settings.guards = Some(
-        hosts
-            .iter()
-            .map(|h| {
-                let changes = raw.get(h).map(Vec::as_slice).unwrap_or_default();
-                (
-                    h.clone(),
-                    PlanGuard {
-                        expected: changes
-                            .iter()
-                            .map(|c| (c.key.clone(), c.digest.clone()))
-                            .collect(),
-                        approved: changes.iter().map(|c| c.key.clone()).collect(),
-                    },
-                )
-            })
-            .collect(),
-    );
+    prep.settings.guards = Some(guards);
     Ok(record)
 }
 

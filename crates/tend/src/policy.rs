@@ -57,8 +57,10 @@ pub fn load(args: &ApplyArgs, playbook: &Path) -> Result<Option<Policies>, Strin
 /// Each host's variables (inventory, group and host vars, the play's vars files as the
 /// inventory sees them, extra vars last), secrets masked: values of secret-looking names,
 /// every value the history masks, and every string decrypted from a vault.
-pub fn host_vars(prep: &tend_engine::Prepared) -> BTreeMap<String, Map<String, Value>> {
-    let scrub = crate::recorder::secret_scrubber(prep);
+pub fn host_vars(
+    prep: &tend_engine::Prepared,
+    scrub: &tend_store::Scrubber,
+) -> BTreeMap<String, Map<String, Value>> {
     let mut vault = tend_engine::EventScrubber::new();
     prep.hosts()
         .into_iter()
@@ -68,7 +70,7 @@ pub fn host_vars(prep: &tend_engine::Prepared) -> BTreeMap<String, Map<String, V
                 vars.insert(k.clone(), v.clone());
             }
             let mut v = Value::Object(vars);
-            mask(&mut v, &scrub, &mut vault);
+            mask(&mut v, scrub, &mut vault);
             let Value::Object(vars) = v else {
                 unreachable!("masking keeps an object an object")
             };

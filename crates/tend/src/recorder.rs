@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tend_proto::{Event, HostStats};
+use tend_proto::Event;
 use tend_store::{
     HostResult, RunEnd, RunKind, RunStart, RunStatus, Store, StoreError, StoreSpec, TaskRecord,
 };
@@ -498,19 +498,7 @@ impl Recorder {
         summary: Option<&tend_engine::Summary>,
         policy: Option<Value>,
     ) -> Result<(), (String, StoreError)> {
-        let mut end = match summary {
-            Some(s) => {
-                let hosts: BTreeMap<String, HostStats> =
-                    s.stats.iter().map(|(h, st)| (h.clone(), *st)).collect();
-                RunEnd::new(hosts, s.exit_code())
-            }
-            None => RunEnd {
-                status: RunStatus::Error,
-                error: Some("the run stopped unexpectedly (internal error)".into()),
-                exit_code: 250,
-                ..RunEnd::new(BTreeMap::new(), 250)
-            },
-        };
+        let mut end = run_end(summary, summary.map_or(250, |s| s.exit_code()));
         // A run the policies blocked (a denied plan) exits 1 whatever its hosts did.
         let blocked = policy.as_ref().is_some_and(|p| {
             p.get("error").is_some()
@@ -532,17 +520,7 @@ impl Recorder {
         policy: Value,
         exit_code: i32,
     ) -> Result<(), (String, StoreError)> {
-        let mut end = match summary {
-            Some(s) => RunEnd::new(
-                s.stats.iter().map(|(h, st)| (h.clone(), *st)).collect(),
-                exit_code,
-            ),
-            None => RunEnd {
-                status: RunStatus::Error,
-                error: Some("the run stopped unexpectedly (internal error)".into()),
-                ..RunEnd::new(BTreeMap::new(), exit_code)
-            },
-        };
+        let mut end = run_end(summary, exit_code);
         end.policy = Some(policy);
         self.end(end)
     }
@@ -583,6 +561,22 @@ impl Recorder {
             Some(e) => Err((self.run_id, e)),
             None => Ok(()),
         }
+    }
+}
+
+/// A run's end record: each host's counters, or (`summary` is `None`: the run itself crashed)
+/// an `error` run.
+fn run_end(summary: Option<&tend_engine::Summary>, exit_code: i32) -> RunEnd {
+    match summary {
+        Some(s) => RunEnd::new(
+            s.stats.iter().map(|(h, st)| (h.clone(), *st)).collect(),
+            exit_code,
+        ),
+        None => RunEnd {
+            status: RunStatus::Error,
+            error: Some("the run stopped unexpectedly (internal error)".into()),
+            ..RunEnd::new(BTreeMap::new(), exit_code)
+        },
     }
 }
 

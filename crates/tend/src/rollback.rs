@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use tend_proto::{Event, ResultStatus};
 use tend_store::{RunKind, Store, StoreSpec};
 
-use crate::cli::{ApplyArgs, RollbackArgs, StoreArgs};
+use crate::cli::{ApplyArgs, RollbackArgs};
 use crate::printer::Printer;
 
 const EXIT_ERROR: u8 = 1;
@@ -51,15 +51,9 @@ fn refusal(id: &str, kind: RunKind, check: bool) -> Option<String> {
 
 /// `tend rollback`.
 pub fn rollback(args: RollbackArgs) -> ExitCode {
-    // The history commands' store: `.tend/history.db` here unless told; the rollback is
-    // recorded in the same store.
-    let store_arg = args
-        .store
-        .store
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| ".tend/history.db".into());
-    let spec = StoreSpec::parse(&store_arg);
+    // The history commands' store; the rollback is recorded in the same store.
+    let store = crate::history::store_here(&args.store);
+    let spec = StoreSpec::parse(store.store.as_deref().unwrap_or_default());
     let detail = match Store::open_existing(&spec).and_then(|mut s| s.run(&args.run)) {
         Ok(d) => d,
         Err(e) => return crate::history::report(&e),
@@ -110,9 +104,7 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
         diff: args.diff,
         verbose: args.verbose,
         output: args.output,
-        store: StoreArgs {
-            store: Some(store_arg.clone()),
-        },
+        store,
         lock_timeout: args.lock_timeout,
         ..Default::default()
     };
@@ -187,13 +179,7 @@ pub fn rollback(args: RollbackArgs) -> ExitCode {
         }
         if let Event::TaskResult(r) = e {
             if r.status == ResultStatus::Failed {
-                let msg = r
-                    .result
-                    .get("msg")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or("failed")
-                    .to_string();
-                not_restored.push((r.host.clone(), msg));
+                not_restored.push((r.host.clone(), r.failure_msg().to_string()));
             }
         }
     });
