@@ -216,6 +216,18 @@ fn policy_dirs(args: &ComplianceArgs) -> Result<Vec<PathBuf>, String> {
     }
 }
 
+/// A collect rule names paths on every host, whatever directory tend runs in: only absolute
+/// ones mean the same everywhere.
+fn absolute(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not an absolute path (collect rules name paths or globs from /)"
+        ))
+    }
+}
+
 /// One collection task of the play tend builds.
 fn task(name: &str, module: &str, args: Map<String, Value>) -> tend_proto::Task {
     tend_proto::Task::module(name, module, args, loc())
@@ -237,8 +249,8 @@ pub fn compliance(args: ComplianceArgs) -> ExitCode {
         }
     };
     let loaded = Policies::load(&dirs).and_then(|mut p| {
-        let content = p.gather(COLLECT_FILES, |_| Ok(()))?;
-        let metadata = p.gather(COLLECT_METADATA, |_| Ok(()))?;
+        let content = p.gather(COLLECT_FILES, absolute)?;
+        let metadata = p.gather(COLLECT_METADATA, absolute)?;
         Ok((p, content, metadata))
     });
     let (policies, content, metadata) = match loaded {

@@ -222,6 +222,35 @@ fn missing_or_broken_policies_contact_no_host_and_unreachable_hosts_are_errors()
     assert!(!d.join("history.db").exists(), "{t}");
     std::fs::remove_file(d.join("policies/broken.rego")).unwrap();
 
+    // A policy directory that is not there.
+    let out = tend(d, &["compliance", "-i", "inventory", "--policy", "nowhere"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("cannot read the policy directory nowhere"),
+        "{t}"
+    );
+    assert!(t.contains("no host was contacted"), "{t}");
+
+    // A collect rule with a relative path: refused before any host, naming the policy.
+    std::fs::write(
+        d.join("policies/relative.rego"),
+        "package rel\nimport rego.v1\ncollect_metadata contains \"etc/**\"\n",
+    )
+    .unwrap();
+    let out = tend(
+        d,
+        &["compliance", "-i", "inventory", "--policy", "policies"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("relative.rego") && t.contains("\"etc/**\" is not an absolute path"),
+        "{t}"
+    );
+    assert!(t.contains("no host was contacted"), "{t}");
+    std::fs::remove_file(d.join("policies/relative.rego")).unwrap();
+
     // A collect rule with something else than paths.
     std::fs::write(
         d.join("policies/odd.rego"),
